@@ -1,0 +1,79 @@
+"""The ``telemetry`` and ``enqueue`` sub-commands: set up, run, print and save.
+
+Kept apart from :mod:`benchmarks.__main__` (argument parsing) so each command's wiring (private
+Redis, OTLP receiver, parameters recorded with the results) reads in one place.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from .enqueue import VARIANTS, available, run_enqueue
+from .enqueue_report import enqueue_markdown, summarize_enqueue, write_enqueue
+from .enqueue_worker import WARMUP
+from .harness import private_redis
+from .machine import machine_facts
+from .measure import POLL_INTERVAL
+from .otlp_sink import OTLPSink
+from .telemetry import SPAN_WAIT, closed_endpoint, run_telemetry, telemetry_scenarios
+from .telemetry_report import telemetry_markdown, telemetry_summaries, write_telemetry
+
+__all__ = ["enqueue_command", "telemetry_command"]
+
+
+def telemetry_command(tasks: int, repeat: int, output_dir: Path, command: str) -> int:
+    with private_redis() as redis, OTLPSink() as sink, \
+            tempfile.TemporaryDirectory(prefix="kit-bench-logs-") as logs:
+        facts = machine_facts(redis.version())
+        scenarios = telemetry_scenarios(sink.endpoint, closed_endpoint())
+        runs = run_telemetry(redis, sink, scenarios, tasks=tasks, repeat=repeat,
+                             workdir=Path(logs))
+    params: dict[str, object] = {
+        "command": command,
+        "tasks_per_run": tasks,
+        "repeat": repeat,
+        "order": f"{repeat} interleaved round(s) of: " + ", ".join(s.key for s in scenarios),
+        "poll_interval_ms": POLL_INTERVAL * 1000,
+        "worker": "celery -A project worker, default flags and concurrency, "
+                  "KIT_IMPORTS=benchmarks.kit_tasks",
+        "measure": "acknowledged messages (queue lists + unacked hash), first to last",
+        "pre-load": "a producer subprocess with the scenario's OTEL_* settings (exporting to "
+                    "the receiver when the scenario has an endpoint), pipelined, off the clock",
+        "receiver": "in-process OTLP/gRPC server (benchmarks.otlp_sink), counts only",
+        "span_wait_s": f"{SPAN_WAIT} (otlp only, after the clock stops, before the kill)",
+    }
+    summaries = telemetry_summaries(scenarios, runs)
+    text = telemetry_markdown(summaries, runs, facts, params)
+    print(text)
+    md_path, json_path = write_telemetry(output_dir, summaries, runs, facts, params, text)
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    return 0
+
+
+def enqueue_command(tasks: int, repeat: int, output_dir: Path, command: str) -> int:
+    variants, skipped = available(VARIANTS)
+    for variant in skipped:
+        print(f"skipping {variant.key}: {variant.requires} is not installed", file=sys.stderr)
+    with private_redis() as redis, OTLPSink() as sink:
+        facts = machine_facts(redis.version())
+        runs = run_enqueue(redis, sink, variants, tasks=tasks, repeat=repeat)
+    params: dict[str, object] = {
+        "command": command,
+        "enqueues_per_run": tasks,
+        "warm_up": f"{WARMUP} untimed enqueues per run, after setup_telemetry('producer')",
+        "repeat": repeat,
+        "order": f"{repeat} interleaved round(s) of: " + ", ".join(v.key for v in variants),
+        "producer": "python -m benchmarks.enqueue_worker, a fresh process per run, one thread; "
+                    "Celery through its producer pool (one reused connection), the kit's "
+                    "result backend on (each apply_async subscribes to its result channel)",
+        "arguments": "distinct per task (bench.item(n)), so no enqueue_unique is a duplicate",
+        "telemetry on": "setup_telemetry('producer'), OTLP/gRPC to an in-process receiver",
+    }
+    summaries = summarize_enqueue(variants, runs)
+    text = enqueue_markdown(summaries, runs, skipped, facts, params)
+    print(text)
+    md_path, json_path = write_enqueue(output_dir, summaries, runs, skipped, facts, params, text)
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    return 0

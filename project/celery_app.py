@@ -1,0 +1,135 @@
+"""The kit's Celery app and its configuration, with the reason for each safe default.
+
+``celery -A project worker|beat|flower`` finds :data:`app` through the package root.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from .beat import beat_config
+from .checks import check_redis
+from .config import Settings, current_settings
+from .forwarder import install_forwarder
+from .lease import RESTORE_INTERVAL, LeaseKeeper
+from .pause import PauseWatcher
+from .queues import (
+    PRIORITY_SEP,
+    PRIORITY_STEPS,
+    STRICT_CYCLE,
+    WEIGHTED_CYCLE,
+    declare_queues,
+    route_by_declared_queue,
+    stamp_hook,
+)
+from .telemetry import TASK_LOG_FORMAT, WorkerTelemetry
+from .transport import TRANSPORT
+
+__all__ = ["app", "celery_config", "create_app"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the kit, derived from the environment's :class:`Settings`."""
+    return {
+        "broker_url": settings.redis_url,
+        # kombu's Redis transport with queue-major fetching (see project.transport).
+        "broker_transport": TRANSPORT,
+        "broker_transport_options": {
+            # A dead worker's unacknowledged messages come back after this many seconds; live
+            # workers renew the leases of the ones they hold (project.lease).
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": RESTORE_INTERVAL,
+            "unacked_restore_throttle": 1,
+            "unacked_restore_limit": 1000,
+            "queue_order_strategy": STRICT_CYCLE if settings.strict_priority else WEIGHTED_CYCLE,
+            "queue_weights": dict(settings.queue_weights),
+            "priority_steps": list(PRIORITY_STEPS),
+            "sep": PRIORITY_SEP,
+            # Detect half-open connections (NAT, failover) instead of blocking in BRPOP forever.
+            "socket_keepalive": True,
+            "health_check_interval": 25,
+        },
+        "result_backend": settings.result_backend,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        # JSON only, both ways: a pickled message can run arbitrary code when decoded, so the
+        # worker refuses it (and archives it, see project.consumer) instead of executing it.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Acknowledge after running, so a worker that dies mid-task leaves the message to return.
+        "task_acks_late": True,
+        # ...and a child killed mid-task (OOM, SIGKILL) requeues its message instead of failing.
+        "task_reject_on_worker_lost": True,
+        # A redelivered message whose task already succeeded (its acknowledgement was lost in
+        # a shutdown or an outage) is not run again: the worker checks the result first.
+        "worker_deduplicate_successful_tasks": True,
+        # One message per process: a long task never holds others hostage in a local buffer.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_concurrency": settings.concurrency,
+        # Reconnect at start-up and after outages, without giving up: orchestrators decide
+        # through readiness probes, not a retry count that kills workers during a long outage.
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
+        # A lost connection does not cancel running tasks: a message fetched just before Redis
+        # went away may exist only in this worker (kombu's fetch and its unacked record are two
+        # writes), and cancelling it would lose it. One that is redelivered after it succeeded
+        # is skipped (worker_deduplicate_successful_tasks).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Results are kept long enough to be read, not forever (Redis memory).
+        "result_expires": settings.result_expires,
+        # Events on: Flower's live views are built from them.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # SIGTERM is a warm shutdown: running tasks finish, held ETA messages go back to Redis.
+        # A cold shutdown (SIGQUIT, or a second SIGTERM) first gives running tasks this long
+        # (also when idle, so ETA/countdown messages held in memory are restored, not lost),
+        # then stops them; their late-acknowledged messages return to the queue.
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
+        "worker_enable_soft_shutdown_on_idle": True,
+        # No task runs unbounded: a soft limit raises inside it, the hard limit kills the child.
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
+        "task_queues": declare_queues(settings.queue_weights),
+        "task_default_queue": "default",
+        "task_routes": (route_by_declared_queue,),
+        "task_default_priority": settings.default_priority,
+        # Refused messages are archived, not dropped.
+        "worker_consumer": "project.consumer:Consumer",
+        "imports": settings.imports,
+        "timezone": settings.timezone,
+        "enable_utc": True,
+        # Task log lines carry trace_id and span_id (project.telemetry.logs).
+        "worker_task_log_format": TASK_LOG_FORMAT,
+        # One beat at a time, its schedule in Redis (project.beat).
+        **beat_config(settings.redis_url, settings.beat_lock_timeout),
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    celery_app = Celery("project", task_cls="project.task:KitTask")
+    celery_app.config_from_object(celery_config(settings))
+    return celery_app
+
+
+app = create_app(current_settings())
+signals.before_task_publish.connect(stamp_hook(current_settings().default_priority), weak=False)
+WorkerTelemetry().instrument()
+install_forwarder(app)
+app.steps["consumer"].add(PauseWatcher)
+app.steps["consumer"].add(LeaseKeeper)
+
+
+@signals.worker_init.connect(weak=False)
+def _check_redis_on_worker_start(**_: Any) -> None:
+    check_redis(current_settings().redis_url)
+
+
+@signals.beat_init.connect(weak=False)
+def _check_redis_on_beat_start(**_: Any) -> None:
+    check_redis(current_settings().redis_url)

@@ -1,0 +1,94 @@
+"""Every error the kit raises on purpose, in one place.
+
+    KitError                      root: ``except KitError`` catches all of the kit's own errors
+    ├── ConfigError               an environment variable is malformed; start-up stops
+    ├── TaskError                 raised by task code to steer the retry policy
+    │   ├── PermanentError        never retried: bad payload, missing file, 5xx reply
+    │   │   └── ValidationError   arguments refused (at enqueue time or in the worker)
+    │   └── TransientError        retried with exponential backoff: outages, timeouts, 4xx
+    ├── DuplicateTaskError        enqueue_unique: the same work is already queued or running
+    ├── TaskIdConflictError       enqueue_with_id: that task id is pending, retrying or running
+    ├── RedisUnavailableError     the configured Redis does not answer
+    └── AlreadyRunningError       ``kit up`` is already running against this Redis
+
+Messages say what to do, not only what went wrong.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyRunningError",
+    "ConfigError",
+    "DuplicateTaskError",
+    "KitError",
+    "PermanentError",
+    "RedisUnavailableError",
+    "TaskError",
+    "TaskIdConflictError",
+    "TransientError",
+    "ValidationError",
+]
+
+
+class KitError(Exception):
+    """Root of the kit's errors."""
+
+
+class ConfigError(KitError):
+    """A configuration variable has a value the kit cannot use."""
+
+    def __init__(self, variable: str, value: str, accepts: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.accepts = accepts
+        super().__init__(
+            f"{variable}={value!r} is invalid: {variable} accepts {accepts}. "
+            f"Fix or unset {variable} and start again."
+        )
+
+
+class TaskError(KitError):
+    """Raised from task code to choose between retrying and failing for good."""
+
+
+class PermanentError(TaskError):
+    """The task cannot succeed by trying again; it is archived after this attempt."""
+
+
+class ValidationError(PermanentError, ValueError):
+    """Task arguments are malformed. Raised before enqueueing, and again in the worker."""
+
+
+class TransientError(TaskError):
+    """The task may succeed later; it is retried with exponential backoff."""
+
+
+class DuplicateTaskError(KitError):
+    """The unique lock for this work is held; ``holder_id`` is the task that holds it."""
+
+    def __init__(self, key: str, holder_id: str) -> None:
+        self.key = key
+        self.holder_id = holder_id
+        super().__init__(
+            f"duplicate task refused: {key!r} is held by task {holder_id}; wait for it, "
+            "or pass on_duplicate='return' to get the holder's result instead of this error"
+        )
+
+
+class TaskIdConflictError(KitError):
+    """A task with this id is still pending, scheduled, retrying or running."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"task id {task_id!r} is in use by a task that has not finished; "
+            "reuse an id only after its task succeeded or was archived"
+        )
+
+
+class RedisUnavailableError(KitError):
+    """Nothing answers at the configured Redis URL."""
+
+
+class AlreadyRunningError(KitError):
+    """Another ``kit up`` holds the supervisor lock for this Redis."""

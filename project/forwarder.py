@@ -1,0 +1,115 @@
+"""The forwarder: publishes durably delayed tasks (:mod:`project.scheduled`) when they are due.
+
+Every worker runs one in its main process; a Redis lock (:mod:`project.locks`) makes exactly one
+of them active at a time, and another takes over within the lock's TTL if that worker dies. A
+forwarded task keeps its id, arguments and options, and its trace: the publish happens in the
+trace context saved when the task was scheduled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from celery import Celery, signals
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+from . import keys
+from .config import current_settings
+from .connections import redis_client
+from .locks import RedisLock
+from .scheduled import DurableSchedule, ScheduledCall
+
+__all__ = ["Forwarder", "install_forwarder"]
+
+logger = logging.getLogger(__name__)
+
+
+class Forwarder:
+    def __init__(self, app: Celery, interval: float) -> None:
+        client = redis_client(current_settings().redis_url)
+        self.app = app
+        self.interval = interval
+        self.schedule = DurableSchedule(client)
+        token = f"{socket.gethostname()}:{os.getpid()}"
+        # Five missed beats before another worker's forwarder may take over.
+        self.lock = RedisLock(client, keys.FORWARDER_LOCK, token, ttl=max(5.0, interval * 5))
+        self._leader = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="kit-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._leader:
+            self.lock.release()
+            self._leader = False
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                logger.warning("forwarder: round failed; retrying", exc_info=True)
+
+    def run_once(self) -> int:
+        """One round: lead or stand by; as leader, publish every due task. Returns how many."""
+        self._leader = self.lock.renew() if self._leader else self.lock.acquire()
+        if not self._leader:
+            return 0
+        self.schedule.recover_stale_claims()
+        published = 0
+        while not self._stop.is_set():
+            calls = self.schedule.claim_due()
+            if not calls:
+                break
+            for call in calls:
+                self._publish(call)
+                self.schedule.complete(call.task_id)
+                published += 1
+        return published
+
+    def _publish(self, call: ScheduledCall) -> None:
+        options: dict[str, Any] = dict(call.options)
+        headers = dict(options.get("headers") or {})
+        token = otel_context.attach(propagate.extract(headers))
+        try:
+            task = self.app.tasks.get(call.task)
+            if task is not None:
+                task.apply_async(call.args, call.kwargs, task_id=call.task_id, **options)
+            else:
+                self.app.send_task(
+                    call.task, call.args, call.kwargs, task_id=call.task_id, **options
+                )
+        finally:
+            otel_context.detach(token)
+        logger.info("forwarded delayed task %s[%s]", call.task, call.task_id)
+
+
+def install_forwarder(app: Celery) -> None:
+    """Run a forwarder in each worker's main process, from ready to shutdown."""
+    state: dict[str, Forwarder] = {}
+
+    def on_ready(**_: Any) -> None:
+        settings = current_settings()
+        if settings.durable_delay_threshold <= 0 or "forwarder" in state:
+            return
+        state["forwarder"] = Forwarder(app, settings.forwarder_interval)
+        state["forwarder"].start()
+
+    def on_shutdown(**_: Any) -> None:
+        forwarder = state.pop("forwarder", None)
+        if forwarder is not None:
+            forwarder.stop()
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -1,0 +1,1 @@
+"""Plain functions behind the maintenance tasks (backup, clean-up, health check)."""

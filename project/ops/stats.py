@@ -1,0 +1,158 @@
+"""``kit stats``: per queue, what is waiting, running, scheduled, retrying and archived.
+
+Read straight from Redis, so the counts are exact: kombu's queue lists (one per priority) for
+pending messages, its ``unacked`` hash for messages a worker holds (running, or waiting for an
+ETA), the kit's durable schedule and archive, and the per-minute counters of
+:mod:`project.stats` for processed and failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+from celery import Celery
+
+from .. import keys, stats
+from ..config import Settings
+from ..pause import paused_queues
+from ..queues import PUBLISHED_AT_HEADER, queue_keys
+from ..scheduled import ScheduledCall
+
+__all__ = ["QueueStats", "Snapshot", "collect"]
+
+UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages
+SCAN_BATCH = 1000
+
+
+@dataclass
+class QueueStats:
+    queue: str
+    paused: bool = False
+    pending: int = 0
+    active: int = 0
+    scheduled: int = 0
+    retrying: int = 0
+    archived: int = 0
+    processed_1h: int = 0
+    failed_1h: int = 0
+    processed_1d: int = 0
+    failed_1d: int = 0
+    oldest_pending_age: float | None = None  # seconds
+
+
+@dataclass
+class Snapshot:
+    queues: list[QueueStats]
+    redis_memory_bytes: int
+    redis_memory_human: str
+    workers: dict[str, int] = field(default_factory=dict)  # node name -> concurrency
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect(
+    app: Celery, client: redis.Redis, settings: Settings, *, timeout: float = 1.0
+) -> Snapshot:
+    names = list(settings.queue_weights)
+    rows = {q: QueueStats(q) for q in names}
+    paused = paused_queues(client)
+    now = time.time()
+    for queue, row in rows.items():
+        row.paused = queue in paused
+        lists = queue_keys(queue)
+        with client.pipeline(transaction=False) as pipe:
+            for key in lists:
+                pipe.llen(key)
+            for key in lists:
+                pipe.lindex(key, -1)  # kombu pushes left and pops right: the oldest is last
+            replies = pipe.execute()
+        row.pending = sum(replies[: len(lists)])
+        ages = [
+            age
+            for raw in replies[len(lists) :]
+            if raw and (age := _published_age(raw, now)) is not None
+        ]
+        row.oldest_pending_age = max(ages) if ages else None
+    _count_unacked(client, rows)
+    _count_scheduled(client, rows)
+    _count_archived(client, rows)
+    for window, suffix in ((3600, "1h"), (86_400, "1d")):
+        for queue, counts in stats.totals(client, names, window).items():
+            setattr(rows[queue], f"processed_{suffix}", counts["processed"])
+            setattr(rows[queue], f"failed_{suffix}", counts["failed"])
+    memory = client.info("memory")
+    return Snapshot(
+        queues=list(rows.values()),
+        redis_memory_bytes=int(memory.get("used_memory", 0)),
+        redis_memory_human=str(memory.get("used_memory_human", "")),
+        workers=_workers(app, timeout),
+    )
+
+
+def _published_age(raw: bytes | str, now: float) -> float | None:
+    try:
+        published = json.loads(raw)["headers"].get(PUBLISHED_AT_HEADER)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return max(0.0, now - float(published)) if published is not None else None
+
+
+def _count_unacked(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
+    for _, raw in client.hscan_iter(UNACKED, count=SCAN_BATCH):
+        try:
+            message, _exchange, routing_key = json.loads(raw)
+            headers = message.get("headers") or {}
+        except (ValueError, TypeError, AttributeError):
+            continue
+        row = rows.get(routing_key)
+        if row is None:
+            continue
+        if headers.get("eta"):  # held by a worker until due
+            row.scheduled += 1
+            row.retrying += 1 if headers.get("retries") else 0
+        else:
+            row.active += 1
+
+
+def _count_scheduled(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
+    ids = _members(client, keys.SCHEDULED)
+    for start in range(0, len(ids), SCAN_BATCH):
+        batch = ids[start : start + SCAN_BATCH]
+        for raw in client.mget([keys.scheduled_record(i) for i in batch]):
+            if raw is None:
+                continue
+            call = ScheduledCall.from_json(raw)
+            queue = call.options.get("queue") or "default"
+            row = rows.get(str(getattr(queue, "name", queue)))
+            if row is not None:
+                row.scheduled += 1
+                row.retrying += 1 if call.options.get("retries") else 0
+
+
+def _count_archived(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
+    ids = _members(client, keys.ARCHIVE_INDEX)
+    for start in range(0, len(ids), SCAN_BATCH):
+        batch = ids[start : start + SCAN_BATCH]
+        for raw in client.mget([keys.archive_record(i) for i in batch]):
+            if raw is None:
+                continue
+            row = rows.get(json.loads(raw).get("queue") or "")
+            if row is not None:
+                row.archived += 1
+
+
+def _members(client: redis.Redis, key: str) -> list[str]:
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in client.zrange(key, 0, -1)]
+
+
+def _workers(app: Celery, timeout: float) -> dict[str, int]:
+    replies = app.control.inspect(timeout=timeout).stats() or {}
+    return {
+        name: int((info.get("pool") or {}).get("max-concurrency", 0))
+        for name, info in sorted(replies.items())
+    }

@@ -1,0 +1,207 @@
+"""Celery signal hooks that add to ``opentelemetry-instrumentation-celery`` what it lacks.
+
+The stock instrumentation makes the producer and consumer spans and carries the context in the
+message headers; every workflow step published from inside a task therefore continues its trace.
+These hooks, connected *after* it so its span is the current one, add:
+
+* on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows);
+* on each attempt's span: task id, name, queue, priority, retry count, attempt number, outcome;
+* on a retried attempt: error status, the exception, and a ``task.retry`` event (the stock
+  instrumentation leaves a retried attempt looking successful);
+* the task metrics of :mod:`project.telemetry.metrics`, with bounded attributes.
+
+Every hook returns early rather than raise: telemetry never fails a task.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import signals
+from celery.exceptions import Retry
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from ..queues import PUBLISHED_AT_HEADER
+from ..workflow_state import HEADER_WORKFLOW_ID
+from .metrics import TaskMetrics
+
+__all__ = ["TaskTelemetry"]
+
+logger = logging.getLogger(__name__)
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _never_raises(hook: F) -> F:
+    @functools.wraps(hook)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            hook(*args, **kwargs)
+        except Exception:
+            logger.debug("telemetry hook %s failed", hook.__name__, exc_info=True)
+
+    return guarded  # type: ignore[return-value]
+
+
+def _queue_of(request: Any) -> str:
+    delivery = getattr(request, "delivery_info", None) or {}
+    return str(delivery.get("routing_key") or "unknown")
+
+
+class TaskTelemetry:
+    """The kit's task hooks for one process; ``instrument``/``uninstrument`` are symmetric."""
+
+    def __init__(self, metrics: TaskMetrics) -> None:
+        self.metrics = metrics
+        self._started: dict[str, float] = {}
+        self._connected = False
+
+    def instrument(self) -> None:
+        if self._connected:
+            return
+        signals.before_task_publish.connect(self.on_before_publish, weak=False)
+        signals.task_prerun.connect(self.on_prerun, weak=False)
+        signals.task_success.connect(self.on_success, weak=False)
+        signals.task_retry.connect(self.on_retry, weak=False)
+        signals.task_failure.connect(self.on_failure, weak=False)
+        signals.task_postrun.connect(self.on_postrun, weak=False)
+        self._connected = True
+
+    def uninstrument(self) -> None:
+        if not self._connected:
+            return
+        signals.before_task_publish.disconnect(self.on_before_publish)
+        signals.task_prerun.disconnect(self.on_prerun)
+        signals.task_success.disconnect(self.on_success)
+        signals.task_retry.disconnect(self.on_retry)
+        signals.task_failure.disconnect(self.on_failure)
+        signals.task_postrun.disconnect(self.on_postrun)
+        self._connected = False
+
+    # -- producer ----------------------------------------------------------------------------
+
+    @_never_raises
+    def on_before_publish(
+        self,
+        sender: str | None = None,
+        headers: dict[str, Any] | None = None,
+        routing_key: str | None = None,
+        **_: Any,
+    ) -> None:
+        if headers is None:
+            return
+        _mark_workflow(headers.get(HEADER_WORKFLOW_ID))
+        if headers.get("retries"):
+            return  # a retry's republish is counted by kit.tasks.retried, not as new work
+        attributes = {"task.name": str(sender), "task.queue": str(routing_key or "unknown")}
+        self.metrics.enqueued.add(1, attributes)
+
+    # -- consumer ----------------------------------------------------------------------------
+
+    @_never_raises
+    def on_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        if task is None or task_id is None:
+            return
+        now = time.time()
+        self._started[task_id] = time.perf_counter()
+        request = task.request
+        queue = _queue_of(request)
+        delivery = request.delivery_info or {}
+        retries = int(request.retries or 0)
+        span = trace.get_current_span()
+        _mark_workflow(request.get(HEADER_WORKFLOW_ID))
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "task.id": task_id,
+                    "task.name": task.name,
+                    "task.queue": queue,
+                    "task.priority": int(delivery.get("priority") or 0),
+                    "task.retry_count": retries,
+                    "task.attempt": retries + 1,
+                }
+            )
+        published = request.get(PUBLISHED_AT_HEADER)
+        if isinstance(published, int | float):
+            ready_at = max(float(published), _eta_seconds(request.eta))
+            self.metrics.queue_wait.record(
+                max(0.0, now - ready_at), {"task.name": task.name, "task.queue": queue}
+            )
+
+    @_never_raises
+    def on_success(self, sender: Any = None, **_: Any) -> None:
+        if sender is None:
+            return
+        attributes = self._finish(sender, "success")
+        self.metrics.processed.add(1, attributes)
+
+    @_never_raises
+    def on_retry(self, sender: Any = None, reason: Any = None, **_: Any) -> None:
+        if sender is None:
+            return
+        if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):
+            reason = reason.exc  # the error that caused the retry, not Celery's wrapper
+        span = trace.get_current_span()
+        exc_type = type(reason).__name__ if isinstance(reason, BaseException) else "Retry"
+        if span.is_recording():
+            if isinstance(reason, BaseException):
+                span.record_exception(reason)
+            span.add_event("task.retry", {"task.attempt": int(sender.request.retries or 0) + 1})
+            span.set_status(Status(StatusCode.ERROR, f"retrying after {exc_type}"))
+        attributes = self._finish(sender, "retry")
+        self.metrics.retried.add(1, {**attributes, "exception.type": exc_type})
+
+    @_never_raises
+    def on_failure(self, sender: Any = None, exception: Any = None, **_: Any) -> None:
+        if sender is None:
+            return
+        exc_type = type(exception).__name__ if exception is not None else "unknown"
+        attributes = self._finish(sender, "failure")
+        self.metrics.failed.add(1, {**attributes, "exception.type": exc_type})
+
+    @_never_raises
+    def on_postrun(self, task_id: str | None = None, **_: Any) -> None:
+        if task_id is not None:
+            self._started.pop(task_id, None)
+
+    def _finish(self, task: Any, outcome: str) -> dict[str, str]:
+        """Record the attempt's duration and outcome; return the task's metric attributes."""
+        request = task.request
+        attributes = {"task.name": str(task.name), "task.queue": _queue_of(request)}
+        started = self._started.pop(str(request.id), None)
+        if started is not None:
+            self.metrics.duration.record(
+                time.perf_counter() - started, {**attributes, "task.outcome": outcome}
+            )
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("task.outcome", outcome)
+        return attributes
+
+
+def _mark_workflow(workflow_id: Any) -> None:
+    """``workflow.id`` on the current span (publish or run) of a workflow's step."""
+    if workflow_id:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("workflow.id", str(workflow_id))
+
+
+def _eta_seconds(eta: Any) -> float:
+    if eta is None:
+        return 0.0
+    if isinstance(eta, str):
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(eta).timestamp()
+        except ValueError:
+            return 0.0
+    timestamp = getattr(eta, "timestamp", None)
+    return float(timestamp()) if callable(timestamp) else 0.0

@@ -1,0 +1,190 @@
+"""Tracer and meter providers for one process, with OTLP exporters and a Resource.
+
+The standard ``OTEL_*`` variables apply: the kit decides whether and how to export (see
+:class:`~project.config.TelemetrySettings`); the exporters read endpoint, headers, certificates,
+timeout and compression themselves, and the SDK reads the sampler and resource attributes.
+
+With no endpoint configured nothing is exported, and nothing is logged about it beyond one
+line. With an endpoint that does not answer, export errors are logged once for the whole
+process tree (prefork children included), then kept quiet, and a circuit breaker
+(:mod:`project.telemetry.breaker`) stops export attempts for a while after each failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+
+from ..config import TelemetrySettings
+from .breaker import BreakerMetricExporter, BreakerSpanExporter
+from .redaction import RedactingSpanExporter
+
+__all__ = ["Providers", "build_resource", "create_providers"]
+
+logger = logging.getLogger(__name__)
+
+_EXPORT_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.metrics._internal.export",
+    "opentelemetry.sdk.trace.export",
+)
+# Shared by a process and the children it forks: one export warning per process tree.
+_export_warned = multiprocessing.RawValue("b", 0)
+
+
+class _OneExportWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        if _export_warned.value:
+            return False
+        _export_warned.value = 1
+        record.msg = f"{record.msg} (OpenTelemetry export problems are logged only once)"
+        return True
+
+
+_filter = _OneExportWarning()
+for _name in _EXPORT_LOGGERS:
+    logging.getLogger(_name).addFilter(_filter)
+
+
+@dataclass
+class Providers:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporting: bool = True  # False: no exporter at all, the providers are not installed
+
+    def flush(self, timeout: float) -> None:
+        millis = int(timeout * 1000)
+        self.tracer_provider.force_flush(millis)
+        self.meter_provider.force_flush(millis)
+
+    def shutdown(self, timeout: float) -> None:
+        self.flush(timeout)
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown(timeout_millis=timeout * 1000)
+
+
+def _package_version() -> str:
+    try:
+        return version("celery-kit")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_resource(settings: TelemetrySettings, role: str, worker: str | None) -> Resource:
+    """Service name and version, environment, host, role and worker; OTEL_RESOURCE_ATTRIBUTES
+    and OTEL_SERVICE_NAME (read by the SDK) take precedence over these defaults."""
+    host = socket.gethostname()
+    defaults: dict[str, Any] = {
+        "service.name": settings.service_name,
+        "service.version": _package_version(),
+        "service.instance.id": f"{worker or role}@{host}:{os.getpid()}",
+        "deployment.environment.name": "development",
+        "host.name": host,
+        "process.pid": os.getpid(),
+        "celery.role": role,
+    }
+    if worker:
+        defaults["celery.worker.name"] = worker
+    # Resource.create lets these defaults override OTEL_RESOURCE_ATTRIBUTES; merge the
+    # environment's attributes back on top so operators win.
+    return Resource.create(defaults).merge(OTELResourceDetector().detect())
+
+
+def _span_exporter(settings: TelemetrySettings) -> SpanExporter | None:
+    if settings.traces_exporter == "console":
+        return ConsoleSpanExporter()
+    if settings.traces_exporter == "none" or settings.traces_endpoint is None:
+        return None
+    exporter: SpanExporter
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HTTPSpanExporter,
+        )
+
+        exporter = HTTPSpanExporter()
+    return RedactingSpanExporter(BreakerSpanExporter(exporter))
+
+
+def _metric_exporter(settings: TelemetrySettings) -> MetricExporter | None:
+    if settings.metrics_exporter == "console":
+        return ConsoleMetricExporter()
+    if settings.metrics_exporter in ("none", "prometheus") or settings.metrics_endpoint is None:
+        return None
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return BreakerMetricExporter(OTLPMetricExporter())
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HTTPMetricExporter,
+    )
+
+    return BreakerMetricExporter(HTTPMetricExporter())
+
+
+def create_providers(
+    settings: TelemetrySettings,
+    role: str,
+    worker: str | None = None,
+    snapshot_dir: Path | None = None,
+) -> Providers:
+    """``snapshot_dir``: where this process writes metric snapshots for the worker's
+    Prometheus endpoint (``OTEL_METRICS_EXPORTER=prometheus``, worker processes only)."""
+    resource = build_resource(settings, role, worker)
+    tracer_provider = TracerProvider(resource=resource)
+    span_exporter = _span_exporter(settings)
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    readers: list[MetricReader] = []
+    metric_exporter = _metric_exporter(settings)
+    if settings.metrics_exporter == "prometheus" and snapshot_dir is not None:
+        from .prometheus import SnapshotExporter
+
+        metric_exporter = SnapshotExporter(snapshot_dir)
+        # Snapshots must be fresher than a scrape (Prometheus scrapes every 15 s by default).
+        settings = replace(
+            settings, metric_export_interval=min(settings.metric_export_interval, 5_000)
+        )
+    if metric_exporter is not None:
+        readers.append(
+            PeriodicExportingMetricReader(
+                metric_exporter, export_interval_millis=settings.metric_export_interval
+            )
+        )
+    if span_exporter is None and metric_exporter is None:
+        logger.info(
+            "OpenTelemetry: no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT); "
+            "traces and metrics are not exported"
+        )
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    return Providers(tracer_provider, meter_provider, span_exporter is not None or bool(readers))

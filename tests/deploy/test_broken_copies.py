@@ -1,0 +1,249 @@
+"""Each validator fails on a deliberately broken copy of the file it checks.
+
+The whole deploy/ tree is copied, one file is broken the way a careless edit would break it,
+and the validator must name the problem. A check that cannot fail would prove nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.validators import (
+    DEPLOY,
+    Problems,
+    check_collector_config,
+    check_compose,
+    check_dashboard,
+    check_dockerfile_lint,
+    check_dockerfile_structure,
+    check_kubernetes,
+    check_parses,
+    check_prometheus_config,
+    check_rules,
+    datasource_uids,
+    render_compose,
+)
+
+
+@dataclass(frozen=True)
+class Breakage:
+    id: str
+    file: str
+    old: str
+    new: str
+    check: Callable[[Path], Problems]
+    expected: str  # a fragment of the problem the check must report
+
+
+def _compose(root: Path) -> Problems:
+    return check_compose(root / "compose.yaml", root / ".env.example")
+
+
+def _dashboard(root: Path) -> Problems:
+    return check_dashboard(
+        root / "grafana/dashboards/celery-kit.json", datasource_uids(root / "grafana/provisioning")
+    )
+
+
+def _prometheus(root: Path) -> Problems:
+    compose = render_compose(root / "compose.yaml", root / ".env.example")
+    return check_prometheus_config(root / "prometheus/prometheus.yml", compose)
+
+
+BREAKAGES = [
+    Breakage(
+        "yaml-syntax",
+        "compose.yaml",
+        "services:\n  redis:",
+        "services:\n  redis: [",
+        lambda r: check_parses(r / "compose.yaml"),
+        "does not parse",
+    ),
+    Breakage(
+        "dockerfile-runs-as-root",
+        "Dockerfile",
+        "USER 10001:10001\n",
+        "USER root\n",
+        lambda r: check_dockerfile_structure(r / "Dockerfile"),
+        "non-root",
+    ),
+    Breakage(
+        "dockerfile-single-stage",
+        "Dockerfile",
+        "FROM python:${PYTHON_VERSION}-slim-bookworm AS build\n",
+        "",
+        lambda r: check_dockerfile_structure(r / "Dockerfile"),
+        "multi-stage",
+    ),
+    Breakage(
+        "dockerfile-no-healthcheck",
+        "Dockerfile",
+        "HEALTHCHECK --interval",
+        "# HEALTHCHECK --i",
+        lambda r: check_dockerfile_structure(r / "Dockerfile"),
+        "HEALTHCHECK",
+    ),
+    Breakage(
+        "dockerfile-default-is-beat",
+        "Dockerfile",
+        'CMD ["worker", ',
+        'CMD ["beat", ',
+        lambda r: check_dockerfile_structure(r / "Dockerfile"),
+        "celery -A project worker",
+    ),
+    Breakage(
+        "dockerfile-hadolint",
+        "Dockerfile",
+        "RUN python -m venv /opt/venv\n",
+        "RUN apt-get update && apt-get install -y curl\nRUN python -m venv /opt/venv\n",
+        lambda r: check_dockerfile_lint(r / "Dockerfile"),
+        "DL3008",
+    ),
+    Breakage(
+        "compose-unknown-key",
+        "compose.yaml",
+        "    image: redis:7.4-alpine",
+        "    imag: redis:7.4-alpine",
+        _compose,
+        "imag",
+    ),
+    Breakage(
+        "compose-missing-required-variable",
+        ".env.example",
+        "REDIS_PASSWORD=change-me",
+        "X=",
+        _compose,
+        "REDIS_PASSWORD",
+    ),
+    Breakage(
+        "compose-unknown-dependency",
+        "compose.yaml",
+        "      - jaeger\n",
+        "      - jaegre\n",
+        _compose,
+        "unknown service jaegre",
+    ),
+    Breakage(
+        "compose-missing-bind-mount",
+        "compose.yaml",
+        "./prometheus/alerts.yml:",
+        "./prometheus/alert.yml:",
+        _compose,
+        "missing ./prometheus/alert.yml",
+    ),
+    Breakage(
+        "k8s-unknown-field",
+        "k8s/worker-deployment.yaml",
+        "          livenessProbe:",
+        "          livenessProbes:",
+        lambda r: check_kubernetes(r / "k8s"),
+        "livenessProbes",
+    ),
+    Breakage(
+        "k8s-wrong-type",
+        "k8s/worker-deployment.yaml",
+        "terminationGracePeriodSeconds: 60",
+        "terminationGracePeriodSeconds: sixty",
+        lambda r: check_kubernetes(r / "k8s"),
+        "sixty",
+    ),
+    Breakage(
+        "k8s-missing-resource-file",
+        "k8s/kustomization.yaml",
+        "  - worker-pdb.yaml",
+        "  - worker-pdb.yml",
+        lambda r: check_kubernetes(r / "k8s"),
+        "does not exist",
+    ),
+    Breakage(
+        "k8s-dangling-hpa-target",
+        "k8s/worker-hpa.yaml",
+        "    name: celery-kit-worker\n  min",
+        "    name: celery-kit-workers\n  min",
+        lambda r: check_kubernetes(r / "k8s"),
+        "scales missing",
+    ),
+    Breakage(
+        "k8s-missing-secret-key",
+        "k8s/flower.yaml",
+        "key: flower-basic-auth",
+        "key: flower-auth",
+        lambda r: check_kubernetes(r / "k8s"),
+        "FLOWER_BASIC_AUTH",
+    ),
+    Breakage(
+        "rules-bad-promql",
+        "prometheus/alerts.yml",
+        "max by (task_queue) (kit_queue_depth)",
+        "max by (task_queue) (kit_queue_depth",
+        lambda r: check_rules(r / "prometheus/alerts.yml"),
+        "does not parse",
+    ),
+    Breakage(
+        "rules-bad-duration",
+        "prometheus/alerts.yml",
+        "for: 10m",
+        "for: 10 minutes",
+        lambda r: check_rules(r / "prometheus/alerts.yml"),
+        "10 minutes",
+    ),
+    Breakage(
+        "rules-no-for",
+        "prometheus/alerts.yml",
+        "        for: 2m\n",
+        "",
+        lambda r: check_rules(r / "prometheus/alerts.yml"),
+        "no `for:`",
+    ),
+    Breakage(
+        "dashboard-bad-query",
+        "grafana/dashboards/celery-kit.json",
+        '"expr": "max by (task_queue) (kit_queue_depth',
+        '"expr": "max by (task_queue) (rate(',
+        _dashboard,
+        "does not parse",
+    ),
+    Breakage(
+        "dashboard-unknown-datasource",
+        "grafana/provisioning/datasources/datasources.yaml",
+        "uid: prometheus",
+        "uid: prom",
+        _dashboard,
+        "unknown datasource",
+    ),
+    Breakage(
+        "collector-undefined-exporter",
+        "otel-collector/config.yaml",
+        "exporters: [otlp/jaeger]",
+        "exporters: [otlp/tempo]",
+        lambda r: check_collector_config(r / "otel-collector/config.yaml"),
+        "otlp/tempo",
+    ),
+    Breakage(
+        "prometheus-unmounted-rules",
+        "prometheus/prometheus.yml",
+        "/etc/prometheus/alerts.yml",
+        "/etc/prometheus/rules.yml",
+        _prometheus,
+        "not mounted",
+    ),
+]
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=[b.id for b in BREAKAGES])
+def test_validator_reports_a_deliberately_broken_copy(breakage: Breakage, tmp_path: Path) -> None:
+    root = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, root)
+    target = root / breakage.file
+    text = target.read_text()
+    assert breakage.old in text, f"{breakage.file} changed: update this breakage"
+    assert breakage.check(root) == [], "the intact copy must pass, or the test proves nothing"
+    target.write_text(text.replace(breakage.old, breakage.new, 1))
+    problems = breakage.check(root)
+    assert problems, f"{breakage.id}: the broken copy passed"
+    assert any(breakage.expected in p for p in problems), problems

@@ -1,0 +1,101 @@
+"""`kit cron`: the schedule in Redis listed, changed at run time, and errors for people."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from project.redis_server import free_port
+from tests.support.polling import eventually
+from tests.support.workers import ROOT, CeleryProcess
+
+
+def kit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "project.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_add_list_and_remove_an_entry(redis: Any) -> None:
+    added = kit(
+        "cron",
+        "add",
+        "nightly-report",
+        "--task",
+        "report:build",
+        "--cron",
+        "30 6 * * 1",
+        "--kwargs",
+        '{"format": "pdf"}',
+        "--queue",
+        "low",
+    )
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(kit("cron", "ls", "--json").stdout)
+    (row,) = [r for r in listed if r["name"] == "nightly-report"]
+    assert (row["task"], row["kwargs"]) == ("report:build", {"format": "pdf"})
+    assert row["schedule"].startswith("30 6 * * 1") and row["next_run"]
+    assert redis.exists("kit:beat:nightly-report")
+
+    assert kit("cron", "rm", "nightly-report").returncode == 0
+    assert not redis.exists("kit:beat:nightly-report")
+    assert json.loads(kit("cron", "ls", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["add", "x", "--task", "t", "--cron", "61 * * * *"], "entry 'x': '61 * * * *' is not"),
+        (["add", "x", "--task", "t"], "exactly one of --cron and --every"),
+        (["add", "x", "--task", "t", "--every", "5", "--args", "{"], "must be JSON"),
+        (["rm", "missing"], "no schedule entry named 'missing'"),
+    ],
+)
+def test_mistakes_get_one_line_and_a_non_zero_exit(args: list[str], message: str) -> None:
+    done = kit("cron", *args)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_redis_is_one_line_not_a_traceback() -> None:
+    done = kit("cron", "ls", env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert done.returncode == 1
+    assert "is unreachable" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.e2e
+def test_an_entry_added_at_run_time_fires_without_restarting_beat(
+    tmp_path: Path, start_worker: Any, redis: Any
+) -> None:
+    start_worker(concurrency=1)
+    beat = CeleryProcess(
+        ["beat", "--loglevel=INFO", f"--schedule={tmp_path / 'beat'}"],
+        env={"KIT_BEAT_LOCK_TIMEOUT": "5"},
+        cwd=tmp_path,
+    )
+    try:
+        beat.wait_for("beat: Acquired lock")
+        assert (
+            kit(
+                "cron", "add", "live", "--task", "tests.tick", "--every", "1", "--args", '["live"]'
+            ).returncode
+            == 0
+        )
+        eventually(lambda: redis.llen("test:ticks:live") >= 2, 30)
+        rows = json.loads(kit("cron", "ls", "--json").stdout)
+        last_run = next(r for r in rows if r["name"] == "live")["last_run"]
+        assert last_run is not None
+    finally:
+        beat.kill()

@@ -1,0 +1,137 @@
+"""`kit up`: embedded Redis, worker, beat and Flower; an orderly Ctrl-C that loses nothing."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_py
+
+from project.queues import queue_keys
+from project.redis_server import RedisServer, free_port
+from tests.support.polling import eventually
+from tests.support.workers import ROOT
+
+
+class KitUp:
+    """A `kit up` process with output captured to a file (it relays its children's logs)."""
+
+    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+        self.log = directory / f"kit-up-{len(list(directory.glob('kit-up-*')))}.log"
+        kit = shutil.which("kit") or sys.executable
+        args = [kit, "up"] if kit.endswith("kit") else [kit, "-m", "project.cli", "up"]
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                args, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, text: str, timeout: float = 90.0) -> None:
+        eventually(lambda: text in self.output or self.process.poll() is not None, timeout)
+        assert text in self.output, self.output[-3000:]
+
+
+@pytest.fixture
+def kit_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens: kit up embeds Redis
+        KIT_STATE_DIR=str(tmp_path / "var"),
+        FLOWER_PORT=str(free_port()),
+        FLOWER_BASIC_AUTH="admin:correct-horse",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+@pytest.fixture
+def kit_up(tmp_path: Path, kit_env: dict[str, str]) -> Iterator[KitUp]:
+    up = KitUp(tmp_path, kit_env)
+    up.wait_for("kit: running")
+    yield up
+    if up.process.poll() is None:
+        up.process.kill()
+        up.process.wait()
+
+
+def _app_for(url: str) -> Any:
+    from project.celery_app import create_app
+    from project.config import load_settings
+
+    return create_app(load_settings({"REDIS_URL": url}))
+
+
+def _flower_status(port: str, auth: str | None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/workers")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+@pytest.mark.e2e
+def test_kit_up_embeds_redis_and_runs_worker_beat_and_flower(
+    kit_up: KitUp, kit_env: dict[str, str]
+) -> None:
+    assert "started an embedded Redis" in kit_up.output
+    assert "AOF persistence" in kit_up.output
+    app = _app_for(kit_env["REDIS_URL"])
+    assert app.send_task("tests.add", args=[19, 23]).get(timeout=60) == 42
+    kit_up.wait_for("[beat]")
+    assert _flower_status(kit_env["FLOWER_PORT"], kit_env["FLOWER_BASIC_AUTH"]) == 200
+    assert _flower_status(kit_env["FLOWER_PORT"], None) == 401
+
+
+@pytest.mark.e2e
+def test_second_kit_up_says_it_is_running_instead_of_starting_another_beat(
+    kit_up: KitUp, tmp_path: Path, kit_env: dict[str, str]
+) -> None:
+    second = KitUp(tmp_path, kit_env)
+    assert second.process.wait(60) == 1
+    assert "already running" in second.output
+    assert "[beat]" not in second.output
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_in_order_and_loses_no_queued_task(
+    kit_up: KitUp, kit_env: dict[str, str], tmp_path: Path
+) -> None:
+    app = _app_for(kit_env["REDIS_URL"])
+    with app.producer_or_acquire() as producer:
+        for _ in range(20):  # a queue no worker consumes: waits in Redis
+            app.send_task("tests.noop", queue="parked", producer=producer)
+        for _ in range(10):  # ETA tasks: the worker holds them in memory until due
+            app.send_task("tests.noop", countdown=3600, producer=producer)
+    client = redis_py.Redis.from_url(kit_env["REDIS_URL"], decode_responses=True)
+    eventually(lambda: client.hlen("unacked") == 10, 60)  # the worker holds all ten
+    client.close()
+
+    kit_up.process.send_signal(signal.SIGINT)
+    assert kit_up.process.wait(120) == 0
+    lines = [line for line in kit_up.output.splitlines() if line.startswith("kit: stopped")]
+    assert [line.split()[2] for line in lines] == ["beat", "flower", "worker", "Redis"]
+
+    # Reopen the embedded Redis from its AOF: every task is still there.
+    port = int(kit_env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    with RedisServer(tmp_path / "var" / "redis", port=port, appendonly=True) as server:
+        client = redis_py.Redis.from_url(server.url, decode_responses=True)
+        assert sum(client.llen(key) for key in queue_keys("parked")) == 20
+        waiting = sum(client.llen(key) for key in queue_keys("default"))
+        assert waiting + client.hlen("unacked") == 10
+        client.close()

@@ -1,0 +1,74 @@
+"""Worker killed mid-task: its task comes back within one visibility timeout; a live worker's
+long task or held ETA task is never delivered twice, because live workers renew their leases."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.polling import eventually
+
+SHORT_LEASE = {"KIT_VISIBILITY_TIMEOUT": "3"}  # seconds; the kit's default is 60
+
+
+def _starts(redis: Any, key: str) -> int:
+    return int(redis.llen(f"test:starts:{key}"))
+
+
+def _finishes(redis: Any, key: str) -> int:
+    return int(redis.llen(f"test:finishes:{key}"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("victim", ["whole worker", "pool child"])
+def test_a_killed_workers_task_runs_again_on_another_worker(
+    start_worker: Any, redis: Any, victim: str
+) -> None:
+    from tests.support.tasks import slow_mark
+
+    doomed = start_worker(concurrency=1, env=SHORT_LEASE)
+    result = slow_mark.delay("killed", 4)
+    eventually(lambda: _starts(redis, "killed") == 1, 30)
+    if victim == "whole worker":
+        doomed.kill()  # SIGKILL to the worker and its pool: no chance to hand anything back
+    else:
+        import psutil
+
+        (child,) = psutil.Process(doomed.process.pid).children()
+        child.send_signal(signal.SIGKILL)
+    died_at = time.monotonic()
+    start_worker(concurrency=1, env=SHORT_LEASE)
+    assert result.get(timeout=60) == "killed"
+    recovered_in = time.monotonic() - died_at
+    assert _finishes(redis, "killed") == 1
+    # One lease (3 s) plus one restore sweep (5 s) plus the task itself (4 s), with slack.
+    assert recovered_in < 3 + 5 + 4 + 10, recovered_in
+
+
+@pytest.mark.e2e
+def test_a_live_workers_long_task_is_never_delivered_twice(
+    start_worker: Any, redis: Any
+) -> None:
+    from tests.support.tasks import slow_mark
+
+    start_worker(concurrency=1, env=SHORT_LEASE)
+    start_worker(concurrency=1, env=SHORT_LEASE)  # idle, sweeping for expired leases
+    # The task runs for several visibility timeouts and restore sweeps.
+    assert slow_mark.delay("long", 14).get(timeout=90) == "long"
+    assert (_starts(redis, "long"), _finishes(redis, "long")) == (1, 1)
+
+
+@pytest.mark.e2e
+def test_a_held_eta_task_is_never_delivered_twice(start_worker: Any, redis: Any) -> None:
+    from tests.support.tasks import slow_mark
+
+    start_worker(concurrency=1, env=SHORT_LEASE)
+    start_worker(concurrency=1, env=SHORT_LEASE)
+    # Below the durable-delay threshold: a worker holds it in memory for 12 s.
+    result = slow_mark.apply_async(("eta", 0.1), countdown=12)
+    assert result.get(timeout=90) == "eta"
+    time.sleep(6)  # one more sweep: a duplicate would show up now
+    assert (_starts(redis, "eta"), _finishes(redis, "eta")) == (1, 1)

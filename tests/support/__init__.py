@@ -1,0 +1,1 @@
+"""Test harness: a private redis-server, real worker subprocesses, and the tasks they run."""

@@ -1,0 +1,172 @@
+"""Tasks the tests run on the kit's app. Each records what happened in Redis, under ``test:``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from project import PermanentError, TransientError, app, current_settings
+from project.connections import redis_client
+
+
+def _redis() -> Any:
+    return redis_client(current_settings().redis_url)
+
+
+@app.task(name="tests.record_queue", bind=True)
+def record_queue(self: Any, label: str = "") -> None:
+    """A no-op that appends the queue it was served from (and a label) to ``test:served``."""
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    _redis().rpush("test:served", f"{queue}:{label}" if label else str(queue))
+
+
+@app.task(name="tests.noop")
+def noop() -> None:
+    return None
+
+
+@app.task(name="tests.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="tests.mark")
+def mark(key: str) -> None:
+    _redis().set(f"test:mark:{key}", "1")
+
+
+@app.task(name="tests.flaky", bind=True, max_retries=3)
+def flaky(self: Any, key: str, failures: int) -> int:
+    """Raises TransientError ``failures`` times, then succeeds; logs each attempt's time."""
+    client = _redis()
+    client.rpush(f"test:attempts:{key}", repr(time.time()))
+    if self.request.retries < failures:
+        raise TransientError(f"attempt {self.request.retries + 1} failed, try again")
+    return int(self.request.retries)
+
+
+@app.task(name="tests.connection_refused", bind=True, max_retries=2)
+def connection_refused(self: Any, key: str) -> None:
+    _redis().rpush(f"test:attempts:{key}", repr(time.time()))
+    raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+
+@app.task(name="tests.permanent")
+def permanent(key: str) -> None:
+    _redis().rpush(f"test:attempts:{key}", repr(time.time()))
+    raise PermanentError("payload names a file that does not exist")
+
+
+@app.task(name="tests.buggy")
+def buggy(key: str) -> None:
+    _redis().rpush(f"test:attempts:{key}", repr(time.time()))
+    raise KeyError("width")
+
+
+@app.task(name="tests.on_low", default_queue="low")
+def on_low() -> str:
+    return "low"
+
+
+@app.task(name="tests.sleepy", soft_time_limit=0.5, time_limit=5)
+def sleepy(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@app.task(name="tests.stubborn", soft_time_limit=0.5, time_limit=1.5)
+def stubborn(seconds: float) -> None:
+    """Ignores its soft time limit, so only the hard limit stops it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+
+
+@app.task(name="tests.my_priority", bind=True)
+def my_priority(self: Any, *_: Any) -> int:
+    """Returns the priority its message arrived with."""
+    return int((self.request.delivery_info or {}).get("priority", -1))
+
+
+@app.task(name="tests.log_something")
+def log_something(message: str) -> None:
+    from celery.utils.log import get_task_logger
+
+    get_task_logger("tests").warning(message)
+
+
+@app.task(name="tests.retry_later", bind=True, max_retries=1)
+def retry_later(self: Any, key: str, delay: float = 2.0) -> str:
+    """Fails its first attempt and retries after ``delay`` seconds: a wide retry window."""
+    _redis().rpush(f"test:attempts:{key}", repr(time.time()))
+    if self.request.retries == 0:
+        raise self.retry(countdown=delay)
+    return "done"
+
+
+@app.task(
+    name="tests.exclusive", bind=True, single_flight=True, single_flight_ttl=2.0, max_retries=3
+)
+def exclusive(self: Any, key: str, seconds: float) -> str:
+    """Single-flight: records when it ran, so tests can check runs never overlap."""
+    client = _redis()
+    client.rpush(f"test:runs:{key}", f"start {time.time()!r} {self.request.id}")
+    time.sleep(seconds)
+    client.rpush(f"test:runs:{key}", f"end {time.time()!r} {self.request.id}")
+    return str(self.request.id)
+
+
+@app.task(
+    name="tests.exclusive_skip", bind=True, single_flight=True, single_flight_busy="skip"
+)
+def exclusive_skip(self: Any, key: str, seconds: float) -> str:
+    _redis().rpush(f"test:runs:{key}", str(self.request.id))
+    time.sleep(seconds)
+    return str(self.request.id)
+
+
+@app.task(name="tests.count")
+def count(key: str) -> int:
+    """Counts its runs in ``test:count:<key>``: exactly-once checks read it."""
+    return int(_redis().incr(f"test:count:{key}"))
+
+
+@app.task(name="tests.tick")
+def tick(key: str) -> None:
+    """Records when it ran in ``test:ticks:<key>``."""
+    _redis().rpush(f"test:ticks:{key}", repr(time.time()))
+
+
+@app.task(name="tests.slow_mark")
+def slow_mark(key: str, seconds: float) -> str:
+    """Records each start and each finish, so tests can count (re)deliveries."""
+    client = _redis()
+    client.rpush(f"test:starts:{key}", repr(time.time()))
+    time.sleep(seconds)
+    client.rpush(f"test:finishes:{key}", repr(time.time()))
+    return key
+
+
+@app.task(name="tests.count_slowly")
+def count_slowly(key: str, seconds: float) -> int:
+    time.sleep(seconds)
+    return int(_redis().incr(f"test:count:{key}"))
+
+
+@app.task(name="tests.total")
+def total(values: list[int]) -> int:
+    """A chord callback: the sum of its header's results."""
+    return sum(values)
+
+
+@app.task(name="tests.collect")
+def collect(items: list[Any], group: str = "") -> int:
+    """An aggregator: appends each batch it gets (as JSON) to ``test:batches:<group>``."""
+    import json
+
+    _redis().rpush(f"test:batches:{group}", json.dumps(items))
+    return len(items)

@@ -1,0 +1,94 @@
+"""email:deliver in a real ``celery -A project worker`` subprocess, configured by environment,
+exporting to a real OTLP receiver: domains and address hashes on spans, never an address, and
+the per-domain counters."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from project.archive import Reason
+from tasks.email import deliver_email
+from tests.support.otlp import OTLPReceiver, Span
+from tests.support.polling import eventually
+from tests.support.smtp import SMTPServer
+
+TIMEOUT = 60
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    server = OTLPReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+def _values(span: Span) -> Iterator[Any]:
+    yield from span.attributes.values()
+    for _, attributes in span.events:
+        yield from attributes.values()
+    yield span.status_message
+
+
+@pytest.mark.e2e
+def test_a_subprocess_worker_sends_and_reports_domains_never_addresses(
+    receiver: OTLPReceiver, smtp_server: SMTPServer, start_worker: Any
+) -> None:
+    from project import Archive, current_settings
+    from project.connections import redis_client
+
+    worker = start_worker(env={
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_server.port),
+        "SMTP_SECURITY": "none",
+        "SMTP_FROM": "noreply@kit.example",
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    })
+    try:
+        sent = deliver_email.delay(to="Ada <ada@example.com>", subject="hi", body="b")
+        assert sent.get(TIMEOUT)["status"] == "sent"
+        smtp_server.refuse("bob@example.org", "550 5.1.1 <bob@example.org>: no such user")
+        refused = deliver_email.delay(to="bob@example.org", subject="hi", body="b")
+        settings = current_settings()
+        archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+        record = eventually(lambda: archive.get(refused.id), TIMEOUT)
+        assert record.reason == Reason.PERMANENT
+        assert "550 5.1.1 <bob@example.org>: no such user" in record.error  # kept for operators
+
+        def two_runs(spans: list[Span]) -> bool:
+            return len([s for s in spans if s.name == "run/email:deliver"]) >= 2
+
+        runs = receiver.wait_for_spans(two_runs, TIMEOUT)
+        eventually(lambda: receiver.total("kit.email.failed") >= 1, TIMEOUT)
+    finally:
+        worker.stop()
+    by_id = {s.attributes.get("task.id"): s for s in runs if s.name == "run/email:deliver"}
+    ok, bad = by_id[sent.id], by_id[refused.id]
+    assert ok.attributes["email.recipient.domains"] == ["example.com"]
+    assert ok.attributes["email.recipient.hashes"] == [
+        hashlib.sha256(b"ada@example.com").hexdigest()
+    ]
+    assert ok.attributes["email.outcome"] == "sent"
+    assert bad.attributes["email.recipient.domains"] == ["example.org"]
+    assert bad.attributes["email.outcome"] == "failed" and bad.is_error
+    for span in runs:
+        for value in _values(span):
+            assert "ada@" not in str(value) and "bob@" not in str(value), (span.name, value)
+    assert receiver.total("kit.email.sent", **{"email.domain": "example.com"}) == 1
+    assert receiver.total("kit.email.sent", **{"email.domain": "example.org"}) == 0
+    assert receiver.total("kit.email.failed", **{"email.domain": "example.org"}) == 1
+    assert receiver.total("kit.email.retried") == 0
+    assert len(smtp_server.received) == 1
