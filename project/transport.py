@@ -9,12 +9,20 @@ The kit decides the other way, like Asynq, where queues *are* the priority: the 
 orders messages *within* that queue. Only the key order of ``BRPOP`` changes; fetching,
 acknowledgement and restore are kombu's own.
 
+It also closes a window in which kombu loses a message. ``BRPOP`` removes the message from
+its queue, and only then does a second write record it in the ``unacked`` hash. If Redis goes
+away between the two (a restart, a failover), the message exists only in this process and
+kombu drops it. Here it is kept in memory and pushed back to its queue, marked redelivered,
+before the next fetch. Only a worker that dies while Redis is still unreachable loses it.
+
 Celery selects this class through ``broker_transport`` while ``broker_url`` stays a plain
 ``redis://`` URL.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from time import monotonic
 from typing import Any
@@ -23,13 +31,38 @@ from kombu.transport import redis
 
 from .queues import StrictCycle, WeightedCycle
 
-__all__ = ["TRANSPORT", "Channel", "Transport"]
+__all__ = ["TRANSPORT", "Channel", "QoS", "Transport"]
 
 TRANSPORT = "project.transport:Transport"
+
+logger = logging.getLogger(__name__)
+
+# (payload, exchange, routing key) of fetched messages whose unacked record failed. Process-wide:
+# the failure ends the channel, and the next connection's channel pushes them back.
+_unrecorded: list[tuple[dict[str, Any], str, str]] = []
+_unrecorded_lock = threading.Lock()
+_requeue_lock = threading.Lock()
+
+
+class QoS(redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        try:
+            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+        except self.channel.connection_errors:
+            delivery = message.delivery_info
+            with _unrecorded_lock:
+                _unrecorded.append((message._raw, delivery["exchange"], delivery["routing_key"]))
+            logger.warning(
+                "Redis went away as message %s was fetched; it goes back to its queue on reconnect",
+                delivery_tag,
+            )
+            raise
 
 
 class Channel(redis.Channel):
     """A Redis channel that fetches queue-major and hands its cycle the configured weights."""
+
+    QoS = QoS
 
     queue_weights: Mapping[str, int] = {}
     from_transport_options = (  # type: ignore[assignment]
@@ -44,6 +77,8 @@ class Channel(redis.Channel):
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         # Mirrors kombu's Channel._brpop_start; only the key order differs (queue-major).
+        if _unrecorded:
+            self.requeue_unrecorded()
         if timeout is None:
             timeout = self.brpop_timeout
         queues = self._queue_cycle.consume(len(self.active_queues))
@@ -57,6 +92,29 @@ class Channel(redis.Channel):
         if self.global_keyprefix:
             command_args = self.client._prefix_args(command_args)
         self.client.connection.send_command(*command_args)
+
+    def requeue_unrecorded(self) -> int:
+        """Push back the messages whose unacked record failed; keep them if Redis is still away."""
+        if not _requeue_lock.acquire(blocking=False):
+            return 0  # another channel of this process is at it
+        try:
+            with _unrecorded_lock:
+                pending = list(_unrecorded)
+            if not pending:
+                return 0
+            try:
+                with self.client.pipeline() as pipe:
+                    for payload, exchange, routing_key in pending:
+                        self._do_restore_message(payload, exchange, routing_key, pipe)  # type: ignore[no-untyped-call]
+                    pipe.execute()
+            except self.connection_errors:
+                return 0  # the next fetch tries again
+            with _unrecorded_lock:
+                del _unrecorded[: len(pending)]  # only appends happen meanwhile
+        finally:
+            _requeue_lock.release()
+        logger.warning("requeued %d message(s) fetched while Redis went away", len(pending))
+        return len(pending)
 
 
 class Transport(redis.Transport):
