@@ -49,8 +49,22 @@ DEFAULT_BATCH_SIZE = 1000  # Redis commands per pipeline flush (kombu's own defa
 _UNIQUE_OPTION = "kit_unique"  # set by project.workflows.step(unique=...)
 _REPR_MAX = 1024  # Celery's argsrepr_maxsize
 #: Options handled by apply_async's full path: delays (durable in the kit), links, chains.
-_SLOW_PATH = frozenset({"countdown", "eta", "link", "link_error", "chain", "chord", "group_id",
-                        "expires", "shadow", "parent_id", "root_id", "retries"})
+_SLOW_PATH = frozenset(
+    {
+        "countdown",
+        "eta",
+        "link",
+        "link_error",
+        "chain",
+        "chord",
+        "group_id",
+        "expires",
+        "shadow",
+        "parent_id",
+        "root_id",
+        "retries",
+    }
+)
 _IGNORED = frozenset({"headers", "task_id", "subtask_type", "immutable"})
 _tracer = trace.get_tracer("project.bulk")
 _duplicates = metrics.get_meter("project.bulk").create_counter(
@@ -80,8 +94,9 @@ def _lock_for(signature: Signature, unique: bool, ttl: float) -> tuple[str, floa
     if option is not None:
         return str(option[0]), float(option[1])
     if unique:
-        return unique_key(signature.task, _queue_of(signature), signature.args,
-                          signature.kwargs), ttl
+        return unique_key(
+            signature.task, _queue_of(signature), signature.args, signature.kwargs
+        ), ttl
     return None
 
 
@@ -90,8 +105,11 @@ def _take_locks(
 ) -> tuple[list[bool], list[Duplicate], list[RedisLock]]:
     """One pipelined SET NX per unique signature; which may publish, duplicates, held locks."""
     allowed = [True] * len(prepared)
-    wanted = [(i, RedisLock(client, keys.UNIQUE_PREFIX + lk[0], str(sig.id), lk[1]))
-              for i, (sig, lk) in enumerate(prepared) if lk is not None]
+    wanted = [
+        (i, RedisLock(client, keys.UNIQUE_PREFIX + lk[0], str(sig.id), lk[1]))
+        for i, (sig, lk) in enumerate(prepared)
+        if lk is not None
+    ]
     if not wanted:
         return allowed, [], []
     with client.pipeline(transaction=False) as pipe:
@@ -107,8 +125,9 @@ def _take_locks(
     for (i, lock), holder in zip(refused, holders, strict=True):
         allowed[i] = False
         text = holder.decode() if isinstance(holder, bytes) else holder
-        duplicates.append(Duplicate(i, lock.key.removeprefix(keys.UNIQUE_PREFIX),
-                                    text or "unknown"))
+        duplicates.append(
+            Duplicate(i, lock.key.removeprefix(keys.UNIQUE_PREFIX), text or "unknown")
+        )
     held = [lock for (_, lock), ok in zip(wanted, taken, strict=True) if ok]
     return allowed, duplicates, held
 
@@ -145,8 +164,9 @@ class _Publisher:
         finally:
             self.batch.close()
 
-    def publish(self, signature: Signature, lock: tuple[str, float] | None,
-                policy: ReleasePolicy) -> AsyncResult | None:
+    def publish(
+        self, signature: Signature, lock: tuple[str, float] | None, policy: ReleasePolicy
+    ) -> AsyncResult | None:
         """Publish one task; its result handle only when it took ``apply_async``."""
         app = self.app
         headers = dict(signature.options.get("headers") or {})
@@ -156,8 +176,10 @@ class _Publisher:
         options = {k: v for k, v in signature.options.items() if k not in _IGNORED}
         task = app.tasks.get(signature.task)
         if task is not None:  # the task's own queue, priority, limits ...
-            options = {**{k: v for k, v in task._get_exec_options().items() if v is not None},
-                       **options}
+            options = {
+                **{k: v for k, v in task._get_exec_options().items() if v is not None},
+                **options,
+            }
         if _SLOW_PATH.intersection(k for k, v in options.items() if v):
             self.batch.flush()  # keep the order: what was buffered goes first
             return signature.apply_async(headers=headers)
@@ -170,11 +192,17 @@ class _Publisher:
         if routed is None:
             routed = self._routes[route_key] = app.amqp.router.route(options, name, args, kwargs)
         message = app.amqp.create_task_message(
-            task_id, name, args, kwargs,
-            time_limit=routed.get("time_limit"), soft_time_limit=routed.get("soft_time_limit"),
-            create_sent_event=False, root_id=task_id,
+            task_id,
+            name,
+            args,
+            kwargs,
+            time_limit=routed.get("time_limit"),
+            soft_time_limit=routed.get("soft_time_limit"),
+            create_sent_event=False,
+            root_id=task_id,
             ignore_result=bool(routed.get("ignore_result", False)),
-            argsrepr=_short_repr(args), kwargsrepr=_short_repr(kwargs),
+            argsrepr=_short_repr(args),
+            kwargsrepr=_short_repr(kwargs),
         )
         queue = routed.get("queue") or app.amqp.default_queue
         if isinstance(queue, str):
@@ -191,16 +219,29 @@ class _Publisher:
             properties["priority"] = routed["priority"]
         body = message.body
         signals.before_task_publish.send(
-            sender=name, body=body, exchange=exchange, routing_key=routing_key,
-            headers=headers, properties=properties, declare=[], retry_policy=None,
+            sender=name,
+            body=body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            properties=properties,
+            declare=[],
+            retry_policy=None,
         )
         content_type, content_encoding, data = serialization.dumps(body, serializer="json")
         prepared = self.channel.prepare_message(
-            data, properties.pop("priority", None), content_type, content_encoding, headers,
+            data,
+            properties.pop("priority", None),
+            content_type,
+            content_encoding,
+            headers,
             properties,
         )
-        if exchange == queue.exchange.name and routing_key == queue.routing_key and \
-                queue.exchange.type == "direct":
+        if (
+            exchange == queue.exchange.name
+            and routing_key == queue.routing_key
+            and queue.exchange.type == "direct"
+        ):
             # Straight into the queue's list: kombu would otherwise read the exchange's
             # bindings (SMEMBERS, a round trip) for every message to find the same queue.
             self.batch.publish(prepared, exchange="", routing_key=queue.name)
@@ -214,7 +255,7 @@ class _Publisher:
 
 def _short_repr(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= _REPR_MAX else text[:_REPR_MAX - 3] + "..."
+    return text if len(text) <= _REPR_MAX else text[: _REPR_MAX - 3] + "..."
 
 
 def enqueue_many(
@@ -241,16 +282,19 @@ def enqueue_many(
     with _tracer.start_as_current_span("enqueue_many", kind=trace.SpanKind.PRODUCER) as span:
         allowed, outcome.duplicates, held = _take_locks(prepared, client)
         for duplicate in outcome.duplicates:
-            span.add_event("task.duplicate", {"task.holder_id": duplicate.holder,
-                                              "task.index": duplicate.index})
+            span.add_event(
+                "task.duplicate",
+                {"task.holder_id": duplicate.holder, "task.index": duplicate.index},
+            )
             _duplicates.add(1, {"task.name": prepared[duplicate.index][0].task})
         try:
             with app.producer_or_acquire() as producer:
                 publisher = _Publisher(app, producer, batch_size)
                 flushed = False
                 try:
-                    for (signature, lock), ok, result in zip(prepared, allowed, frozen,
-                                                             strict=True):
+                    for (signature, lock), ok, result in zip(
+                        prepared, allowed, frozen, strict=True
+                    ):
                         if ok:
                             outcome.results.append(
                                 publisher.publish(signature, lock, policy) or result
@@ -262,6 +306,7 @@ def enqueue_many(
             for held_lock in held:
                 held_lock.release()
             raise
-        span.set_attributes({"task.count": outcome.published,
-                             "task.duplicates": len(outcome.duplicates)})
+        span.set_attributes(
+            {"task.count": outcome.published, "task.duplicates": len(outcome.duplicates)}
+        )
     return outcome

@@ -221,9 +221,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         image_max_bytes=env.integer("KIT_IMAGE_MAX_BYTES", DEFAULT_IMAGE_MAX_BYTES, minimum=1),
         image_max_frames=env.integer("KIT_IMAGE_MAX_FRAMES", DEFAULT_IMAGE_MAX_FRAMES, minimum=1),
         smtp_host=env.text("SMTP_HOST", DEFAULT_SMTP_HOST),
-        smtp_port=env.integer(
-            "SMTP_PORT", SMTP_DEFAULT_PORTS[security], minimum=1, maximum=65535
-        ),
+        smtp_port=env.integer("SMTP_PORT", SMTP_DEFAULT_PORTS[security], minimum=1, maximum=65535),
         smtp_security=security,
         smtp_username=env.optional_text("SMTP_USERNAME"),
         smtp_password=env.optional_text("SMTP_PASSWORD"),

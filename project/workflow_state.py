@@ -153,13 +153,22 @@ def _status(step: StepRecord, meta: dict[str, Any] | None) -> StepStatus:
     result = (meta or {}).get("result")
     if state == states.SUCCESS and isinstance(result, dict) and TOLERATED_ERROR in result:
         caught = result[TOLERATED_ERROR]
-        return StepStatus(step.id, step.task, step.path, step.role, states.FAILURE, result,
-                          f"{caught.get('type')}: {caught.get('message')}")
+        return StepStatus(
+            step.id,
+            step.task,
+            step.path,
+            step.role,
+            states.FAILURE,
+            result,
+            f"{caught.get('type')}: {caught.get('message')}",
+        )
     if state in _FAILED or state == states.RETRY:
-        return StepStatus(step.id, step.task, step.path, step.role, state, None,
-                          _error_text(result))
-    return StepStatus(step.id, step.task, step.path, step.role, state,
-                      result if state == states.SUCCESS else None)
+        return StepStatus(
+            step.id, step.task, step.path, step.role, state, None, _error_text(result)
+        )
+    return StepStatus(
+        step.id, step.task, step.path, step.role, state, result if state == states.SUCCESS else None
+    )
 
 
 def fetch_states(app: Celery, steps: Sequence[StepRecord]) -> list[StepStatus]:
@@ -168,7 +177,7 @@ def fetch_states(app: Celery, steps: Sequence[StepRecord]) -> list[StepStatus]:
     metas: list[dict[str, Any] | None] = []
     if hasattr(backend, "client") and hasattr(backend, "get_key_for_task"):
         for start in range(0, len(steps), _MGET_CHUNK):
-            chunk = steps[start:start + _MGET_CHUNK]
+            chunk = steps[start : start + _MGET_CHUNK]
             raws = backend.client.mget([backend.get_key_for_task(s.id) for s in chunk])
             metas.extend(None if raw is None else backend.decode_result(raw) for raw in raws)
     else:  # any other backend: one query per step

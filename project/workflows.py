@@ -138,8 +138,9 @@ def tolerant(task: StepLike) -> Signature:
     wrapper = _app().signature(
         TOLERANT_TASK,
         args=(),
-        kwargs={"step": {"task": inner.task, "args": list(inner.args),
-                         "kwargs": dict(inner.kwargs)}},
+        kwargs={
+            "step": {"task": inner.task, "args": list(inner.args), "kwargs": dict(inner.kwargs)}
+        },
     )
     options = {k: v for k, v in inner.options.items() if k != "task_id"}
     queue = getattr(_app().tasks.get(inner.task), "default_queue", None)
@@ -159,8 +160,9 @@ def _kind(canvas: Signature) -> str:
     return "task"
 
 
-def _leaves(canvas: Signature, path: str, role: str = "step") -> Iterator[tuple[Signature, str,
-                                                                                str]]:
+def _leaves(
+    canvas: Signature, path: str, role: str = "step"
+) -> Iterator[tuple[Signature, str, str]]:
     """Every task signature in the canvas with its position (after freeze: with its id)."""
     if isinstance(canvas, _chord):
         header = canvas.tasks
@@ -217,8 +219,10 @@ def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHan
     canvas.freeze()
     found = list(_leaves(canvas, ""))
     for leaf, _, _ in found:
-        leaf.options["headers"] = {**(leaf.options.get("headers") or {}),
-                                   HEADER_WORKFLOW_ID: workflow_id}
+        leaf.options["headers"] = {
+            **(leaf.options.get("headers") or {}),
+            HEADER_WORKFLOW_ID: workflow_id,
+        }
     record = WorkflowRecord(
         id=workflow_id,
         kind=_kind(canvas),
@@ -227,8 +231,13 @@ def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHan
     )
     client = redis_client(current_settings().redis_url)
     with _tracer.start_as_current_span(f"workflow/{record.kind}") as span:
-        span.set_attributes({"workflow.id": workflow_id, "workflow.kind": record.kind,
-                             "workflow.steps": len(record.steps)})
+        span.set_attributes(
+            {
+                "workflow.id": workflow_id,
+                "workflow.kind": record.kind,
+                "workflow.steps": len(record.steps),
+            }
+        )
         locks = _take_unique_locks([leaf for leaf, _, _ in found], client)
         record.save(client, current_settings().result_expires)
         try:
@@ -294,8 +303,7 @@ class WorkflowHandle:
             if progress.finished:
                 return progress
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"workflow {self.id} not finished within {timeout}s: "
-                                   f"{progress}")
+                raise TimeoutError(f"workflow {self.id} not finished within {timeout}s: {progress}")
             time.sleep(interval)
 
     def cancel(self) -> list[str]:
@@ -306,8 +314,9 @@ class WorkflowHandle:
         """
         pending = [s.id for s in self.steps() if not s.finished]
         self.record.cancelled = True
-        self.record.save(redis_client(current_settings().redis_url),
-                         current_settings().result_expires)
+        self.record.save(
+            redis_client(current_settings().redis_url), current_settings().result_expires
+        )
         if pending:
             self.app.control.revoke(pending)
         return pending

@@ -36,8 +36,14 @@ __all__ = ["INPUT_FORMATS", "Decoded", "decode", "to_working_mode"]
 #: Decoders the kit lets near untrusted bytes (Pillow has dozens; each is attack surface).
 INPUT_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 _EXTENSION_FORMATS = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-    ".png": "PNG", ".apng": "PNG", ".gif": "GIF", ".webp": "WEBP",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".apng": "PNG",
+    ".gif": "GIF",
+    ".webp": "WEBP",
 }
 #: Decode at least this many times the needed size before the final resize (quality margin).
 DRAFT_GAP = 2
@@ -100,8 +106,10 @@ def decode(
             frame.load()
             durations.append(int(frame.info.get("duration") or 100))
             # A frame of a sequence is reused by the next seek: keep a copy of its own.
-            upright = ImageOps.exif_transpose(frame) if orientation != 1 else (
-                frame.copy() if frame_count > 1 else frame
+            upright = (
+                ImageOps.exif_transpose(frame)
+                if orientation != 1
+                else (frame.copy() if frame_count > 1 else frame)
             )
             frames.append(to_working_mode(upright, icc))
             if len(frames) == frame_count:
@@ -168,7 +176,8 @@ def _check_size(image: Image.Image, frames: int, source_path: str, limits: Limit
     if pixels > limits.max_pixels:
         raise PermanentError(
             f"source_path {source_path!r} refused as a possible decompression bomb: "
-            f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+            f"{width}x{height}"
+            + (f"x{frames} frames" if frames > 1 else "")
             + f" = {pixels} pixels, over the limit of {limits.max_pixels} (KIT_IMAGE_MAX_PIXELS)"
         )
 

@@ -101,9 +101,7 @@ def apply_resize(image: Image.Image, plan: ResizePlan) -> Image.Image:
         return image.copy()
     working = _PREMULTIPLIED.get(image.mode)
     source = image.convert(working) if working else image
-    resized = source.resize(
-        plan.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP
-    )
+    resized = source.resize(plan.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     return resized.convert(image.mode) if working else resized
 
 
@@ -147,9 +145,7 @@ def scale_mark(mark: Image.Image, base_width: int, scale: float | None) -> Image
     return mark
 
 
-def watermark(
-    base: Image.Image, mark: Image.Image, params: WatermarkParams
-) -> Image.Image:
+def watermark(base: Image.Image, mark: Image.Image, params: WatermarkParams) -> Image.Image:
     """``mark`` (RGBA) over ``base`` at ``params.position``, at ``params.opacity``.
 
     A mark larger than the image minus its margins is shrunk to fit. The result keeps alpha if

@@ -42,7 +42,12 @@ __all__ = [
 
 #: Output formats by extension (the extension of ``dest_path`` chooses the encoder).
 OUTPUT_FORMATS: Mapping[str, str] = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".webp": "WEBP", ".gif": "GIF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".gif": "GIF",
 }
 #: Formats that can hold every frame of an animation (``frames="all"``).
 ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "PNG"})
@@ -82,7 +87,8 @@ class Limits:
             )
         if width * height * frames > self.max_pixels:
             raise ValidationError(
-                f"{task}: output {width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+                f"{task}: output {width}x{height}"
+                + (f"x{frames} frames" if frames > 1 else "")
                 + f" exceeds {self.max_pixels} pixels (KIT_IMAGE_MAX_PIXELS)"
             )
 

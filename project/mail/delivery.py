@@ -101,9 +101,7 @@ def compose_content(request: MailRequest, settings: Settings) -> Rendered:
     )
 
 
-def read_attachments(
-    request: MailRequest, storage: LocalStorage, budget: int
-) -> list[Attachment]:
+def read_attachments(request: MailRequest, storage: LocalStorage, budget: int) -> list[Attachment]:
     """Each attachment from the storage root (its safe path API), within the size budget."""
     found: list[Attachment] = []
     for i, spec in enumerate(request.attachments):
@@ -156,8 +154,9 @@ def deliver(
     try:
         accepted = smtp.send(message, sender.address, recipients, config, before_data)
     except smtp.DeliveryUnconfirmed as exc:
-        raise _unconfirmed(message_id, f"connection lost after the message was sent: {exc}") \
-            from exc
+        raise _unconfirmed(
+            message_id, f"connection lost after the message was sent: {exc}"
+        ) from exc
     except (PermanentError, TransientError):
         if began:
             ledger.abandon(message_id)

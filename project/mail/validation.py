@@ -44,11 +44,25 @@ MAX_NAME = 200
 MAX_HEADER_VALUE = 998
 MAX_HEADERS = 50
 #: Headers the message builder sets itself; a payload may not set or duplicate them.
-RESERVED_HEADERS = frozenset({
-    "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id",
-    "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
-    "return-path", "received",
-})
+RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+        "return-path",
+        "received",
+    }
+)
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
@@ -57,8 +71,18 @@ _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII without ':' (RFC
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_./-]+")
 _KNOWN = (
-    "to", "cc", "bcc", "reply_to", "sender", "subject", "body", "html", "headers",
-    "attachments", "template", "context",
+    "to",
+    "cc",
+    "bcc",
+    "reply_to",
+    "sender",
+    "subject",
+    "body",
+    "html",
+    "headers",
+    "attachments",
+    "template",
+    "context",
 )
 
 
@@ -215,8 +239,9 @@ def _attachments(value: object) -> tuple[AttachmentSpec, ...]:
         what = f"attachments[{i}]"
         spec: Mapping[str, Any] = {"path": item} if isinstance(item, str) else item
         if not isinstance(spec, Mapping) or set(spec) - {"path", "filename", "content_type"}:
-            raise ValidationError(f"{TASK}: {what} must be a path or {{path, filename, "
-                                  "content_type}")
+            raise ValidationError(
+                f"{TASK}: {what} must be a path or {{path, filename, content_type}}"
+            )
         path = clean_path(spec.get("path"), f"{TASK}: {what}.path")
         filename = _text(spec.get("filename"), f"{what}.filename", 255)
         filename = filename or PurePosixPath(path).name

@@ -39,8 +39,7 @@ def test_every_task_is_published_with_the_kits_headers_in_few_round_trips(
 
     signals.before_task_publish.connect(record, weak=False)
     try:
-        outcome = enqueue_many([add.s(n, n) for n in range(2000)] + [on_low.s()],
-                               batch_size=500)
+        outcome = enqueue_many([add.s(n, n) for n in range(2000)] + [on_low.s()], batch_size=500)
     finally:
         signals.before_task_publish.disconnect(record)
 
@@ -59,12 +58,16 @@ def test_every_task_is_published_with_the_kits_headers_in_few_round_trips(
 def test_duplicates_are_skipped_and_reported_with_their_holder(redis: Any) -> None:
     first = enqueue_many([add.s(1, 1)], unique=True)
 
-    again = enqueue_many([add.s(1, 1), add.s(2, 2), step("tests.noop", unique="k"),
-                          step("tests.noop", unique="k")], unique=True)
+    again = enqueue_many(
+        [add.s(1, 1), add.s(2, 2), step("tests.noop", unique="k"), step("tests.noop", unique="k")],
+        unique=True,
+    )
 
     assert again.published == 2
     assert [(d.index, d.holder) for d in again.duplicates] == [
-        (0, first.results[0].id), (3, again.results[1].id)]
+        (0, first.results[0].id),
+        (3, again.results[1].id),
+    ]
     assert redis.get("kit:unique:k") == again.results[1].id
 
 

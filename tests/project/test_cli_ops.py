@@ -25,8 +25,11 @@ from tests.support.workers import ROOT
 def kit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "project.cli", *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -37,8 +40,14 @@ def _archive() -> Archive:
 
 def _archived_count_task(key: str, queue: str = "default") -> ArchivedTask:
     return ArchivedTask(
-        id=f"arch-{key}", task="tests.count", reason="permanent", error_type="PermanentError",
-        error="boom", queue=queue, args=[key], attempts=1,
+        id=f"arch-{key}",
+        task="tests.count",
+        reason="permanent",
+        error_type="PermanentError",
+        error="boom",
+        queue=queue,
+        args=[key],
+        attempts=1,
     )
 
 

@@ -57,8 +57,11 @@ def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
     port = free_port()
     flower = CeleryProcess(
         ["flower", f"--port={port}", "--address=127.0.0.1"],
-        env={"FLOWER_BASIC_AUTH": AUTH, "FLOWER_PERSISTENT": "True",
-             "FLOWER_DB": str(tmp_path / "flower.db")},
+        env={
+            "FLOWER_BASIC_AUTH": AUTH,
+            "FLOWER_PERSISTENT": "True",
+            "FLOWER_DB": str(tmp_path / "flower.db"),
+        },
     )
     base = f"http://127.0.0.1:{port}"
     driver: Any = None

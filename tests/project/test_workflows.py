@@ -37,11 +37,13 @@ def test_a_chain_passes_each_result_to_the_next_step_in_order(worker: WorkerProc
 def test_a_failing_middle_step_stops_the_chain_and_says_which_and_why(
     worker: WorkerProcess,
 ) -> None:
-    handle = run(chain(
-        step("tests.add", 1, 2),
-        step("tests.permanent", "middle", immutable=True),
-        step("tests.mark", "never", immutable=True),
-    ))
+    handle = run(
+        chain(
+            step("tests.add", 1, 2),
+            step("tests.permanent", "middle", immutable=True),
+            step("tests.mark", "never", immutable=True),
+        )
+    )
 
     progress = handle.wait(timeout=60)
 
@@ -81,10 +83,12 @@ def test_a_failed_header_task_fails_the_chord_callback_without_running_it(
     worker: WorkerProcess, redis: Any
 ) -> None:
     """Celery's rule, documented in project.workflows: use tolerant() to always get one."""
-    handle = run(chord(
-        [step("tests.add", 1, 1), step("tests.permanent", "header")],
-        step("tests.mark", "callback-ran", immutable=True),
-    ))
+    handle = run(
+        chord(
+            [step("tests.add", 1, 1), step("tests.permanent", "header")],
+            step("tests.mark", "callback-ran", immutable=True),
+        )
+    )
 
     progress = handle.wait(timeout=60)
 
@@ -96,11 +100,13 @@ def test_a_failed_header_task_fails_the_chord_callback_without_running_it(
 
 
 def test_cancel_stops_the_steps_not_started_yet(worker: WorkerProcess, redis: Any) -> None:
-    handle = run(chain(
-        step("tests.slow_mark", "first", 3.0),
-        step("tests.mark", "second", immutable=True),
-        step("tests.mark", "third", immutable=True),
-    ))
+    handle = run(
+        chain(
+            step("tests.slow_mark", "first", 3.0),
+            step("tests.mark", "second", immutable=True),
+            step("tests.mark", "third", immutable=True),
+        )
+    )
     eventually(lambda: redis.llen("test:starts:first"), timeout=60)
 
     revoked = handle.cancel()

@@ -49,9 +49,7 @@ def test_a_killed_workers_task_runs_again_on_another_worker(
 
 
 @pytest.mark.e2e
-def test_a_live_workers_long_task_is_never_delivered_twice(
-    start_worker: Any, redis: Any
-) -> None:
+def test_a_live_workers_long_task_is_never_delivered_twice(start_worker: Any, redis: Any) -> None:
     from tests.support.tasks import slow_mark
 
     start_worker(concurrency=1, env=SHORT_LEASE)

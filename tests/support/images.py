@@ -44,8 +44,9 @@ def save(image: Image.Image, path: Path, fmt: str | None = None, **options: obje
 def rgba_circle(size: tuple[int, int]) -> Image.Image:
     """Opaque red disc on fully transparent green: alpha handling shows at the corners."""
     image = Image.new("RGBA", size, (0, 255, 0, 0))
-    ImageDraw.Draw(image).ellipse((size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4),
-                                  fill=(*RED, 255))
+    ImageDraw.Draw(image).ellipse(
+        (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4), fill=(*RED, 255)
+    )
     return image
 
 

@@ -40,7 +40,11 @@ class _Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
-        self, server: SMTPProtocol, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTPProtocol,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         if address in self.refuse_rcpt:
@@ -48,9 +52,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(
-        self, server: SMTPProtocol, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTPProtocol, session: Session, envelope: Envelope) -> str:
         with self.lock:
             self.data_attempts += 1
             reply = self.data_replies.pop(0) if self.data_replies else "250 2.0.0 Ok: queued"
@@ -91,9 +93,7 @@ class SMTPServer:
             options.update(tls_context=tls_context, require_starttls=True)
         if credentials is not None:
             options.update(authenticator=_authenticator(credentials), auth_required=True)
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, **options
-        )
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     def start(self) -> SMTPServer:
         self.controller.start()
@@ -122,9 +122,10 @@ class SMTPServer:
 
 def _authenticator(credentials: tuple[str, str]) -> Callable[..., AuthResult]:
     def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (
-            data.login.decode(), data.password.decode()
-        ) == credentials
+        ok = (
+            isinstance(data, LoginPassword)
+            and (data.login.decode(), data.password.decode()) == credentials
+        )
         return AuthResult(success=ok, handled=False)
 
     return check

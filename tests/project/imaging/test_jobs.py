@@ -60,14 +60,17 @@ def test_fill_crops_exact_stretches_and_nothing_upscales_by_default(
     storage: LocalStorage,
 ) -> None:
     gen.save(gen.halves((400, 200)), storage.root / "in.png")
-    fill = resize(storage, source_path="in.png", dest_path="fill.png", width=100, height=100,
-                  mode="fill")
-    exact = resize(storage, source_path="in.png", dest_path="exact.png", width=100, height=100,
-                   mode="exact")
+    fill = resize(
+        storage, source_path="in.png", dest_path="fill.png", width=100, height=100, mode="fill"
+    )
+    exact = resize(
+        storage, source_path="in.png", dest_path="exact.png", width=100, height=100, mode="exact"
+    )
     small = resize(storage, source_path="in.png", dest_path="small.png", width=800)
     big = resize(storage, source_path="in.png", dest_path="big.png", width=800, upscale=True)
-    boxed = resize(storage, source_path="in.png", dest_path="boxed.png", width=800, height=800,
-                   mode="fill")
+    boxed = resize(
+        storage, source_path="in.png", dest_path="boxed.png", width=800, height=800, mode="fill"
+    )
     assert (fill["width"], fill["height"]) == (100, 100) == (exact["width"], exact["height"])
     assert (small["width"], small["height"]) == (400, 200)
     assert (big["width"], big["height"]) == (800, 400)
@@ -133,8 +136,11 @@ def test_animated_gif_first_frame_or_all_frames(storage: LocalStorage) -> None:
             seen.append(gen.px(out.convert("RGB"), (15, 10)))
     assert all(gen.close_to(s, c) for s, c in zip(seen, colors, strict=True)), seen
     with pytest.raises(ValidationError, match="animated output"):
-        parse_resize((), {"source_path": "anim.gif", "dest_path": "x.jpg", "width": 5,
-                          "frames": "all"}, LIMITS)
+        parse_resize(
+            (),
+            {"source_path": "anim.gif", "dest_path": "x.jpg", "width": 5, "frames": "all"},
+            LIMITS,
+        )
 
 
 def test_icc_profile_is_kept_and_stripped_on_request(storage: LocalStorage) -> None:
@@ -150,11 +156,24 @@ def test_icc_profile_is_kept_and_stripped_on_request(storage: LocalStorage) -> N
 def test_watermark_text_and_image_are_visible_where_placed(storage: LocalStorage) -> None:
     gen.save(Image.new("RGB", (300, 200), (255, 255, 255)), storage.root / "white.png")
     gen.save(Image.new("RGBA", (40, 40), (0, 0, 255, 255)), storage.root / "mark.png")
-    text = {"source_path": "white.png", "dest_path": "t.png", "text": "SAMPLE", "color": "red",
-            "opacity": 1.0, "font_size": 30, "position": "bottom-right"}
+    text = {
+        "source_path": "white.png",
+        "dest_path": "t.png",
+        "text": "SAMPLE",
+        "color": "red",
+        "opacity": 1.0,
+        "font_size": 30,
+        "position": "bottom-right",
+    }
     jobs.watermark(parse_watermark((), text, LIMITS), storage, LIMITS)
-    image = {"source_path": "white.png", "dest_path": "i.png", "watermark_path": "mark.png",
-             "opacity": 0.5, "position": "top-left", "margin": 10}
+    image = {
+        "source_path": "white.png",
+        "dest_path": "i.png",
+        "watermark_path": "mark.png",
+        "opacity": 0.5,
+        "position": "top-left",
+        "margin": 10,
+    }
     jobs.watermark(parse_watermark((), image, LIMITS), storage, LIMITS)
     t = gen.opened(storage.root / "t.png")
     reds = [gen.px(t, (x, y)) for x in range(150, 300) for y in range(140, 200)]
@@ -167,8 +186,16 @@ def test_watermark_text_and_image_are_visible_where_placed(storage: LocalStorage
 
 def test_tiled_watermark_covers_every_quadrant(storage: LocalStorage) -> None:
     gen.save(Image.new("RGB", (400, 400), (255, 255, 255)), storage.root / "w.jpg")
-    kwargs = {"source_path": "w.jpg", "dest_path": "tiled.png", "text": "kit", "color": "black",
-              "opacity": 1.0, "position": "tiled", "font_size": 20, "margin": 20}
+    kwargs = {
+        "source_path": "w.jpg",
+        "dest_path": "tiled.png",
+        "text": "kit",
+        "color": "black",
+        "opacity": 1.0,
+        "position": "tiled",
+        "font_size": 20,
+        "margin": 20,
+    }
     jobs.watermark(parse_watermark((), kwargs, LIMITS), storage, LIMITS)
     out = gen.opened(storage.root / "tiled.png").convert("L")
     for box in ((0, 0, 200, 200), (200, 0, 400, 200), (0, 200, 200, 400), (200, 200, 400, 400)):
@@ -178,31 +205,56 @@ def test_tiled_watermark_covers_every_quadrant(storage: LocalStorage) -> None:
 
 def test_compress_formats_and_target_size(storage: LocalStorage) -> None:
     gen.save(gen.photo((400, 300)), storage.root / "p.png")
-    full = jobs.compress(parse_compress((), {"source_path": "p.png", "dest_path": "q.jpg",
-                                             "quality": 95}, LIMITS), storage, LIMITS)
+    full = jobs.compress(
+        parse_compress((), {"source_path": "p.png", "dest_path": "q.jpg", "quality": 95}, LIMITS),
+        storage,
+        LIMITS,
+    )
     target = full["bytes"] // 3
-    small = jobs.compress(parse_compress((), {"source_path": "p.png", "dest_path": "t.jpg",
-                                              "target_bytes": target}, LIMITS), storage, LIMITS)
+    small = jobs.compress(
+        parse_compress(
+            (), {"source_path": "p.png", "dest_path": "t.jpg", "target_bytes": target}, LIMITS
+        ),
+        storage,
+        LIMITS,
+    )
     assert small["target_met"] and small["bytes"] <= target < full["bytes"]
     assert 10 <= small["quality"] < 95
-    lossless = jobs.compress(parse_compress((), {"source_path": "p.png", "dest_path": "l.webp",
-                                                 "lossless": True}, LIMITS), storage, LIMITS)
+    lossless = jobs.compress(
+        parse_compress(
+            (), {"source_path": "p.png", "dest_path": "l.webp", "lossless": True}, LIMITS
+        ),
+        storage,
+        LIMITS,
+    )
     assert lossless["format"] == "webp"
     original = gen.opened(storage.root / "p.png")
     assert gen.opened(storage.root / "l.webp").convert("RGB").tobytes() == original.tobytes()
-    impossible = jobs.compress(parse_compress((), {"source_path": "p.png", "dest_path": "x.webp",
-                                                   "target_bytes": 50}, LIMITS), storage, LIMITS)
+    impossible = jobs.compress(
+        parse_compress(
+            (), {"source_path": "p.png", "dest_path": "x.webp", "target_bytes": 50}, LIMITS
+        ),
+        storage,
+        LIMITS,
+    )
     assert impossible["target_met"] is False and impossible["quality"] == 10
 
 
 def test_thumbnails_from_one_decode(storage: LocalStorage) -> None:
     gen.save(gen.photo((800, 600)), storage.root / "big.jpg")
-    kwargs = {"source_path": "big.jpg", "dest_path": "th/big_{size}.webp",
-              "sizes": [64, [200, 100], 1000], "mode": "fit"}
+    kwargs = {
+        "source_path": "big.jpg",
+        "dest_path": "th/big_{size}.webp",
+        "sizes": [64, [200, 100], 1000],
+        "mode": "fit",
+    }
     result = jobs.thumbnail(parse_thumbnail((), kwargs, LIMITS), storage, LIMITS)
     sizes = {(t["path"], t["width"], t["height"]) for t in result["thumbnails"]}
-    assert sizes == {("th/big_64x64.webp", 64, 48), ("th/big_200x100.webp", 133, 100),
-                     ("th/big_1000x1000.webp", 800, 600)}
+    assert sizes == {
+        ("th/big_64x64.webp", 64, 48),
+        ("th/big_200x100.webp", 133, 100),
+        ("th/big_1000x1000.webp", 800, 600),
+    }
     for path, width, height in sizes:
         assert gen.opened(storage.root / path).size == (width, height)
 
@@ -246,7 +298,16 @@ def test_huge_requested_dimensions_are_refused(storage: LocalStorage) -> None:
     with pytest.raises(ValidationError, match=r"KIT_IMAGE_MAX_DIMENSION|accepts"):
         parse_resize((), {"source_path": "s.png", "dest_path": "o.png", "width": 50_000}, LIMITS)
     with pytest.raises(ValidationError, match="KIT_IMAGE_MAX_PIXELS"):
-        parse_resize((), {"source_path": "s.png", "dest_path": "o.png", "width": 4000,
-                          "height": 4000, "mode": "exact"}, LIMITS)
+        parse_resize(
+            (),
+            {
+                "source_path": "s.png",
+                "dest_path": "o.png",
+                "width": 4000,
+                "height": 4000,
+                "mode": "exact",
+            },
+            LIMITS,
+        )
     with pytest.raises(ValidationError, match="KIT_IMAGE_MAX_PIXELS"):  # known only after decode
         resize(storage, source_path="s.png", dest_path="o.png", width=4900, upscale=True)

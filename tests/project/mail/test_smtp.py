@@ -23,8 +23,14 @@ def _message() -> EmailMessage:
 
 def _config(port: int, **overrides: object) -> SmtpSettings:
     values: dict[str, object] = {
-        "host": "127.0.0.1", "port": port, "security": "none", "username": None,
-        "password": None, "ca_file": None, "timeout": 5.0, "command_timeout": 10.0,
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "username": None,
+        "password": None,
+        "ca_file": None,
+        "timeout": 5.0,
+        "command_timeout": 10.0,
     }
     values.update(overrides)
     return SmtpSettings(**values)  # type: ignore[arg-type]
@@ -47,8 +53,13 @@ def starttls_server(certificate: tuple[Path, Path]) -> Iterator[SMTPServer]:
 def test_starttls_with_the_ca_file_and_login_delivers(
     starttls_server: SMTPServer, certificate: tuple[Path, Path]
 ) -> None:
-    config = _config(starttls_server.port, security="starttls", ca_file=str(certificate[0]),
-                     username="kit", password="s3cret")
+    config = _config(
+        starttls_server.port,
+        security="starttls",
+        ca_file=str(certificate[0]),
+        username="kit",
+        password="s3cret",
+    )
     accepted = send(_message(), "k@kit.example", ["a@example.com"], config)
     assert accepted.code == 250
     (received,) = starttls_server.received
@@ -57,8 +68,9 @@ def test_starttls_with_the_ca_file_and_login_delivers(
 
 
 def test_an_untrusted_certificate_is_refused_by_default(starttls_server: SMTPServer) -> None:
-    config = _config(starttls_server.port, security="starttls", username="kit",
-                     password="s3cret")  # no SMTP_CA_FILE: the system's CAs only
+    config = _config(
+        starttls_server.port, security="starttls", username="kit", password="s3cret"
+    )  # no SMTP_CA_FILE: the system's CAs only
     with pytest.raises(PermanentError, match=r"certificate not trusted.*SMTP_CA_FILE"):
         send(_message(), "k@kit.example", ["a@example.com"], config)
     assert starttls_server.received == []
@@ -67,8 +79,13 @@ def test_an_untrusted_certificate_is_refused_by_default(starttls_server: SMTPSer
 def test_wrong_credentials_are_permanent(
     starttls_server: SMTPServer, certificate: tuple[Path, Path]
 ) -> None:
-    config = _config(starttls_server.port, security="starttls", ca_file=str(certificate[0]),
-                     username="kit", password="wrong")
+    config = _config(
+        starttls_server.port,
+        security="starttls",
+        ca_file=str(certificate[0]),
+        username="kit",
+        password="wrong",
+    )
     with pytest.raises(PermanentError, match="535"):
         send(_message(), "k@kit.example", ["a@example.com"], config)
 
@@ -87,8 +104,12 @@ def test_starttls_required_but_not_offered_is_permanent() -> None:
     server = SMTPServer().start()
     try:
         with pytest.raises(PermanentError, match="does not offer STARTTLS"):
-            send(_message(), "k@kit.example", ["a@example.com"],
-                 _config(server.port, security="starttls"))
+            send(
+                _message(),
+                "k@kit.example",
+                ["a@example.com"],
+                _config(server.port, security="starttls"),
+            )
         assert server.received == []
     finally:
         server.stop()
@@ -104,8 +125,12 @@ def test_a_4xx_recipient_refusal_is_transient_and_sends_nothing() -> None:
     try:
         server.refuse("b@example.com", "450 4.2.1 mailbox busy")
         with pytest.raises(TransientError, match=r"450 4\.2\.1 mailbox busy"):
-            send(_message(), "k@kit.example", ["a@example.com", "b@example.com"],
-                 _config(server.port))
+            send(
+                _message(),
+                "k@kit.example",
+                ["a@example.com", "b@example.com"],
+                _config(server.port),
+            )
         assert server.data_attempts == 0
     finally:
         server.stop()
