@@ -6,6 +6,7 @@ public API; everything else is internal.
 
 from __future__ import annotations
 
+from .aggregation import enqueue_grouped
 from .archive import Archive, ArchivedTask
 from .celery_app import app
 from .config import Settings, current_settings, load_settings
@@ -42,6 +43,7 @@ __all__ = [
     "ValidationError",
     "app",
     "current_settings",
+    "enqueue_grouped",
     "enqueue_unique",
     "enqueue_with_id",
     "load_settings",

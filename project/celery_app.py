@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from .aggregation import install_flusher
 from .beat import beat_config
 from .checks import check_redis
 from .config import Settings, current_settings
@@ -121,6 +122,7 @@ app = create_app(current_settings())
 signals.before_task_publish.connect(stamp_hook(current_settings().default_priority), weak=False)
 WorkerTelemetry().instrument()
 install_forwarder(app)
+install_flusher(app)
 app.steps["consumer"].add(PauseWatcher)
 app.steps["consumer"].add(LeaseKeeper)
 

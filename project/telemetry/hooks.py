@@ -5,6 +5,7 @@ message headers; every workflow step published from inside a task therefore cont
 These hooks, connected *after* it so its span is the current one, add:
 
 * on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows);
+* on an aggregated task's run span: a link to each absorbed member's span (project.aggregation);
 * on each attempt's span: task id, name, queue, priority, retry count, attempt number, outcome;
 * on a retried attempt: error status, the exception, and a ``task.retry`` event (the stock
   instrumentation leaves a retried attempt looking successful);
@@ -26,6 +27,7 @@ from celery.exceptions import Retry
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from ..aggregation import link_members
 from ..queues import PUBLISHED_AT_HEADER
 from ..workflow_state import HEADER_WORKFLOW_ID
 from .metrics import TaskMetrics
@@ -116,6 +118,7 @@ class TaskTelemetry:
         retries = int(request.retries or 0)
         span = trace.get_current_span()
         _mark_workflow(request.get(HEADER_WORKFLOW_ID))
+        link_members(request)  # an aggregated task links to the members it absorbed
         if span.is_recording():
             span.set_attributes(
                 {

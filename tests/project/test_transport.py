@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kombu import Consumer, Queue
+from kombu.entity import Queue
+from kombu.messaging import Consumer
 
 from project.celery_app import create_app
 from project.config import load_settings
@@ -30,16 +31,20 @@ def test_a_message_fetched_as_redis_stops_goes_back_to_its_queue(
     received: list[Any] = []
     with app.connection_for_read() as conn:
         channel = conn.default_channel
-        channel._qos = RedisStopsAfterTheFetch(channel)
-        with Consumer(channel, [Queue("default")], callbacks=[lambda _b, m: received.append(m)]):
-            with pytest.raises(conn.connection_errors):
-                conn.drain_events(timeout=10)
+        channel._qos = RedisStopsAfterTheFetch(channel)  # type: ignore[no-untyped-call]
+        consumer = Consumer(
+            channel, [Queue("default")], callbacks=[lambda _b, m: received.append(m)]
+        )
+        with consumer, pytest.raises(conn.connection_errors):
+            conn.drain_events(timeout=10)
     assert received == []  # nothing ran: the record failed
 
     private_redis.start()
-    with app.connection_for_read() as conn:
-        with Consumer(conn, [Queue("default")], callbacks=[lambda _b, m: received.append(m)]):
-            conn.drain_events(timeout=10)
+    with (
+        app.connection_for_read() as conn,
+        Consumer(conn, [Queue("default")], callbacks=[lambda _b, m: received.append(m)]),
+    ):
+        conn.drain_events(timeout=10)
     assert [m.headers["argsrepr"] for m in received] == ["('window',)"]
     assert received[0].delivery_info["redelivered"] is True
     received[0].ack()

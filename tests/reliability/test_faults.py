@@ -52,7 +52,8 @@ def _wait_for_all(client: Any, keys: list[str], stall: float) -> None:
 def _broker_state(client: Any) -> str:
     """Where unprocessed messages could be: queue lists and kombu's unacknowledged hash."""
     queues = {k: client.llen(k) for k in client.keys("*") if client.type(k) == "list"}
-    return f"lists={queues} unacked={client.hlen('unacked')} scheduled={client.zcard('kit:scheduled')}"
+    unacked, scheduled = client.hlen("unacked"), client.zcard("kit:scheduled")
+    return f"lists={queues} unacked={unacked} scheduled={scheduled}"
 
 
 @pytest.mark.e2e

@@ -41,6 +41,7 @@ class Span:
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
     start_ns: int = 0
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id)
 
     @property
     def is_error(self) -> bool:
@@ -116,6 +117,7 @@ class OTLPReceiver:
                             events=[(e.name, _attributes(e.attributes)) for e in span.events],
                             resource=resource,
                             start_ns=span.start_time_unix_nano,
+                            links=[(k.trace_id.hex(), k.span_id.hex()) for k in span.links],
                         )
                     )
         with self._lock:
@@ -169,6 +171,17 @@ class OTLPReceiver:
             for point in self.latest(name).values()
             if all(point.attributes.get(k) == v for k, v in attributes.items())
         )
+
+
+def telemetry_env(receiver: OTLPReceiver, **extra: str) -> dict[str, str]:
+    """A worker's environment that exports to ``receiver`` quickly."""
+    return {
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        **extra,
+    }
 
 
 def _attributes(pairs: Any) -> dict[str, Any]:

@@ -120,9 +120,7 @@ def exclusive(self: Any, key: str, seconds: float) -> str:
     return str(self.request.id)
 
 
-@app.task(
-    name="tests.exclusive_skip", bind=True, single_flight=True, single_flight_busy="skip"
-)
+@app.task(name="tests.exclusive_skip", bind=True, single_flight=True, single_flight_busy="skip")
 def exclusive_skip(self: Any, key: str, seconds: float) -> str:
     _redis().rpush(f"test:runs:{key}", str(self.request.id))
     time.sleep(seconds)
@@ -170,3 +168,25 @@ def collect(items: list[Any], group: str = "") -> int:
 
     _redis().rpush(f"test:batches:{group}", json.dumps(items))
     return len(items)
+
+
+@app.task(name="tests.hold")
+def hold(item: Any, group: str, max_size: int) -> int:
+    """Holds ``item`` for ``tests.collect`` from inside a worker (its span is the member's)."""
+    from project import enqueue_grouped
+
+    return enqueue_grouped("tests.collect", item, group=group, max_size=max_size)
+
+
+@app.task(name="tests.start_workflow")
+def start_workflow() -> str:
+    """Runs chain(add(1, 1), group(add(+10), add(+20)), total) from inside a worker, so the
+    workflow's own span is exported too; returns the workflow id."""
+    from project.workflows import chain, group, run, step
+
+    canvas = chain(
+        step("tests.add", 1, 1),
+        group(step("tests.add", 10), step("tests.add", 20)),
+        step("tests.total"),
+    )
+    return run(canvas).id
