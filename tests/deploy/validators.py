@@ -22,6 +22,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,10 @@ def check_parses(path: Path) -> Problems:
 
 
 def hadolint_binary() -> str | None:
-    return shutil.which("hadolint")
+    """On PATH, or next to this interpreter (a venv's bin when its activate was not run)."""
+    return shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
 
 
 def check_dockerfile_lint(path: Path) -> Problems:
