@@ -1,9 +1,10 @@
 """A worker consumer that archives the messages it refuses instead of dropping them.
 
 Celery's consumer logs and discards a message it will not run: a pickled (non-JSON) body, a
-malformed one, or a task name this worker does not know. The kit keeps each in the archive with
-its raw body (never decoded unless it is JSON), so nothing sent is silently lost and an operator
-can inspect it, or requeue it once the task is deployed.
+malformed one, or a task name this worker does not know; a JSON body of the wrong shape even
+stops the worker. The kit refuses each such message and keeps serving, and keeps each in the
+archive with its raw body (never decoded unless it is JSON), so nothing sent is silently lost
+and an operator can inspect it, or requeue it once the task is deployed.
 
 Selected with Celery's ``worker_consumer`` setting.
 """
@@ -16,7 +17,9 @@ import logging
 import uuid
 from typing import Any
 
+from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer as CeleryConsumer
+from vine import promise
 
 from .archive import Archive, ArchivedTask, Reason
 from .config import current_settings
@@ -30,6 +33,21 @@ _JSON = "application/json"
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
+    def create_task_handler(self, promise: Any = promise) -> Any:
+        handler = super().create_task_handler(promise)
+
+        def on_task_received(message: Any) -> Any:
+            try:
+                return handler(message)
+            except (ValueError, TypeError, AttributeError, IndexError) as exc:
+                # A JSON body of the wrong shape (not [args, kwargs, embed]) fails while Celery
+                # builds the request, outside its own error handling, and would stop the worker
+                # ("Unrecoverable error"). Refuse that one message instead.
+                error = InvalidTaskError(f"malformed task message: {type(exc).__name__}: {exc}")
+                return self.on_invalid_task(None, message, error)
+
+        return on_task_received
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         _archive_refused(message, exc)
         super().on_decode_error(message, exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from project import app
+from project import KitTask, app
 from project.archive import Archive
 from project.config import current_settings
 from project.connections import redis_client
@@ -36,12 +36,25 @@ def backup_database_task(database: str = "main") -> dict[str, object]:
     return result.as_dict()
 
 
-@app.task(name="cleanup:old_data", default_queue="low")
-def cleanup_old_data(retention_days: float = 30) -> dict[str, object]:
+def _check_retention(retention_days: Any) -> None:
     if not isinstance(retention_days, int | float) or isinstance(retention_days, bool):
-        raise ValidationError("retention_days must be a number of days")
-    if retention_days < 1:
-        raise ValidationError("retention_days must be at least 1")
+        raise ValidationError(f"retention_days must be a number of days, not {retention_days!r}")
+    if not retention_days >= 1:  # also refuses NaN
+        raise ValidationError(f"retention_days must be at least 1, not {retention_days!r}")
+
+
+class CleanupTask(KitTask):
+    def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
+        # A wrong arity is Celery's TypeError (task typing); only the value is checked here.
+        if args:
+            _check_retention(args[0])
+        elif kwargs and "retention_days" in kwargs:
+            _check_retention(kwargs["retention_days"])
+
+
+@app.task(name="cleanup:old_data", base=CleanupTask, default_queue="low")
+def cleanup_old_data(retention_days: float = 30) -> dict[str, object]:
+    _check_retention(retention_days)  # again: a message may come from anywhere
     settings = current_settings()
     cutoff = cutoff_for(retention_days)
     report = CleanupReport()
