@@ -123,8 +123,9 @@ def cron_rm(name: str) -> None:
 
 def _register_operator_commands() -> None:
     from .cli_ops import archived, queue, stats, task
+    from .cli_workflows import batch, workflow
 
-    for command in (stats, archived, queue, task):
+    for command in (stats, archived, queue, task, batch, workflow):
         main.add_command(command)
 
 

@@ -29,7 +29,14 @@ from project.workflows import TOLERANT_TASK, WorkflowHandle, chain, chord, run, 
 
 from .images import PARSERS, _limits
 
-__all__ = ["DEFAULT_OPERATIONS", "OPERATION_DEFAULTS", "process_images", "summary", "tolerant_step"]
+__all__ = [
+    "DEFAULT_OPERATIONS",
+    "OPERATION_DEFAULTS",
+    "STEPS_KEY",
+    "process_images",
+    "summary",
+    "tolerant_step",
+]
 
 #: Operations the pipeline can chain (each returns a result with the ``path`` of its output).
 OPERATION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -38,7 +45,7 @@ OPERATION_DEFAULTS: dict[str, dict[str, Any]] = {
     "compress": {"quality": 80, "strip_metadata": True},
 }
 DEFAULT_OPERATIONS = ("resize", "watermark", "compress")
-_STEPS_KEY = "kit_steps"  # the outputs of the steps before, carried along the chain
+STEPS_KEY = "kit_steps"  # the outputs of the steps before, carried along the chain
 _KEEP_SUFFIX = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 
@@ -48,9 +55,9 @@ def tolerant_step(self: KitTask, *previous: Any, step: Mapping[str, Any]) -> Any
     before = previous[0] if previous else None
     if isinstance(before, dict) and TOLERATED_ERROR in before:
         return before  # an earlier step failed: nothing to work on, pass the error along
-    history = list(before.get(_STEPS_KEY, [])) if isinstance(before, dict) else []
+    history = list(before.get(STEPS_KEY, [])) if isinstance(before, dict) else []
     if isinstance(before, dict):
-        previous = ({k: v for k, v in before.items() if k != _STEPS_KEY},)
+        previous = ({k: v for k, v in before.items() if k != STEPS_KEY},)
     task = self.app.tasks[str(step["task"])]
     try:
         result = task(*previous, *step.get("args", ()), **dict(step.get("kwargs", {})))
@@ -63,13 +70,13 @@ def tolerant_step(self: KitTask, *previous: Any, step: Mapping[str, Any]) -> Any
     if not isinstance(result, dict):
         return result
     entry = {k: result[k] for k in ("path", "width", "height", "bytes", "format") if k in result}
-    return {**result, _STEPS_KEY: [*history, {"task": step["task"], **entry}]}
+    return {**result, STEPS_KEY: [*history, {"task": step["task"], **entry}]}
 
 
 def _caught(step: Mapping[str, Any], exc: BaseException, history: list[Any]) -> dict[str, Any]:
     return {
         TOLERATED_ERROR: {"task": step["task"], "type": type(exc).__name__, "message": str(exc)},
-        _STEPS_KEY: history,
+        STEPS_KEY: history,
     }
 
 
@@ -80,14 +87,18 @@ def summary(results: Sequence[Any], *, sources: Sequence[str], summary_path: str
     for source, result in zip(sources, results, strict=True):
         entry: dict[str, Any] = {"source": source, "outputs": [], "error": None}
         if isinstance(result, dict):
-            entry["outputs"] = list(result.get(_STEPS_KEY, []))
+            entry["outputs"] = list(result.get(STEPS_KEY, []))
             caught = result.get(TOLERATED_ERROR)
             if caught:
                 entry["error"] = f"{caught['task']}: {caught['type']}: {caught['message']}"
         images.append(entry)
     failed = sum(1 for image in images if image["error"])
-    document = {"images": images, "processed": len(images) - failed, "failed": failed,
-                "summary_path": summary_path}
+    document = {
+        "images": images,
+        "processed": len(images) - failed,
+        "failed": failed,
+        "summary_path": summary_path,
+    }
     default_storage().write(summary_path, json.dumps(document, indent=2).encode())
     return {"path": summary_path, "processed": len(images) - failed, "failed": failed}
 
@@ -104,8 +115,13 @@ def _output_names(paths: Sequence[str]) -> list[str]:
     return names
 
 
-def _image_chain(source: str, name: str, operations: Sequence[str],
-                 options: Mapping[str, Mapping[str, Any]], output_dir: str) -> Any:
+def _image_chain(
+    source: str,
+    name: str,
+    operations: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]],
+    output_dir: str,
+) -> Any:
     suffix = PurePosixPath(source).suffix.lower()
     keep = suffix if suffix in _KEEP_SUFFIX else ".png"
     steps = []
@@ -145,10 +161,18 @@ def process_images(
     options = options or {}
     output_dir = output_dir.rstrip("/")
     names = _output_names(paths)
-    header = [_image_chain(source, name, operations, options, output_dir)
-              for source, name in zip(paths, names, strict=True)]
+    header = [
+        _image_chain(source, name, operations, options, output_dir)
+        for source, name in zip(paths, names, strict=True)
+    ]
     summary_path = f"{output_dir}/summary.json"
     callback = step("batch:summary", sources=list(paths), summary_path=summary_path)
-    return run(chord(header, callback), meta={"batch": "images", "images": len(paths),
-                                              "operations": list(operations),
-                                              "summary_path": summary_path})
+    return run(
+        chord(header, callback),
+        meta={
+            "batch": "images",
+            "images": len(paths),
+            "operations": list(operations),
+            "summary_path": summary_path,
+        },
+    )

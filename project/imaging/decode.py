@@ -31,11 +31,11 @@ from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 from ..errors import PermanentError
 from .validation import Limits
 
-__all__ = ["INPUT_FORMATS", "Decoded", "decode", "to_working_mode"]
+__all__ = ["EXTENSION_FORMATS", "INPUT_FORMATS", "Decoded", "decode", "to_working_mode"]
 
 #: Decoders the kit lets near untrusted bytes (Pillow has dozens; each is attack surface).
 INPUT_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
-_EXTENSION_FORMATS = {
+EXTENSION_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
     ".jpe": "JPEG",
@@ -154,7 +154,7 @@ def _open_checked(data: bytes, source_path: str) -> Image.Image:
             f"source_path {source_path!r} is not a {', '.join(INPUT_FORMATS)} image "
             "(or its header is invalid, e.g. a zero width or height)"
         ) from None
-    claimed = _EXTENSION_FORMATS.get(PurePosixPath(source_path).suffix.lower())
+    claimed = EXTENSION_FORMATS.get(PurePosixPath(source_path).suffix.lower())
     if claimed is not None and claimed != image.format:
         raise PermanentError(
             f"source_path {source_path!r} is named as {claimed} but its content is "
