@@ -13,6 +13,7 @@ from .aggregation import install_flusher
 from .beat import beat_config
 from .checks import check_redis
 from .config import Settings, current_settings
+from .connections import tls_options, uses_tls
 from .forwarder import install_forwarder
 from .lease import RESTORE_INTERVAL, LeaseKeeper
 from .pause import PauseWatcher
@@ -109,7 +110,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_task_log_format": TASK_LOG_FORMAT,
         # One beat at a time, its schedule in Redis (project.beat).
         **beat_config(settings.redis_url, settings.beat_lock_timeout),
+        **_tls_config(settings),
     }
+
+
+def _tls_config(settings: Settings) -> dict[str, Any]:
+    """The same verified TLS for every Redis connection Celery and redbeat make."""
+    config: dict[str, Any] = {}
+    if uses_tls(settings.redis_url):
+        config["broker_use_ssl"] = tls_options(settings)
+        config["redbeat_redis_use_ssl"] = tls_options(settings)
+    if uses_tls(settings.result_backend):
+        config["redis_backend_use_ssl"] = tls_options(settings)
+    return config
 
 
 def create_app(settings: Settings) -> Celery:

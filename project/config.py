@@ -85,6 +85,10 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     result_backend: str = ""
+    # rediss:// only: PEM files; the server's certificate is always verified (host name too).
+    redis_tls_ca_file: str = ""  # "" trusts the system's CA bundle
+    redis_tls_cert_file: str = ""  # a client certificate, for servers that ask for one
+    redis_tls_key_file: str = ""
     queue_weights: dict[str, int] = field(
         default_factory=lambda: {"critical": 6, "default": 3, "low": 1}
     )
@@ -155,9 +159,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     backoff = env.number("KIT_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF, minimum=0.0)
     security = env.choice("SMTP_SECURITY", DEFAULT_SMTP_SECURITY, ("none", "starttls", "tls"))
+    tls_cert = env.optional_file("KIT_REDIS_TLS_CERT_FILE")
+    tls_key = env.optional_file("KIT_REDIS_TLS_KEY_FILE")
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError(
+            "KIT_REDIS_TLS_KEY_FILE" if tls_cert else "KIT_REDIS_TLS_CERT_FILE",
+            "",
+            "a PEM file whenever the other of KIT_REDIS_TLS_CERT_FILE / KIT_REDIS_TLS_KEY_FILE "
+            "is set (a client certificate needs its key)",
+        )
     return Settings(
         redis_url=redis_url,
         result_backend=env.redis_url("KIT_RESULT_BACKEND", _next_database(redis_url)),
+        redis_tls_ca_file=env.optional_file("KIT_REDIS_TLS_CA_FILE"),
+        redis_tls_cert_file=tls_cert,
+        redis_tls_key_file=tls_key,
         queue_weights=env.weights("KIT_QUEUE_WEIGHTS", DEFAULT_QUEUE_WEIGHTS),
         strict_priority=env.boolean("KIT_STRICT_PRIORITY", False),
         concurrency=env.optional_integer("KIT_CONCURRENCY", minimum=1),

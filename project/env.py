@@ -6,6 +6,7 @@ variable and what it accepts; an empty value counts as unset.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -23,6 +24,10 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _EXAMPLE_WEIGHTS = "critical=6,default=3,low=1"
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url, count=1)
 
 
 class Env:
@@ -43,6 +48,15 @@ class Env:
 
     def names_with_prefix(self, prefix: str) -> list[str]:
         return [n for n in self._environ if n == prefix or n.startswith(prefix + "_")]
+
+    def optional_file(self, name: str) -> str:
+        """A path to a readable file, or "" when unset."""
+        raw = self._raw(name)
+        if raw is None:
+            return ""
+        if not os.path.isfile(raw) or not os.access(raw, os.R_OK):
+            raise ConfigError(name, raw, "the path of a readable file (PEM)")
+        return raw
 
     def paths(self, name: str) -> tuple[str, ...]:
         raw = self._raw(name)
@@ -120,18 +134,19 @@ class Env:
         raw = self._raw(name)
         if raw is None:
             return default
+        shown = _without_password(raw)  # error messages end up in logs
         try:
             parts = urlsplit(raw)
             parts.port  # noqa: B018 - raises ValueError on a non-numeric port
         except ValueError:
-            raise ConfigError(name, raw, _REDIS_ACCEPTS) from None
+            raise ConfigError(name, shown, _REDIS_ACCEPTS) from None
         if parts.scheme not in _REDIS_SCHEMES:
-            raise ConfigError(name, raw, _REDIS_ACCEPTS)
+            raise ConfigError(name, shown, _REDIS_ACCEPTS)
         if parts.scheme != "redis+socket" and not parts.hostname:
-            raise ConfigError(name, raw, _REDIS_ACCEPTS)
+            raise ConfigError(name, shown, _REDIS_ACCEPTS)
         path = parts.path.strip("/")
         if parts.scheme != "redis+socket" and path and not path.isdigit():
-            raise ConfigError(name, raw, _REDIS_ACCEPTS + " (the path is a database number)")
+            raise ConfigError(name, shown, _REDIS_ACCEPTS + " (the path is a database number)")
         return raw
 
     def weights(self, name: str, default: str) -> dict[str, int]:

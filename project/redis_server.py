@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -105,13 +106,19 @@ class RedisServer:
             args += ["--requirepass", self.password]
         return args
 
+    def client_options(self) -> dict[str, Any]:
+        """Extra redis-py options a client of this server needs (a subclass's TLS settings)."""
+        return {}
+
     def start(self, timeout: float = START_TIMEOUT) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        client = redis.Redis.from_url(
+            self.url, socket_timeout=1.0, socket_connect_timeout=1.0, **self.client_options()
+        )
         try:
             while True:
                 if self.process.poll() is not None:

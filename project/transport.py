@@ -28,6 +28,7 @@ from time import monotonic
 from typing import Any
 
 from kombu.transport import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .queues import StrictCycle, WeightedCycle
 
@@ -45,6 +46,41 @@ _requeue_lock = threading.Lock()
 
 
 class QoS(redis.QoS):
+    """kombu's QoS, made safe for the moment a connection is lost.
+
+    After a lost connection Celery 5.7 collects the kombu connection and then closes it; the
+    second close can reach a channel whose transport is already detached, and kombu fails with
+    ``AttributeError`` (not a connection error). Raised from Celery's reconnect handler, that
+    stopped the whole worker with messages still queued. Here it is a connection error (logged
+    by Celery, which reconnects) or, while closing, a warning: the messages concerned are still
+    in Redis's ``unacked`` hash, and the visibility timeout returns them to their queue.
+    """
+
+    def restore_unacked_once(self, stderr: Any = None) -> None:
+        held = len(self._delivered)
+        try:
+            super().restore_unacked_once(stderr)  # type: ignore[no-untyped-call]
+        except (AttributeError, *self.channel.connection_errors) as exc:
+            logger.warning(
+                "%d unacknowledged message(s) left in Redis; the visibility timeout restores "
+                "them (%s: %s)",
+                held,
+                type(exc).__name__,
+                exc,
+            )
+
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+        except AttributeError as exc:
+            raise _detached(exc) from exc
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue)  # type: ignore[no-untyped-call]
+        except AttributeError as exc:
+            raise _detached(exc) from exc
+
     def append(self, message: Any, delivery_tag: str) -> None:
         try:
             super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
@@ -57,6 +93,10 @@ class QoS(redis.QoS):
                 delivery_tag,
             )
             raise
+
+
+def _detached(exc: AttributeError) -> Exception:
+    return RedisConnectionError(f"channel closed after a lost connection ({exc})")
 
 
 class Channel(redis.Channel):

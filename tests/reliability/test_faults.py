@@ -106,7 +106,7 @@ def test_redis_restart_with_ten_thousand_queued_tasks_processes_them_all(
         keys = [f"q-{i}" for i in range(10_000)]
         _send(app, keys)
         env = {"REDIS_URL": server.url, "KIT_VISIBILITY_TIMEOUT": "5"}
-        start_worker(concurrency=2, extra_args=["--prefetch-multiplier=8"], env=env)
+        worker = start_worker(concurrency=2, extra_args=["--prefetch-multiplier=8"], env=env)
         client = redis_py.Redis.from_url(server.url, decode_responses=True)
         eventually(lambda: len(client.keys("test:count:q-*")) >= 1000, 120, interval=0.5)
 
@@ -121,7 +121,7 @@ def test_redis_restart_with_ten_thousand_queued_tasks_processes_them_all(
         _wait_for_all(client, keys, stall=120)
         processed, lost, duplicated = ledger.count_runs(client, keys)
         ledger.record(len(keys), processed, lost, duplicated)
-        assert (processed, lost) == (10_000, 0), _broker_state(client)
+        assert (processed, lost) == (10_000, 0), f"{_broker_state(client)}\n{worker.output[-8000:]}"
         # At-least-once: only tasks in flight at the moment Redis went away may run twice.
         assert duplicated <= 2 * 8, duplicated
         client.close()
