@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from celery import Celery, signals
 
@@ -13,7 +14,7 @@ from .aggregation import install_flusher
 from .beat import beat_config
 from .checks import check_redis
 from .config import Settings, current_settings
-from .connections import tls_options, uses_tls
+from .connections import is_sentinel, tls_options, uses_tls
 from .forwarder import install_forwarder
 from .lease import RESTORE_INTERVAL, LeaseKeeper
 from .pause import PauseWatcher
@@ -27,7 +28,7 @@ from .queues import (
     stamp_hook,
 )
 from .telemetry import TASK_LOG_FORMAT, WorkerTelemetry
-from .transport import TRANSPORT
+from .transport import SENTINEL_TRANSPORT, TRANSPORT
 
 __all__ = ["app", "celery_config", "create_app"]
 
@@ -37,7 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.redis_url,
         # kombu's Redis transport with queue-major fetching (see project.transport).
-        "broker_transport": TRANSPORT,
+        "broker_transport": SENTINEL_TRANSPORT if is_sentinel(settings.redis_url) else TRANSPORT,
         "broker_transport_options": {
             # A dead worker's unacknowledged messages come back after this many seconds; live
             # workers renew the leases of the ones they hold (project.lease).
@@ -52,9 +53,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # Detect half-open connections (NAT, failover) instead of blocking in BRPOP forever.
             "socket_keepalive": True,
             "health_check_interval": 25,
+            **_sentinel_options(settings, settings.redis_url),
         },
         "result_backend": settings.result_backend,
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "result_backend_transport_options": {
+            "retry_policy": {"timeout": 5.0},
+            **_sentinel_options(settings, settings.result_backend),
+        },
         # JSON only, both ways: a pickled message can run arbitrary code when decoded, so the
         # worker refuses it (and archives it, see project.consumer) instead of executing it.
         "task_serializer": "json",
@@ -111,6 +116,29 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One beat at a time, its schedule in Redis (project.beat).
         **beat_config(settings.redis_url, settings.beat_lock_timeout),
         **_tls_config(settings),
+        **_beat_sentinel_config(settings),
+    }
+
+
+def _sentinel_options(settings: Settings, url: str) -> dict[str, Any]:
+    return {"master_name": settings.sentinel_master} if is_sentinel(url) else {}
+
+
+def _beat_sentinel_config(settings: Settings) -> dict[str, Any]:
+    """redbeat takes Sentinel as a ``redis-sentinel://`` URL plus the addresses as options."""
+    if not is_sentinel(settings.redis_url):
+        return {}
+    parts = [urlsplit(part) for part in settings.redis_url.split(";")]
+    path = parts[0].path.strip("/")
+    return {
+        "redbeat_redis_url": "redis-sentinel://",
+        "redbeat_redis_options": {
+            "sentinels": [(p.hostname or "127.0.0.1", p.port or 26379) for p in parts],
+            "service_name": settings.sentinel_master,
+            "password": unquote(parts[0].password) if parts[0].password else None,
+            "db": int(path) if path.isdigit() else 0,
+            "socket_timeout": 5.0,
+        },
     }
 
 

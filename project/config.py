@@ -89,6 +89,8 @@ class Settings:
     redis_tls_ca_file: str = ""  # "" trusts the system's CA bundle
     redis_tls_cert_file: str = ""  # a client certificate, for servers that ask for one
     redis_tls_key_file: str = ""
+    # sentinel:// URLs only: the name Sentinel monitors the primary under.
+    sentinel_master: str = ""
     queue_weights: dict[str, int] = field(
         default_factory=lambda: {"critical": 6, "default": 3, "low": 1}
     )
@@ -168,8 +170,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "a PEM file whenever the other of KIT_REDIS_TLS_CERT_FILE / KIT_REDIS_TLS_KEY_FILE "
             "is set (a client certificate needs its key)",
         )
+    sentinel_master = env.text("KIT_SENTINEL_MASTER", "")
+    if redis_url.startswith("sentinel://") and not sentinel_master:
+        raise ConfigError(
+            "KIT_SENTINEL_MASTER",
+            "",
+            "the primary's name in Sentinel (sentinel monitor <name> ...) whenever REDIS_URL "
+            "is a sentinel:// URL",
+        )
     return Settings(
         redis_url=redis_url,
+        sentinel_master=sentinel_master,
         result_backend=env.redis_url("KIT_RESULT_BACKEND", _next_database(redis_url)),
         redis_tls_ca_file=env.optional_file("KIT_REDIS_TLS_CA_FILE"),
         redis_tls_cert_file=tls_cert,
@@ -320,15 +331,18 @@ def _databases(env: _Env) -> dict[str, str]:
 
 
 def redacted_url(url: str) -> str:
-    """``url`` with its password masked, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    """``url`` (or ';'-joined Sentinel URLs) with passwords masked, for logs and messages."""
+    redacted = []
+    for part in url.split(";"):
+        password = urlsplit(part).password
+        redacted.append(part.replace(f":{password}@", ":***@", 1) if password else part)
+    return ";".join(redacted)
 
 
 def _next_database(url: str) -> str:
     """The same server as ``url`` with the next database number: results beside the broker."""
+    if ";" in url:  # Sentinel addresses: the database number is on each
+        return ";".join(_next_database(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.scheme == "redis+socket":
         return url  # a socket URL names no database number; share it

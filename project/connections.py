@@ -14,17 +14,22 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.sentinel import Sentinel
 
 from .config import Settings, current_settings
 
-__all__ = ["redis_client", "tls_options", "uses_tls"]
+__all__ = ["connect", "is_sentinel", "redis_client", "tls_options", "uses_tls"]
 
 
 def uses_tls(url: str) -> bool:
     return urlsplit(url).scheme == "rediss"
+
+
+def is_sentinel(url: str) -> bool:
+    return urlsplit(url.split(";")[0]).scheme == "sentinel"
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
@@ -42,12 +47,33 @@ SOCKET_TIMEOUT = 10.0  # seconds; a hung Redis fails a call instead of blocking 
 CONNECT_TIMEOUT = 5.0  # seconds
 
 
+def connect(url: str, settings: Settings, **options: Any) -> redis.Redis:
+    """A client for ``url``. Sentinel URLs give a client of the current primary, which asks
+    the sentinels again after a failover (connections to the old primary fail, then resolve)."""
+    if not is_sentinel(url):
+        return redis.Redis.from_url(
+            url, **(tls_options(settings) if uses_tls(url) else {}), **options
+        )
+    parts = [urlsplit(part) for part in url.split(";")]
+    addresses = [(p.hostname or "127.0.0.1", p.port or 26379) for p in parts]
+    first = parts[0]
+    db = int(first.path.strip("/") or 0)
+    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options, **sentinel_options)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        settings.sentinel_master,
+        db=db,
+        password=unquote(first.password) if first.password else None,
+        **options,
+    )
+    return client
+
+
 @lru_cache(maxsize=8)
 def redis_client(url: str) -> redis.Redis:
-    extra = tls_options(current_settings()) if uses_tls(url) else {}
-    return redis.Redis.from_url(
+    return connect(
         url,
-        **extra,
+        current_settings(),
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
         health_check_interval=30,

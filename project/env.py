@@ -15,10 +15,11 @@ from .errors import ConfigError
 
 __all__ = ["Env"]
 
-_REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
+_REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 _REDIS_ACCEPTS = (
     "a URL with scheme redis://, rediss:// or redis+socket://, "
-    "e.g. redis://:password@127.0.0.1:6379/0"
+    "e.g. redis://:password@127.0.0.1:6379/0, or Sentinel addresses joined by ';', "
+    "e.g. sentinel://:password@s1:26379;sentinel://:password@s2:26379/0"
 )
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -27,7 +28,22 @@ _EXAMPLE_WEIGHTS = "critical=6,default=3,low=1"
 
 
 def _without_password(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url, count=1)
+    return re.sub(r"//[^@/;]*@", "//***@", url)
+
+
+def _check_redis_url(name: str, url: str, shown: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise ConfigError(name, shown, _REDIS_ACCEPTS) from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ConfigError(name, shown, _REDIS_ACCEPTS)
+    if parts.scheme != "redis+socket" and not parts.hostname:
+        raise ConfigError(name, shown, _REDIS_ACCEPTS)
+    path = parts.path.strip("/")
+    if parts.scheme != "redis+socket" and path and not path.isdigit():
+        raise ConfigError(name, shown, _REDIS_ACCEPTS + " (the path is a database number)")
 
 
 class Env:
@@ -135,18 +151,12 @@ class Env:
         if raw is None:
             return default
         shown = _without_password(raw)  # error messages end up in logs
-        try:
-            parts = urlsplit(raw)
-            parts.port  # noqa: B018 - raises ValueError on a non-numeric port
-        except ValueError:
-            raise ConfigError(name, shown, _REDIS_ACCEPTS) from None
-        if parts.scheme not in _REDIS_SCHEMES:
-            raise ConfigError(name, shown, _REDIS_ACCEPTS)
-        if parts.scheme != "redis+socket" and not parts.hostname:
-            raise ConfigError(name, shown, _REDIS_ACCEPTS)
-        path = parts.path.strip("/")
-        if parts.scheme != "redis+socket" and path and not path.isdigit():
-            raise ConfigError(name, shown, _REDIS_ACCEPTS + " (the path is a database number)")
+        urls = raw.split(";")
+        schemes = {urlsplit(url).scheme for url in urls}
+        if len(urls) > 1 and schemes != {"sentinel"}:
+            raise ConfigError(name, shown, _REDIS_ACCEPTS + " (only Sentinel URLs are joined)")
+        for url in urls:
+            _check_redis_url(name, url, shown)
         return raw
 
     def weights(self, name: str, default: str) -> dict[str, int]:

@@ -24,14 +24,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 import redis
 
 from . import keys
 from .config import Settings, redacted_url
-from .connections import tls_options, uses_tls
+from .connections import connect
 from .errors import AlreadyRunningError, RedisUnavailableError
 from .locks import RedisLock
 from .redis_server import RedisServer
@@ -116,9 +116,7 @@ class Supervisor:
         self._lock_directory()
         try:
             self._ensure_redis()
-            client = redis.Redis.from_url(
-                self.redis_url, socket_timeout=5.0, **_tls(self.settings, self.redis_url)
-            )
+            client = connect(self.redis_url, self.settings, socket_timeout=5.0)
             lock = self._lock_redis(client)
             try:
                 return self._run_children(lock)
@@ -157,7 +155,9 @@ class Supervisor:
 
     def _ensure_redis(self) -> None:
         shown = redacted_url(self.redis_url)
-        if _answers(self.redis_url, _tls(self.settings, self.redis_url)):
+        if _answers(
+            connect(self.redis_url, self.settings, socket_timeout=1.0, socket_connect_timeout=1.0)
+        ):
             self.say(f"using Redis at {shown}")
             return
         parts = urlsplit(self.redis_url)
@@ -268,12 +268,7 @@ class Supervisor:
                 self.say(f"stopped {name} (exit code {code})")
 
 
-def _tls(settings: Settings, url: str) -> dict[str, Any]:
-    return tls_options(settings) if uses_tls(url) else {}
-
-
-def _answers(url: str, tls: dict[str, Any]) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, **tls)
+def _answers(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -32,9 +32,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .queues import StrictCycle, WeightedCycle
 
-__all__ = ["TRANSPORT", "Channel", "QoS", "Transport"]
+__all__ = ["SENTINEL_TRANSPORT", "TRANSPORT", "Channel", "QoS", "SentinelTransport", "Transport"]
 
 TRANSPORT = "project.transport:Transport"
+#: The same behaviour on kombu's Sentinel transport (``sentinel://`` URLs).
+SENTINEL_TRANSPORT = "project.transport:SentinelTransport"
 
 logger = logging.getLogger(__name__)
 
@@ -159,3 +161,16 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, redis.SentinelChannel):
+    """The kit's channel, connecting to whichever server Sentinel names the primary."""
+
+    from_transport_options = (  # type: ignore[assignment]
+        *redis.SentinelChannel.from_transport_options,
+        "queue_weights",
+    )
+
+
+class SentinelTransport(redis.SentinelTransport):
+    Channel = SentinelChannel
