@@ -133,7 +133,9 @@ def _span_exporter(settings: TelemetrySettings) -> SpanExporter | None:
         )
 
         exporter = HTTPSpanExporter()
-    return RedactingSpanExporter(BreakerSpanExporter(exporter))
+    # The breaker outermost: while the collector is down, spans are dropped before redaction
+    # copies them.
+    return BreakerSpanExporter(RedactingSpanExporter(exporter))
 
 
 def _metric_exporter(settings: TelemetrySettings) -> MetricExporter | None:
