@@ -4,7 +4,7 @@ A primary, a replica and three sentinels; a worker and a producer pointed at the
 The primary is killed (SIGKILL, no goodbye) while tasks flow. Sentinel promotes the replica;
 the worker and the producer find it on their own. Replication is asynchronous, so a write the
 old primary acknowledged in its last moments may never reach the replica: that is the only loss
-allowed, and the test reports how much it was: 1 of 1,500 in its runs so far, a task whose
+allowed, and the test reports how much it was: 1 of 1,500 in its first runs so far, a task whose
 fetch (a pop, then its unacked record: two writes) reached the replica only half.
 """
 
@@ -54,11 +54,11 @@ def test_a_primary_failover_while_tasks_flow(
         env = {"REDIS_URL": setup.url, "KIT_SENTINEL_MASTER": MASTER}
         settings = load_settings(env)
         # Messages the worker held when the primary died come back after this many seconds.
-        start_worker(concurrency=2, env={**env, "KIT_VISIBILITY_TIMEOUT": "10"})
+        start_worker(concurrency=2, env={**env, "KIT_VISIBILITY_TIMEOUT": "5"})
         app = create_app(settings)
         assert app.send_task("tests.add", (1, 2)).get(timeout=30) == 3  # results via Sentinel
 
-        keys = [f"ha-{i}" for i in range(1500)]
+        keys = [f"ha-{i}" for i in range(1000)]
         accepted: list[str] = []
         refused: list[str] = []
         published = threading.Event()
@@ -75,7 +75,7 @@ def test_a_primary_failover_while_tasks_flow(
 
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
-        eventually(lambda: len(accepted) >= 500, 60)
+        eventually(lambda: len(accepted) >= 300, 60)
         old_port = setup.primary.port
         setup.primary.kill()  # mid-flow, with no chance to flush or hand over
         killed_at = len(accepted)
@@ -89,7 +89,7 @@ def test_a_primary_failover_while_tasks_flow(
 
         # Everything published after the failover must run; wait until the count stops moving.
         last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 25 and processed() < len(accepted):
+        while time.monotonic() - stable_since < 15 and processed() < len(accepted):
             now = processed()
             if now != last:
                 last, stable_since = now, time.monotonic()
