@@ -9,7 +9,16 @@ The kit decides the other way, like Asynq, where queues *are* the priority: the 
 orders messages *within* that queue. Only the key order of ``BRPOP`` changes; fetching,
 acknowledgement and restore are kombu's own.
 
-It also closes a window in which kombu loses a message. ``BRPOP`` removes the message from
+Fetching is atomic while there is work. kombu's ``BRPOP`` pops a message and only then, in a
+second write, records it as unacknowledged; a pop whose reply never reaches the worker (Redis
+drops pending replies when it shuts down) or whose record never follows loses the message.
+While queues hold messages, this channel fetches with one Lua script instead, which pops the
+next message (same queue order) and records it in ``unacked`` and ``unacked_index`` in one
+atomic step, like Asynq's dequeue script: a lost reply leaves it recorded, and the visibility
+timeout returns it. Only when every queue is empty does the channel block in ``BRPOP``, whose
+message (the first after an idle spell) takes kombu's two-write path.
+
+That path also had a window in which kombu loses a message. ``BRPOP`` removes the message from
 its queue, and only then does a second write record it in the ``unacked`` hash. If Redis goes
 away between the two (a restart, a failover), the message exists only in this process and
 kombu drops it. Here it is kept in memory and pushed back to its queue, marked redelivered,
@@ -24,10 +33,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from time import monotonic
+from queue import Empty
+from time import monotonic, time
 from typing import Any
 
-from kombu.transport import redis
+from kombu.transport import redis, virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .queues import StrictCycle, WeightedCycle
@@ -45,6 +57,26 @@ logger = logging.getLogger(__name__)
 _unrecorded: list[tuple[dict[str, Any], str, str]] = []
 _unrecorded_lock = threading.Lock()
 _requeue_lock = threading.Lock()
+
+# KEYS: unacked hash, unacked index, then the queue keys in fetch order. ARGV: now.
+# Returns {key, payload} like BRPOP, or nil when every queue is empty.
+_FETCH = """
+for i = 3, #KEYS do
+  local payload = redis.call('rpop', KEYS[i])
+  if payload then
+    local message = cjson.decode(payload)
+    local properties = message['properties']
+    local delivery = properties['delivery_info']
+    local tag = properties['delivery_tag']
+    local record = '[' .. payload .. ',' .. cjson.encode(delivery['exchange']) .. ','
+      .. cjson.encode(delivery['routing_key']) .. ']'
+    redis.call('zadd', KEYS[2], ARGV[1], tag)
+    redis.call('hset', KEYS[1], tag, record)
+    return {KEYS[i], payload}
+  end
+end
+return nil
+"""
 
 
 class QoS(redis.QoS):
@@ -84,6 +116,10 @@ class QoS(redis.QoS):
             raise _detached(exc) from exc
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.prerecorded == delivery_tag:
+            # Fetched by the Lua script, which recorded it already: only remember it here.
+            virtual.QoS.append(self, message, delivery_tag)
+            return
         try:
             super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
         except self.channel.connection_errors:
@@ -107,6 +143,11 @@ class Channel(redis.Channel):
     QoS = QoS
 
     queue_weights: Mapping[str, int] = {}
+    #: The delivery tag the Lua fetch recorded, while that message is being delivered.
+    prerecorded: str | None = None
+    #: Queues had work at the last fetch: fetch with the script, not BRPOP.
+    _busy: bool = True
+    _fetching: bool = False
     from_transport_options = (  # type: ignore[assignment]
         *redis.Channel.from_transport_options,
         "queue_weights",
@@ -130,10 +171,45 @@ class Channel(redis.Channel):
         keys = [key_for(q, pri) for q in queues for pri in self.priority_steps]  # type: ignore[no-untyped-call]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
-        command_args = ["BRPOP", *keys, timeout or 0]
-        if self.global_keyprefix:
-            command_args = self.client._prefix_args(command_args)
+        self._fetching = self._busy and not self.global_keyprefix
+        if self._fetching:
+            unacked = [self.unacked_key, self.unacked_index_key]
+            command_args = ["EVAL", _FETCH, len(keys) + 2, *unacked, *keys, time()]
+        else:
+            command_args = ["BRPOP", *keys, timeout or 0]
+            if self.global_keyprefix:
+                command_args = self.client._prefix_args(command_args)
         self.client.connection.send_command(*command_args)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if not self._fetching:
+            delivered = bool(super()._brpop_read(**options))  # type: ignore[no-untyped-call]
+            self._busy = True  # a message after an idle spell: there may be more
+            return delivered
+        # The script's reply: parsed and delivered as kombu does a BRPOP reply.
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not reply:
+                self._busy = False  # every queue empty: block in BRPOP next time
+                raise Empty()
+            key, payload = reply
+            message = loads(bytes_to_str(payload))
+            queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
+            self.prerecorded = message["properties"]["delivery_tag"]
+            try:
+                self.connection._deliver(message, queue)
+            finally:
+                self.prerecorded = None
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._fetching = False
+            self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
 
     def requeue_unrecorded(self) -> int:
         """Push back the messages whose unacked record failed; keep them if Redis is still away."""

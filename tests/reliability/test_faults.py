@@ -25,13 +25,17 @@ def _app(url: str) -> Any:
     return create_app(load_settings({"REDIS_URL": url}))
 
 
-def _send(app: Any, keys: list[str], seconds: float | None = None) -> None:
+def _send(app: Any, keys: list[str], seconds: float | None = None) -> dict[str, str]:
+    """Publish one task per key; returns each key's task id."""
+    ids = {}
     with app.producer_or_acquire() as producer:
         for key in keys:
             if seconds is None:
-                app.send_task("tests.count", (key,), producer=producer)
+                sent = app.send_task("tests.count", (key,), producer=producer)
             else:
-                app.send_task("tests.count_slowly", (key, seconds), producer=producer)
+                sent = app.send_task("tests.count_slowly", (key, seconds), producer=producer)
+            ids[key] = sent.id
+    return ids
 
 
 def _wait_for_all(client: Any, keys: list[str], stall: float) -> None:
@@ -47,6 +51,24 @@ def _wait_for_all(client: Any, keys: list[str], stall: float) -> None:
         elif time.monotonic() - last_progress > stall:
             return  # the caller's ledger and assertion report what is missing
         time.sleep(1.0)
+
+
+def _diagnosis(client: Any, ids: dict[str, str], output: str) -> str:
+    """What became of the missing tasks: broker state, archive, and the worker's complaints."""
+    keys = list(ids)
+    counts = client.mget([f"test:count:{k}" for k in keys])
+    missing = [k for k, v in zip(keys, counts, strict=True) if not v]
+    lost_ids = {ids[k] for k in missing[:5]}
+    complaints = [
+        line
+        for line in output.splitlines()
+        if any(level in line for level in ("WARNING/", "ERROR/", "CRITICAL/", "Error"))
+        or any(task_id in line for task_id in lost_ids)
+    ]
+    archived = client.zcard("kit:archived")
+    return "\n".join(
+        [f"missing {missing[:5]}; {_broker_state(client)}; archived={archived}", *complaints[:80]]
+    )
 
 
 def _broker_state(client: Any) -> str:
@@ -104,7 +126,7 @@ def test_redis_restart_with_ten_thousand_queued_tasks_processes_them_all(
     try:
         app = _app(server.url)
         keys = [f"q-{i}" for i in range(10_000)]
-        _send(app, keys)
+        ids = _send(app, keys)
         env = {"REDIS_URL": server.url, "KIT_VISIBILITY_TIMEOUT": "5"}
         worker = start_worker(concurrency=2, extra_args=["--prefetch-multiplier=8"], env=env)
         client = redis_py.Redis.from_url(server.url, decode_responses=True)
@@ -121,7 +143,7 @@ def test_redis_restart_with_ten_thousand_queued_tasks_processes_them_all(
         _wait_for_all(client, keys, stall=120)
         processed, lost, duplicated = ledger.count_runs(client, keys)
         ledger.record(len(keys), processed, lost, duplicated)
-        assert (processed, lost) == (10_000, 0), f"{_broker_state(client)}\n{worker.output[-8000:]}"
+        assert (processed, lost) == (10_000, 0), _diagnosis(client, ids, worker.output)
         # At-least-once: only tasks in flight at the moment Redis went away may run twice.
         assert duplicated <= 2 * 8, duplicated
         client.close()
