@@ -19,8 +19,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from . import keys
+from .archive import Archive, ArchivedTask, Reason
 from .config import current_settings
 from .connections import redis_client
+from .errors import PermanentError
 from .locks import RedisLock
 from .scheduled import DurableSchedule, ScheduledCall
 
@@ -73,10 +75,31 @@ class Forwarder:
             if not calls:
                 break
             for call in calls:
-                self._publish(call)
+                try:
+                    self._publish(call)
+                    published += 1
+                except PermanentError as exc:
+                    # Refused now (a limit changed since it was scheduled): archived, not
+                    # retried at every round forever.
+                    self._archive(call, exc)
                 self.schedule.complete(call.task_id)
-                published += 1
         return published
+
+    def _archive(self, call: ScheduledCall, exc: Exception) -> None:
+        settings = current_settings()
+        record = ArchivedTask(
+            id=call.task_id,
+            task=call.task,
+            reason=Reason.PERMANENT,
+            error_type=type(exc).__name__,
+            error=f"refused when its delay ended: {exc}",
+            queue=call.options.get("queue"),
+            args=list(call.args),
+            kwargs=dict(call.kwargs),
+            attempts=0,
+        )
+        Archive(redis_client(settings.redis_url), settings.archive_max_size).add(record)
+        logger.error("delayed task %s[%s] refused and archived: %s", call.task, call.task_id, exc)
 
     def _publish(self, call: ScheduledCall) -> None:
         options: dict[str, Any] = dict(call.options)

@@ -127,3 +127,24 @@ def test_a_retry_with_a_long_backoff_is_durable(
     assert _queued(redis) == 0
     assert result.get(timeout=60) == "done"
     assert redis.llen("test:attempts:durable-retry") == 2
+
+
+def test_a_delayed_task_refused_when_due_is_archived_not_retried_forever(redis: Any) -> None:
+    from project import Archive, app
+    from project.archive import Reason
+    from project.forwarder import Forwarder
+
+    # Valid when scheduled, perhaps; refused by today's checks (a path outside the root).
+    bad = {"source_path": "../etc/passwd", "dest_path": "o.png", "width": 5}
+    _schedule().add(ScheduledCall("t-bad", "image:resize", [], bad, {}, due=time.time() - 1))
+    forwarder = Forwarder(app, interval=0.2)
+    try:
+        assert forwarder.run_once() == 0
+        assert forwarder.run_once() == 0  # nothing left to try again
+    finally:
+        forwarder.stop()
+    settings = project.config.current_settings()
+    record = Archive(redis_client(settings.redis_url), settings.archive_max_size).get("t-bad")
+    assert record is not None and record.reason == Reason.PERMANENT
+    assert record.error_type == "ValidationError" and "'..'" in record.error
+    assert _schedule().count() == 0 and _queued(redis) == 0
