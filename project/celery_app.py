@@ -69,8 +69,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         # Acknowledge after running, so a worker that dies mid-task leaves the message to return.
         "task_acks_late": True,
-        # ...and a child killed mid-task (OOM, SIGKILL) requeues its message instead of failing.
+        # ...and a child killed mid-task (OOM, SIGKILL) runs it again instead of failing it: as a
+        # retry (counted against max_retries, then archived), so a task that kills every
+        # process it runs in is not requeued forever.
         "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
         # A redelivered message whose task already succeeded (its acknowledgement was lost in
         # a shutdown or an outage) is not run again: the worker checks the result first.
         "worker_deduplicate_successful_tasks": True,

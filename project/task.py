@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from celery import Task
+from billiard.exceptions import WorkerLostError
+from celery import Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 
 from . import stats
@@ -50,6 +51,9 @@ class KitTask(Task):  # type: ignore[misc]
     #: Errors that are retried with backoff; everything else fails at once.
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = TRANSIENT_ERRORS
     max_retries = current_settings().max_retries
+    #: Seconds before a task whose pool process died (OOM, segfault) runs again; after
+    #: ``max_retries`` such deaths it is archived instead of crashing workers forever.
+    default_retry_delay = current_settings().retry_backoff
     #: The queue this task goes to unless the caller names one (see project.queues).
     default_queue: ClassVar[str | None] = None
     #: At most one running instance per :meth:`single_flight_key` across all workers.
@@ -257,3 +261,22 @@ def _check_delivery_options(options: dict[str, Any]) -> None:
         or countdown != countdown
     ):
         raise ValidationError(f"countdown must be a number of seconds >= 0, not {countdown!r}")
+
+
+@signals.task_failure.connect(weak=False)
+def _archive_after_lost_workers(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    """A task whose pool process died more than ``max_retries`` times (task_retry_on_worker_lost)
+    fails in the worker's main process, where Celery sends ``task_failure`` but never calls
+    ``on_failure``: archive it here, like any other task that failed for good."""
+    if isinstance(exception, WorkerLostError) and isinstance(sender, KitTask) and task_id:
+        sender._archive(exception, task_id, args, kwargs, einfo)
+        sender._count("failed")
+        release_finished(sender.request, task_id, "archived")

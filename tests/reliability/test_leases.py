@@ -70,3 +70,24 @@ def test_a_held_eta_task_is_never_delivered_twice(start_worker: Any, redis: Any)
     assert result.get(timeout=90) == "eta"
     time.sleep(6)  # one more sweep: a duplicate would show up now
     assert (_starts(redis, "eta"), _finishes(redis, "eta")) == (1, 1)
+
+
+@pytest.mark.e2e
+def test_a_task_that_kills_its_process_is_retried_then_archived_not_requeued_forever(
+    start_worker: Any, redis: Any
+) -> None:
+    from project import Archive, current_settings
+    from project.archive import Reason
+    from project.connections import redis_client
+    from tests.support.tasks import add, crash
+
+    start_worker(concurrency=1)
+    result = crash.delay("pill")
+    settings = current_settings()
+    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    record = eventually(lambda: archive.get(result.id), 90)
+    assert record.error_type == "WorkerLostError", record
+    assert record.reason in (Reason.RETRIES_EXHAUSTED, Reason.UNEXPECTED), record
+    assert redis.llen("test:starts:pill") == 3  # the first run and max_retries=2 retries
+    assert add.delay(1, 1).get(timeout=30) == 2  # the pool replaced each killed process
+    assert sum(redis.llen(k) for k in redis.keys("default*")) == 0  # nothing requeued

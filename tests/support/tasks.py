@@ -190,3 +190,13 @@ def start_workflow() -> str:
         step("tests.total"),
     )
     return run(canvas).id
+
+
+@app.task(name="tests.crash", max_retries=2)
+def crash(key: str) -> None:
+    """A poison pill: counts its start, then kills the pool process running it."""
+    import os
+    import signal
+
+    _redis().rpush(f"test:starts:{key}", os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
