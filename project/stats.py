@@ -3,17 +3,30 @@
 OpenTelemetry metrics go to a backend the kit cannot query; these small counters stay beside
 the queues so the kit itself can answer "how many failed in the last hour?". One key per
 outcome, queue and minute (``kit:stats:<outcome>:<queue>:<minute>``), expiring after
-:data:`RETENTION` seconds; a task adds one pipelined round trip.
+:data:`RETENTION` seconds.
+
+Tasks count through a :class:`Tally`: counts wait in the process and reach Redis in one
+pipeline every :data:`FLUSH_INTERVAL` seconds, not one round trip per task (that round trip
+was 15 % of a no-op task's time in the pool process). A process killed outright loses at most
+its last second of counts: these are operators' counters, not the task ledger.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 
 import redis
 
-__all__ = ["OUTCOMES", "RETENTION", "record", "totals"]
+__all__ = ["FLUSH_INTERVAL", "OUTCOMES", "RETENTION", "Tally", "record", "totals"]
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 1.0  # seconds counts wait in a process before they are written
 
 BUCKET = 60  # seconds per counter
 RETENTION = 2 * 86_400  # seconds a counter is kept: enough for "the last day"
@@ -32,6 +45,52 @@ def record(client: redis.Redis, queue: str, outcome: str, now: float | None = No
         pipe.incr(key)
         pipe.expire(key, RETENTION)
         pipe.execute()
+
+
+class Tally:
+    """Buffered counters for one process (a fork starts its own buffer and flusher)."""
+
+    def __init__(self, client: Callable[[], redis.Redis], interval: float = FLUSH_INTERVAL) -> None:
+        self._client = client
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str, int]] = Counter()
+        self._pid: int | None = None
+
+    def add(self, queue: str, outcome: str, now: float | None = None) -> None:
+        bucket = int((time.time() if now is None else now) // BUCKET)
+        with self._lock:
+            if self._pid != os.getpid():  # first count in this process (or after a fork)
+                self._pid = os.getpid()
+                self._counts = Counter()
+                threading.Thread(target=self._run, name="kit-stats", daemon=True).start()
+            self._counts[(outcome, queue, bucket)] += 1
+
+    def flush(self) -> int:
+        """Write the buffered counts; on a Redis error keep them for the next flush."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        if not counts:
+            return 0
+        try:
+            with self._client().pipeline(transaction=False) as pipe:
+                for (outcome, queue, bucket), n in counts.items():
+                    key = _key(outcome, queue, bucket)
+                    pipe.incrby(key, n)
+                    pipe.expire(key, RETENTION)
+                pipe.execute()
+        except redis.RedisError:
+            with self._lock:
+                self._counts.update(counts)
+            logger.debug("task counters not written; kept for the next flush", exc_info=True)
+            return 0
+        return sum(counts.values())
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while self._pid == pid:
+            time.sleep(self._interval)
+            self.flush()
 
 
 def totals(

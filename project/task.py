@@ -191,7 +191,7 @@ class KitTask(Task):  # type: ignore[misc]
     def _count(self, outcome: str) -> None:
         try:
             queue = (self.request.delivery_info or {}).get("routing_key") or "unknown"
-            stats.record(redis_client(current_settings().redis_url), str(queue), outcome)
+            _tally.add(str(queue), outcome)
         except Exception:  # counters are best effort; never fail a task over them
             logger.debug("task counter not recorded", exc_info=True)
 
@@ -261,6 +261,16 @@ def _check_delivery_options(options: dict[str, Any]) -> None:
         or countdown != countdown
     ):
         raise ValidationError(f"countdown must be a number of seconds >= 0, not {countdown!r}")
+
+
+#: This process's task counters (project.stats), flushed every second and at process exit.
+_tally = stats.Tally(lambda: redis_client(current_settings().redis_url))
+
+
+@signals.worker_process_shutdown.connect(weak=False)
+@signals.worker_shutdown.connect(weak=False)
+def _flush_counters(**_: Any) -> None:
+    _tally.flush()
 
 
 @signals.task_failure.connect(weak=False)

@@ -1,0 +1,47 @@
+"""Task counters: buffered per process, written in one pipeline, never lost to a Redis blip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as redis_py
+
+from project import stats
+from project.redis_server import RedisServer
+from tests.support.polling import eventually
+
+
+def test_counts_reach_redis_in_one_flush_not_one_round_trip_each(
+    redis: Any, redis_url: str
+) -> None:
+    client = redis_py.Redis.from_url(redis_url)
+    tally = stats.Tally(lambda: client, interval=3600)  # only explicit flushes here
+    for _ in range(5):
+        tally.add("default", "processed")
+    tally.add("low", "failed")
+    assert redis.keys("kit:stats:*") == []  # buffered, not written per task
+    assert tally.flush() == 6
+    counts = stats.totals(client, ["default", "low"], 60)
+    assert counts == {
+        "default": {"processed": 5, "failed": 0},
+        "low": {"processed": 0, "failed": 1},
+    }
+    assert all(0 < redis.ttl(k) <= stats.RETENTION for k in redis.keys("kit:stats:*"))
+
+
+def test_the_background_flush_writes_within_its_interval(redis_url: str) -> None:
+    client = redis_py.Redis.from_url(redis_url)
+    tally = stats.Tally(lambda: client, interval=0.1)
+    tally.add("default", "processed")
+    eventually(lambda: stats.totals(client, ["default"], 60)["default"]["processed"] == 1, 10)
+
+
+def test_counts_survive_a_failed_flush(private_redis: RedisServer) -> None:
+    client = redis_py.Redis.from_url(private_redis.url, socket_timeout=1)
+    tally = stats.Tally(lambda: client, interval=3600)
+    tally.add("default", "processed")
+    private_redis.stop()
+    assert tally.flush() == 0  # Redis away: kept
+    private_redis.start()
+    assert tally.flush() == 1
+    assert stats.totals(client, ["default"], 60)["default"]["processed"] == 1
