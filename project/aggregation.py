@@ -29,23 +29,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import Celery, signals
+from celery import Celery
 from opentelemetry import metrics, propagate, trace
 
 from . import keys
 from .config import current_settings
 from .connections import redis_client
 from .errors import ValidationError
-from .locks import RedisLock
+from .leader import LeaderLoop, run_in_workers
 
 __all__ = [
     "CLAIM_TIMEOUT",
@@ -289,51 +286,24 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class Flusher:
+class Flusher(LeaderLoop):
     """Hands ready groups to their aggregators; one active per Redis, like the forwarder."""
 
+    thread_name = "kit-aggregation"
+
     def __init__(self, app: Celery, interval: float = FLUSH_INTERVAL) -> None:
-        client = redis_client(current_settings().redis_url)
+        super().__init__(keys.AGGREGATION_LOCK, interval)
         self.app = app
-        self.interval = interval
-        self.store = Aggregator(client)
-        token = f"{socket.gethostname()}:{os.getpid()}"
-        # Five missed rounds before another worker's flusher may take over.
-        self.lock = RedisLock(client, keys.AGGREGATION_LOCK, token, ttl=max(5.0, interval * 5))
-        self._leader = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.store = Aggregator(redis_client(current_settings().redis_url))
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="kit-aggregation", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._leader:
-            self.lock.release()
-            self._leader = False
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:
-                logger.warning("aggregation: round failed; retrying", exc_info=True)
-
-    def run_once(self) -> int:
-        """One round: lead or stand by; as leader, publish every ready batch. Returns how many."""
-        self._leader = self.lock.renew() if self._leader else self.lock.acquire()
-        if not self._leader:
-            return 0
+    def round(self) -> int:
+        """Publish every ready batch (stale claims first). Returns how many."""
         published = 0
         for batch in self.store.stale():
             self.publish(batch)
             published += 1
         for group_id in self.store.groups():
-            while not self._stop.is_set() and (ready := self.store.claim(group_id)) is not None:
+            while not self.stopping and (ready := self.store.claim(group_id)) is not None:
                 self.publish(ready)
                 published += 1
         return published
@@ -390,17 +360,4 @@ def _span_context(traceparent: str) -> trace.SpanContext:
 
 def install_flusher(app: Celery) -> None:
     """Run a flusher in each worker's main process, from ready to shutdown."""
-    state: dict[str, Flusher] = {}
-
-    def on_ready(**_: Any) -> None:
-        if "flusher" not in state:
-            state["flusher"] = Flusher(app)
-            state["flusher"].start()
-
-    def on_shutdown(**_: Any) -> None:
-        flusher = state.pop("flusher", None)
-        if flusher is not None:
-            flusher.stop()
-
-    signals.worker_ready.connect(on_ready, weak=False)
-    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    run_in_workers(app, "aggregation", lambda: Flusher(app))

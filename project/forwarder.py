@@ -9,12 +9,9 @@ trace context saved when the task was scheduled.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
@@ -23,7 +20,7 @@ from .archive import Archive, ArchivedTask, Reason
 from .config import current_settings
 from .connections import redis_client
 from .errors import PermanentError
-from .locks import RedisLock
+from .leader import LeaderLoop, run_in_workers
 from .scheduled import DurableSchedule, ScheduledCall
 
 __all__ = ["Forwarder", "install_forwarder"]
@@ -31,46 +28,19 @@ __all__ = ["Forwarder", "install_forwarder"]
 logger = logging.getLogger(__name__)
 
 
-class Forwarder:
+class Forwarder(LeaderLoop):
+    thread_name = "kit-forwarder"
+
     def __init__(self, app: Celery, interval: float) -> None:
-        client = redis_client(current_settings().redis_url)
+        super().__init__(keys.FORWARDER_LOCK, interval)
         self.app = app
-        self.interval = interval
-        self.schedule = DurableSchedule(client)
-        token = f"{socket.gethostname()}:{os.getpid()}"
-        # Five missed beats before another worker's forwarder may take over.
-        self.lock = RedisLock(client, keys.FORWARDER_LOCK, token, ttl=max(5.0, interval * 5))
-        self._leader = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.schedule = DurableSchedule(redis_client(current_settings().redis_url))
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="kit-forwarder", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._leader:
-            self.lock.release()
-            self._leader = False
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:
-                logger.warning("forwarder: round failed; retrying", exc_info=True)
-
-    def run_once(self) -> int:
-        """One round: lead or stand by; as leader, publish every due task. Returns how many."""
-        self._leader = self.lock.renew() if self._leader else self.lock.acquire()
-        if not self._leader:
-            return 0
+    def round(self) -> int:
+        """Publish every due task. Returns how many."""
         self.schedule.recover_stale_claims()
         published = 0
-        while not self._stop.is_set():
+        while not self.stopping:
             calls = self.schedule.claim_due()
             if not calls:
                 break
@@ -120,19 +90,11 @@ class Forwarder:
 
 def install_forwarder(app: Celery) -> None:
     """Run a forwarder in each worker's main process, from ready to shutdown."""
-    state: dict[str, Forwarder] = {}
 
-    def on_ready(**_: Any) -> None:
+    def forwarder() -> Forwarder | None:
         settings = current_settings()
-        if settings.durable_delay_threshold <= 0 or "forwarder" in state:
-            return
-        state["forwarder"] = Forwarder(app, settings.forwarder_interval)
-        state["forwarder"].start()
+        if settings.durable_delay_threshold <= 0:
+            return None
+        return Forwarder(app, settings.forwarder_interval)
 
-    def on_shutdown(**_: Any) -> None:
-        forwarder = state.pop("forwarder", None)
-        if forwarder is not None:
-            forwarder.stop()
-
-    signals.worker_ready.connect(on_ready, weak=False)
-    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    run_in_workers(app, "forwarder", forwarder)
