@@ -63,6 +63,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the ``long`` scenarios out unless ``-m`` asks for them (``-m long``)."""
+    if "long" in (config.option.markexpr or ""):
+        return
+    long_items = [item for item in items if item.get_closest_marker("long")]
+    if long_items:
+        config.hook.pytest_deselected(items=long_items)
+        items[:] = [item for item in items if not item.get_closest_marker("long")]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _session_redis is not None:
         _session_redis.kill()
