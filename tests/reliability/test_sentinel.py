@@ -50,13 +50,16 @@ def test_a_primary_failover_while_tasks_flow(
     start_worker: Any, tmp_path: Any, ledger: Ledger
 ) -> None:
     setup = SentinelSetup(tmp_path, password=PASSWORD).start()
+    app = None
+    results: list[Any] = []  # released while the servers still run (AsyncResult.__del__)
     try:
         env = {"REDIS_URL": setup.url, "KIT_SENTINEL_MASTER": MASTER}
         settings = load_settings(env)
         # Messages the worker held when the primary died come back after this many seconds.
         start_worker(concurrency=2, env={**env, "KIT_VISIBILITY_TIMEOUT": "5"})
         app = create_app(settings)
-        assert app.send_task("tests.add", (1, 2)).get(timeout=30) == 3  # results via Sentinel
+        results.append(app.send_task("tests.add", (1, 2)))
+        assert results[-1].get(timeout=30) == 3  # results via Sentinel
 
         keys = [f"ha-{i}" for i in range(1000)]
         accepted: list[str] = []
@@ -109,7 +112,12 @@ def test_a_primary_failover_while_tasks_flow(
         # published after the failover.
         assert all(int(k.split("-")[1]) < killed_at + 50 for k in lost), lost
         assert len(lost) <= 20, lost
-        assert app.send_task("tests.add", (2, 2)).get(timeout=30) == 4  # still serving
+        results.append(app.send_task("tests.add", (2, 2)))
+        assert results[-1].get(timeout=30) == 4  # still serving
         client.close()
     finally:
+        results.clear()
+        if app is not None:  # its result listener would keep looking for a primary
+            app.backend.result_consumer.stop()
+            app.close()
         setup.stop()
