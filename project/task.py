@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from billiard.exceptions import WorkerLostError
 from celery import Task, signals
 from celery.exceptions import Ignore, Reject, Retry
+from celery.worker.request import Request
 
 from . import stats
 from .archive import Archive, ArchivedTask, Reason
@@ -45,8 +46,29 @@ _CONTROL_FLOW = (Retry, Ignore, Reject)
 SKIPPED = "SKIPPED"
 
 
+class KitRequest(Request):  # type: ignore[misc]
+    """Celery's worker-side request, with the task's context during a hard time limit.
+
+    The hard limit is handled in the worker's main process, where Celery calls ``on_failure``
+    without the request on the task's stack: the archive record then had no queue, priority or
+    attempt count. Here the context is pushed around it, as Celery does for a lost worker.
+    """
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if soft:
+            super().on_timeout(soft, timeout)
+            return
+        self.task.request_stack.push(self._context)
+        try:
+            super().on_timeout(soft, timeout)
+        finally:
+            self.task.request_stack.pop()
+
+
 class KitTask(Task):  # type: ignore[misc]
     """Celery ``Task`` with typed retry classification and archiving on final failure."""
+
+    Request = "project.task:KitRequest"
 
     #: Errors that are retried with backoff; everything else fails at once.
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = TRANSIENT_ERRORS

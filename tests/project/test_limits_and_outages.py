@@ -44,6 +44,7 @@ def test_hard_time_limit_kills_the_task_and_archives_it(start_worker: Any) -> No
     assert record.error_type == "TimeLimitExceeded"
     assert record.task == "tests.stubborn"
     assert record.args == [30]
+    assert (record.queue, record.attempts) == ("default", 1)  # the request's own context
     assert "Hard time limit" in worker.wait_for("Hard time limit")
     assert add.delay(1, 1).get(timeout=30) == 2  # the pool replaced the killed process
 
