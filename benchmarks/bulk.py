@@ -46,13 +46,13 @@ class BulkRun:
 
 def _run_once(redis: PrivateRedis, variant: str, tasks: int, repeat: int, order: int) -> BulkRun:
     redis.flushall()
-    env = child_env({"REDIS_URL": redis.url, "KIT_IMPORTS": "benchmarks.kit_tasks",
-                     "OTEL_SDK_DISABLED": "true"})
+    env = child_env(
+        {"REDIS_URL": redis.url, "KIT_IMPORTS": "benchmarks.kit_tasks", "OTEL_SDK_DISABLED": "true"}
+    )
     result = run_producer(variant, tasks, env, module="benchmarks.bulk_producer")
     published = QueueProbe.discover(redis.client).remaining()
     if published != tasks + WARMUP:
-        raise BenchmarkError(f"{variant}: {published} messages in Redis, expected "
-                             f"{tasks + WARMUP}")
+        raise BenchmarkError(f"{variant}: {published} messages in Redis, expected {tasks + WARMUP}")
     return BulkRun(variant, repeat, order, tasks, float(str(result["seconds"])))
 
 
@@ -61,17 +61,25 @@ def _summary(runs: Sequence[BulkRun]) -> dict[str, dict[str, float]]:
     for variant in VARIANTS:
         rates = [r.rate for r in runs if r.variant == variant]
         median = statistics.median(rates)
-        out[variant] = {"median": median, "min": min(rates), "max": max(rates),
-                        "spread_pct": 100 * (max(rates) - min(rates)) / median if median else 0}
+        out[variant] = {
+            "median": median,
+            "min": min(rates),
+            "max": max(rates),
+            "spread_pct": 100 * (max(rates) - min(rates)) / median if median else 0,
+        }
     return out
 
 
-def _markdown(summary: Mapping[str, Mapping[str, float]], runs: Sequence[BulkRun],
-              facts: Mapping[str, object], params: Mapping[str, object]) -> str:
+def _markdown(
+    summary: Mapping[str, Mapping[str, float]],
+    runs: Sequence[BulkRun],
+    facts: Mapping[str, object],
+    params: Mapping[str, object],
+) -> str:
     loop = summary["loop"]["median"]
     rows = "\n".join(
-        f"| {LABELS[v]} | {s['median']:,.0f} | {s['spread_pct']:.0f}% | "
-        f"{s['median'] / loop:.2f}x |" for v, s in summary.items()
+        f"| {LABELS[v]} | {s['median']:,.0f} | {s['spread_pct']:.0f}% | {s['median'] / loop:.2f}x |"
+        for v, s in summary.items()
     )
     raw = "\n".join(
         f"| {LABELS[v]} | " + ", ".join(f"{r.rate:,.0f}" for r in runs if r.variant == v) + " |"
@@ -89,7 +97,9 @@ def _markdown(summary: Mapping[str, Mapping[str, float]], runs: Sequence[BulkRun
         "## Raw rates (tasks/s, in run order)\n\n| variant | runs |\n|---|---|\n"
         f"{raw}\n\n## Parameters\n\n"
         + "\n".join(f"- {k}: {v}" for k, v in params.items())
-        + "\n\n## Machine\n\n" + "\n".join(f"- {k}: {v}" for k, v in facts.items()) + "\n"
+        + "\n\n## Machine\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in facts.items())
+        + "\n"
     )
 
 
@@ -101,8 +111,11 @@ def bulk_command(tasks: int, repeat: int, output_dir: Path, command: str) -> int
             for variant in VARIANTS:
                 run = _run_once(redis, variant, tasks, rep, len(runs))
                 runs.append(run)
-                print(f"[{len(runs)}/{repeat * len(VARIANTS)}] {variant}: {run.rate:,.0f} "
-                      f"tasks/s ({tasks} in {run.seconds:.2f} s)", file=sys.stderr)
+                print(
+                    f"[{len(runs)}/{repeat * len(VARIANTS)}] {variant}: {run.rate:,.0f} "
+                    f"tasks/s ({tasks} in {run.seconds:.2f} s)",
+                    file=sys.stderr,
+                )
     params: dict[str, object] = {
         "command": command,
         "tasks_per_run": tasks,
@@ -110,16 +123,20 @@ def bulk_command(tasks: int, repeat: int, output_dir: Path, command: str) -> int
         "repeat": repeat,
         "order": f"{repeat} interleaved round(s) of: " + ", ".join(VARIANTS),
         "producer": "python -m benchmarks.bulk_producer, a fresh process per run, telemetry "
-                    "off, the kit's result backend on",
+        "off, the kit's result backend on",
         "arguments": "distinct per task (bench.item(n)), so no unique task is a duplicate",
     }
     summary = _summary(runs)
     text = _markdown(summary, runs, facts, params)
     print(text)
-    payload = {"machine": dict(facts), "parameters": params, "summary": summary,
-               "target": TARGET,
-               "ratio": summary["enqueue_many"]["median"] / summary["loop"]["median"],
-               "runs": [{**vars(r), "rate": r.rate} for r in runs]}
+    payload = {
+        "machine": dict(facts),
+        "parameters": params,
+        "summary": summary,
+        "target": TARGET,
+        "ratio": summary["enqueue_many"]["median"] / summary["loop"]["median"],
+        "runs": [{**vars(r), "rate": r.rate} for r in runs],
+    }
     md_path, json_path = write_files(output_dir, "bulk", text, payload)
     print(f"wrote {md_path} and {json_path}", file=sys.stderr)
     return 0

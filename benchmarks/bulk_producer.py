@@ -52,8 +52,16 @@ def main(argv: Sequence[str]) -> int:
     began = time.perf_counter()
     publish(0, count)
     seconds = time.perf_counter() - began
-    print(json.dumps({"variant": variant, "count": count, "seconds": seconds,
-                      "rate": count / seconds if seconds > 0 else 0.0}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "count": count,
+                "seconds": seconds,
+                "rate": count / seconds if seconds > 0 else 0.0,
+            }
+        )
+    )
     return 0
 
 

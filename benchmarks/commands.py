@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .enqueue import VARIANTS, available, run_enqueue
@@ -15,7 +16,7 @@ from .enqueue_report import enqueue_markdown, summarize_enqueue, write_enqueue
 from .enqueue_worker import WARMUP
 from .harness import private_redis
 from .machine import machine_facts
-from .measure import POLL_INTERVAL
+from .measure import POLL_INTERVAL, BenchmarkError
 from .otlp_sink import OTLPSink
 from .telemetry import SPAN_WAIT, closed_endpoint, run_telemetry, telemetry_scenarios
 from .telemetry_report import telemetry_markdown, telemetry_summaries, write_telemetry
@@ -23,13 +24,20 @@ from .telemetry_report import telemetry_markdown, telemetry_summaries, write_tel
 __all__ = ["enqueue_command", "telemetry_command"]
 
 
-def telemetry_command(tasks: int, repeat: int, output_dir: Path, command: str) -> int:
-    with private_redis() as redis, OTLPSink() as sink, \
-            tempfile.TemporaryDirectory(prefix="kit-bench-logs-") as logs:
+def telemetry_command(
+    tasks: int, repeat: int, output_dir: Path, command: str, keys: Sequence[str] = ()
+) -> int:
+    with (
+        private_redis() as redis,
+        OTLPSink() as sink,
+        tempfile.TemporaryDirectory(prefix="kit-bench-logs-") as logs,
+    ):
         facts = machine_facts(redis.version())
         scenarios = telemetry_scenarios(sink.endpoint, closed_endpoint())
-        runs = run_telemetry(redis, sink, scenarios, tasks=tasks, repeat=repeat,
-                             workdir=Path(logs))
+        if unknown := set(keys) - {s.key for s in scenarios}:
+            raise BenchmarkError(f"unknown telemetry scenario(s) {sorted(unknown)}")
+        scenarios = tuple(s for s in scenarios if not keys or s.key in keys)
+        runs = run_telemetry(redis, sink, scenarios, tasks=tasks, repeat=repeat, workdir=Path(logs))
     params: dict[str, object] = {
         "command": command,
         "tasks_per_run": tasks,
@@ -37,10 +45,10 @@ def telemetry_command(tasks: int, repeat: int, output_dir: Path, command: str) -
         "order": f"{repeat} interleaved round(s) of: " + ", ".join(s.key for s in scenarios),
         "poll_interval_ms": POLL_INTERVAL * 1000,
         "worker": "celery -A project worker, default flags and concurrency, "
-                  "KIT_IMPORTS=benchmarks.kit_tasks",
+        "KIT_IMPORTS=benchmarks.kit_tasks",
         "measure": "acknowledged messages (queue lists + unacked hash), first to last",
         "pre-load": "a producer subprocess with the scenario's OTEL_* settings (exporting to "
-                    "the receiver when the scenario has an endpoint), pipelined, off the clock",
+        "the receiver when the scenario has an endpoint), pipelined, off the clock",
         "receiver": "in-process OTLP/gRPC server (benchmarks.otlp_sink), counts only",
         "span_wait_s": f"{SPAN_WAIT} (otlp only, after the clock stops, before the kill)",
     }
@@ -61,14 +69,15 @@ def enqueue_command(tasks: int, repeat: int, output_dir: Path, command: str) -> 
         runs = run_enqueue(redis, sink, variants, tasks=tasks, repeat=repeat)
     params: dict[str, object] = {
         "command": command,
-        "enqueues_per_run": tasks,
+        "enqueues_per_run": ", ".join(f"{v.key} {tasks * v.scale}" for v in variants),
         "warm_up": f"{WARMUP} untimed enqueues per run, after setup_telemetry('producer')",
         "repeat": repeat,
         "order": f"{repeat} interleaved round(s) of: " + ", ".join(v.key for v in variants),
         "producer": "python -m benchmarks.enqueue_worker, a fresh process per run, one thread; "
-                    "Celery through its producer pool (one reused connection), the kit's "
-                    "result backend on (each apply_async subscribes to its result channel)",
+        "Celery through its producer pool (one reused connection), the kit's "
+        "result backend on (each apply_async subscribes to its result channel)",
         "arguments": "distinct per task (bench.item(n)), so no enqueue_unique is a duplicate",
+        "enqueue_many": "one call for the whole run (the kit batches and pipelines it)",
         "telemetry on": "setup_telemetry('producer'), OTLP/gRPC to an in-process receiver",
     }
     summaries = summarize_enqueue(variants, runs)

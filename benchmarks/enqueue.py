@@ -1,5 +1,8 @@
 """Producer-side enqueue rate into Redis, no worker running: what a web request pays to enqueue.
 
+Variants: a loop of ``apply_async``, a loop of ``enqueue_unique`` and one bulk ``enqueue_many``
+call, each with telemetry off and on; Dramatiq's ``send`` and RQ's ``enqueue`` for reference.
+
 The issue's question is whether ``enqueue_unique`` (one ``SET NX PX`` before the publish) keeps
 at least 0.8 of plain ``apply_async``'s rate, with telemetry off and with it on; so both are
 measured both ways, interleaved, each run in a fresh producer process
@@ -25,7 +28,7 @@ from .otlp_sink import OTLPSink
 
 __all__ = ["VARIANTS", "EnqueueRun", "Variant", "available", "run_enqueue"]
 
-#: Same as the telemetry benchmark: metrics exported every 5 s, so short runs export some.
+#: Same as the telemetry benchmark: metrics exported every 5 s.
 METRIC_INTERVAL_MS = "5000"
 
 
@@ -37,6 +40,9 @@ class Variant:
     telemetry: bool
     requires: str | None = None  # module that must be importable (a reference library)
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Tasks per run, as a multiple of --tasks: bulk publishing is ten times faster, and a run
+    #: of a few milliseconds would measure the clock more than the enqueue.
+    scale: int = 1
 
     def child_env(self, redis_url: str, endpoint: str) -> dict[str, str]:
         extra = {"REDIS_URL": redis_url, **self.env}
@@ -53,12 +59,30 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant("apply_async", "Celery apply_async (kit app)", "apply_async", telemetry=False),
     Variant("enqueue_unique", "kit enqueue_unique", "enqueue_unique", telemetry=False),
-    Variant("apply_async-otel", "Celery apply_async (kit app), telemetry on", "apply_async",
-            telemetry=True),
-    Variant("enqueue_unique-otel", "kit enqueue_unique, telemetry on", "enqueue_unique",
-            telemetry=True),
-    Variant("dramatiq", "Dramatiq send (reference)", "dramatiq_send", telemetry=False,
-            requires="dramatiq"),
+    Variant(
+        "apply_async-otel",
+        "Celery apply_async (kit app), telemetry on",
+        "apply_async",
+        telemetry=True,
+    ),
+    Variant(
+        "enqueue_unique-otel", "kit enqueue_unique, telemetry on", "enqueue_unique", telemetry=True
+    ),
+    Variant("enqueue_many", "kit enqueue_many (bulk)", "enqueue_many", telemetry=False, scale=4),
+    Variant(
+        "enqueue_many-otel",
+        "kit enqueue_many (bulk), telemetry on",
+        "enqueue_many",
+        telemetry=True,
+        scale=4,
+    ),
+    Variant(
+        "dramatiq",
+        "Dramatiq send (reference)",
+        "dramatiq_send",
+        telemetry=False,
+        requires="dramatiq",
+    ),
     Variant("rq", "RQ enqueue (reference)", "rq_enqueue", telemetry=False, requires="rq"),
 )
 
@@ -119,17 +143,25 @@ def run_enqueue(
             run = run_once(redis, sink, variant, tasks=tasks, repeat=rep, order=len(runs))
             runs.append(run)
             spans = f"; spans {run.spans}" if run.spans else ""
-            progress(f"[{run.order + 1}/{total_runs}] {variant.key}: {run.rate:,.0f} enqueues/s "
-                     f"({tasks} in {run.seconds:.2f} s{spans})")
+            progress(
+                f"[{run.order + 1}/{total_runs}] {variant.key}: {run.rate:,.0f} enqueues/s "
+                f"({run.count} in {run.seconds:.2f} s{spans})"
+            )
     return runs
 
 
 def run_once(
-    redis: PrivateRedis, sink: OTLPSink, variant: Variant, *, tasks: int, repeat: int,
+    redis: PrivateRedis,
+    sink: OTLPSink,
+    variant: Variant,
+    *,
+    tasks: int,
+    repeat: int,
     order: int,
 ) -> EnqueueRun:
     redis.flushall()
     sink.reset()
+    tasks *= variant.scale
     result = run_producer(variant.entry, tasks, variant.child_env(redis.url, sink.endpoint))
     if variant.requires is None:  # the kit's own: every call must have published a message
         published = QueueProbe.discover(redis.client).remaining()

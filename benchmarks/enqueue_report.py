@@ -21,11 +21,23 @@ __all__ = ["EnqueueSummary", "enqueue_markdown", "summarize_enqueue", "write_enq
 
 NAME = "enqueue"
 TARGET = 0.8  # the issue's target for enqueue_unique / apply_async
+BULK_TARGET = 10.0  # the issue's target for enqueue_many / an apply_async loop
 #: (numerator, denominator, what it says, target or None)
 RATIOS: tuple[tuple[str, str, str, float | None], ...] = (
     ("enqueue_unique", "apply_async", "enqueue_unique / apply_async, telemetry off", TARGET),
-    ("enqueue_unique-otel", "apply_async-otel", "enqueue_unique / apply_async, telemetry on",
-     TARGET),
+    (
+        "enqueue_unique-otel",
+        "apply_async-otel",
+        "enqueue_unique / apply_async, telemetry on",
+        TARGET,
+    ),
+    ("enqueue_many", "apply_async", "enqueue_many / apply_async loop, telemetry off", BULK_TARGET),
+    (
+        "enqueue_many-otel",
+        "apply_async-otel",
+        "enqueue_many / apply_async loop, telemetry on",
+        BULK_TARGET,
+    ),
     ("apply_async-otel", "apply_async", "apply_async, telemetry on / off", None),
     ("enqueue_unique-otel", "enqueue_unique", "enqueue_unique, telemetry on / off", None),
     ("dramatiq", "apply_async", "Dramatiq send / apply_async", None),
@@ -65,8 +77,9 @@ def summarize_enqueue(
     for variant in variants:
         rates = [r.rate for r in runs if r.variant == variant.key]
         if rates:
-            summaries.append(EnqueueSummary(variant, rates, statistics.median(rates),
-                                            min(rates), max(rates)))
+            summaries.append(
+                EnqueueSummary(variant, rates, statistics.median(rates), min(rates), max(rates))
+            )
     return summaries
 
 
@@ -81,8 +94,9 @@ def ratios(summaries: Sequence[EnqueueSummary]) -> list[dict[str, object]]:
             value = a.median / b.median
             met = None if target is None else value >= target
             overlap = len(a.rates) > 1 and a.low <= b.high and b.low <= a.high
-            found.append({"ratio": label, "value": value, "target": target, "met": met,
-                          "overlap": overlap})
+            found.append(
+                {"ratio": label, "value": value, "target": target, "met": met, "overlap": overlap}
+            )
     return found
 
 
@@ -103,16 +117,20 @@ def table(summaries: Sequence[EnqueueSummary]) -> str:
     ]
     for s in summaries:
         telemetry = "on (OTLP to local receiver)" if s.variant.telemetry else "off"
-        lines.append(f"| {s.variant.label} | {telemetry} | {s.median:,.0f} "
-                     f"| {s.low:,.0f}-{s.high:,.0f} | {s.spread_pct:.1f}% |")
+        lines.append(
+            f"| {s.variant.label} | {telemetry} | {s.median:,.0f} "
+            f"| {s.low:,.0f}-{s.high:,.0f} | {s.spread_pct:.1f}% |"
+        )
     return "\n".join(lines)
 
 
 def raw_table(summaries: Sequence[EnqueueSummary], runs: Sequence[EnqueueRun]) -> str:
     repeats = max((r.repeat for r in runs), default=-1) + 1
     header = " | ".join(f"run {i + 1}" for i in range(repeats))
-    lines = [f"| Variant | {header} | spans per enqueue (last run) | Redis keys (last run) |",
-             "|---|" + "---:|" * (repeats + 2)]
+    lines = [
+        f"| Variant | {header} | spans per enqueue (last run) | Redis keys (last run) |",
+        "|---|" + "---:|" * (repeats + 2),
+    ]
     for s in summaries:
         own = sorted((r for r in runs if r.variant == s.variant.key), key=lambda r: r.repeat)
         cells = " | ".join(f"{r.rate:,.1f}" for r in own)

@@ -1,4 +1,5 @@
-"""``python -m benchmarks.enqueue_worker <variant> <count>``: one producer loop, timed, as JSON.
+"""``python -m benchmarks.enqueue_worker <variant> <count>``: one producer loop (or one bulk
+``enqueue_many`` call), timed, as JSON.
 
 Why a subprocess per run: the kit reads REDIS_URL and the OTEL_* variables once, at import, and
 ``setup_telemetry`` installs process-wide providers and signal handlers. A fresh interpreter per
@@ -119,15 +120,30 @@ def preload(count: int) -> float:
     return time.perf_counter() - began
 
 
+def timed_bulk(count: int) -> float:
+    """Seconds for one ``enqueue_many`` of ``count`` tasks, after an untimed one of
+    :data:`WARMUP` (the same distinct arguments as :func:`timed_loop`)."""
+    from .bulk_producer import VARIANTS as BULK
+
+    publish = BULK["enqueue_many"]
+    publish(-WARMUP, WARMUP)
+    began = time.perf_counter()
+    publish(0, count)
+    return time.perf_counter() - began
+
+
 def _run(variant: str, count: int) -> float:
     if variant == "preload":
         return preload(count)
+    if variant == "enqueue_many":
+        return timed_bulk(count)
     return timed_loop(VARIANTS[variant](), count)
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 2 or argv[0] not in (*VARIANTS, "preload"):
-        print(f"usage: {{{'|'.join([*VARIANTS, 'preload'])}}} <count>", file=sys.stderr)
+    entries = [*VARIANTS, "enqueue_many", "preload"]
+    if len(argv) != 2 or argv[0] not in entries:
+        print(f"usage: {{{'|'.join(entries)}}} <count>", file=sys.stderr)
         return 2
     variant, count = argv[0], int(argv[1])
     from project.telemetry import setup_telemetry, shutdown_telemetry

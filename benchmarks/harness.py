@@ -30,6 +30,7 @@ __all__ = [
     "PrivateRedis",
     "ProducerError",
     "Worker",
+    "WorkerGroup",
     "child_env",
     "private_redis",
     "run_producer",
@@ -43,8 +44,9 @@ LOG_TAIL_LINES = 30
 #: Inherited variables that would change what a worker does behind the scenario's back:
 #: the developer's kit settings, stale benchmark settings, Celery's own env overrides
 #: (CELERY_BROKER_URL beats broker_url), OpenTelemetry exporter settings (a scenario turns
-#: telemetry off explicitly when it means to) and the kit's broker URL.
-_SCRUBBED_PREFIXES = ("KIT_", "BENCH_", "CELERY_", "OTEL_")
+#: telemetry off explicitly when it means to), the reference libraries' own (RQ_REDIS_URL ...)
+#: and the kit's broker URL.
+_SCRUBBED_PREFIXES = ("KIT_", "BENCH_", "CELERY_", "OTEL_", "RQ_", "DRAMATIQ_")
 _SCRUBBED_NAMES = frozenset({"REDIS_URL"})
 
 _live_groups: set[int] = set()
@@ -116,11 +118,21 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 
 class Worker:
-    """``python -m celery <args>`` in its own process group, its output in ``log_path``."""
+    """``python -m <module> <args>`` (Celery unless told) in its own process group, its output
+    in ``log_path``. ``error_marks`` are what the program's error log lines contain."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "celery", *args]
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        module: str = "celery",
+        error_marks: Sequence[str] = ("ERROR/", "CRITICAL/"),
+    ) -> None:
+        self.args = [sys.executable, "-m", module, *args]
         self.log_path = log_path
+        self.error_marks = tuple(error_marks)
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.args,
@@ -132,6 +144,10 @@ class Worker:
                 start_new_session=True,
             )
         _live_groups.add(self.process.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def exit_code(self) -> int | None:
         return self.process.poll()
@@ -154,9 +170,7 @@ class Worker:
         """ERROR/CRITICAL lines: the log is the only place a refused or failed task shows."""
         with contextlib.suppress(OSError):
             text = self.log_path.read_text(errors="replace")
-            return [
-                line for line in text.splitlines() if "ERROR/" in line or "CRITICAL/" in line
-            ]
+            return [line for line in text.splitlines() if any(m in line for m in self.error_marks)]
         return []
 
     def describe(self) -> str:
@@ -174,12 +188,55 @@ class Worker:
         self.kill()
 
 
+class WorkerGroup:
+    """Several worker processes run as one layout (two ``celery worker`` processes, say):
+    the same interface as :class:`Worker`, over all of them."""
+
+    def __init__(self, workers: Sequence[Worker]) -> None:
+        self.workers = list(workers)
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]
+
+    def exit_code(self) -> int | None:
+        """The first exit code of a worker that ended: one dead process spoils the run."""
+        return next((c for w in self.workers if (c := w.exit_code()) is not None), None)
+
+    def kill(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(lines)}" for w in self.workers)
+
+    def logged_errors(self) -> list[str]:
+        return [line for worker in self.workers for line in worker.logged_errors()]
+
+    def describe(self) -> str:
+        return " + ".join(worker.describe() for worker in self.workers)
+
+    def __enter__(self) -> WorkerGroup:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+
+
 class ProducerError(RuntimeError):
     """A producer subprocess failed or printed no result."""
 
 
 def run_producer(
-    variant: str, count: int, env: Mapping[str, str], timeout: float = PRODUCER_TIMEOUT,
+    variant: str,
+    count: int,
+    env: Mapping[str, str],
+    timeout: float = PRODUCER_TIMEOUT,
     module: str = "benchmarks.enqueue_worker",
 ) -> dict[str, object]:
     """``python -m benchmarks.enqueue_worker <variant> <count>`` in its own process group;

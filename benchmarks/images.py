@@ -34,7 +34,7 @@ from project.imaging.decode import decode
 from project.imaging.ops import ResizePlan, apply_resize, plan_resize
 from project.imaging.validation import Limits
 
-__all__ = ["add_parser", "psnr", "run", "ssim"]
+__all__ = ["add_parser", "measure_images", "psnr", "run", "ssim"]
 
 DEFAULT_SIZE = (4000, 3000)
 QUICK_SIZE = (1600, 1200)
@@ -50,15 +50,31 @@ def add_parser(commands: Any, default_output: Path) -> None:
     sub = commands.add_parser(
         "images", help="JPEG decode+resize: the kit's draft/reduce path vs a naive full decode"
     )
-    sub.add_argument("--size", type=_size, default=None,
-                     help="source WxH (default 4000x3000, 1600x1200 with --quick)")
-    sub.add_argument("--targets", type=lambda t: tuple(int(v) for v in t.split(",")),
-                     default=DEFAULT_TARGETS, help="output widths, comma-separated")
-    sub.add_argument("--repeat", type=int, default=None,
-                     help=f"timed runs per path (default {DEFAULT_REPEAT}, {QUICK_REPEAT} quick)")
+    sub.add_argument(
+        "--size",
+        type=_size,
+        default=None,
+        help="source WxH (default 4000x3000, 1600x1200 with --quick)",
+    )
+    sub.add_argument(
+        "--targets",
+        type=lambda t: tuple(int(v) for v in t.split(",")),
+        default=DEFAULT_TARGETS,
+        help="output widths, comma-separated",
+    )
+    sub.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help=f"timed runs per path (default {DEFAULT_REPEAT}, {QUICK_REPEAT} quick)",
+    )
     sub.add_argument("--quick", action="store_true", help="a smaller source, fewer runs")
-    sub.add_argument("--output-dir", type=Path, default=default_output,
-                     help="where images.md and images.json go (default benchmarks/results)")
+    sub.add_argument(
+        "--output-dir",
+        type=Path,
+        default=default_output,
+        help="where images.md and images.json go (default benchmarks/results)",
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -69,11 +85,14 @@ def _size(text: str) -> tuple[int, int]:
 def source_jpeg(size: tuple[int, int]) -> bytes:
     """A photo-like JPEG: smooth gradients, sharp shapes, fine text and sensor-like noise."""
     width, height = size
-    base = Image.merge("RGB", (
-        Image.linear_gradient("L").resize(size),
-        Image.radial_gradient("L").resize(size),
-        Image.linear_gradient("L").transpose(Image.Transpose.ROTATE_90).resize(size),
-    ))
+    base = Image.merge(
+        "RGB",
+        (
+            Image.linear_gradient("L").resize(size),
+            Image.radial_gradient("L").resize(size),
+            Image.linear_gradient("L").transpose(Image.Transpose.ROTATE_90).resize(size),
+        ),
+    )
     noise = Image.effect_noise(size, 18).convert("RGB")
     image = Image.blend(base, noise, 0.15)
     draw = ImageDraw.Draw(image)
@@ -159,28 +178,46 @@ def _timed(path: Path_, data: bytes, width: int, repeat: int) -> tuple[float, Im
     return statistics.median(times), output
 
 
-def run(args: argparse.Namespace, command: str) -> int:
-    size: tuple[int, int] = args.size or (QUICK_SIZE if args.quick else DEFAULT_SIZE)
-    repeat: int = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
+def measure_images(
+    size: tuple[int, int], targets: tuple[int, ...], repeat: int
+) -> tuple[list[dict[str, Any]], bytes]:
+    """One row per (target width, path): median time, speed-up and quality; and the source."""
     data = source_jpeg(size)
     rows: list[dict[str, Any]] = []
-    for width in args.targets:
+    for width in targets:
         timings = {name: _timed(path, data, width, repeat) for name, path in PATHS.items()}
         reference = timings["naive"][1]
         for name, (seconds, output) in timings.items():
-            rows.append({
-                "target_width": width,
-                "path": name,
-                "output": f"{output.width}x{output.height}",
-                "median_ms": round(seconds * 1000, 2),
-                "speedup_vs_naive": round(timings["naive"][0] / seconds, 2),
-                "psnr_db": round(psnr(reference, output), 2),
-                "ssim": round(ssim(reference, output), 4),
-            })
-    facts = {"python": platform.python_version(), "pillow": PIL.__version__,
-             "machine": platform.machine(), "cpus": os.cpu_count()}
-    params = {"command": command, "source": f"{size[0]}x{size[1]} JPEG q90 "
-              f"({len(data)} bytes)", "repeat": repeat, "timer": "median of perf_counter"}
+            rows.append(
+                {
+                    "target_width": width,
+                    "path": name,
+                    "output": f"{output.width}x{output.height}",
+                    "median_ms": round(seconds * 1000, 2),
+                    "speedup_vs_naive": round(timings["naive"][0] / seconds, 2),
+                    "psnr_db": round(psnr(reference, output), 2),
+                    "ssim": round(ssim(reference, output), 4),
+                }
+            )
+    return rows, data
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    size: tuple[int, int] = args.size or (QUICK_SIZE if args.quick else DEFAULT_SIZE)
+    repeat: int = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
+    rows, data = measure_images(size, args.targets, repeat)
+    facts = {
+        "python": platform.python_version(),
+        "pillow": PIL.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    params = {
+        "command": command,
+        "source": f"{size[0]}x{size[1]} JPEG q90 ({len(data)} bytes)",
+        "repeat": repeat,
+        "timer": "median of perf_counter",
+    }
     text = _markdown(rows, facts, params)
     print(text)
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +233,8 @@ def _markdown(rows: list[dict[str, Any]], facts: dict[str, Any], params: dict[st
         "## Images: JPEG decode + resize",
         "",
         f"Source {params['source']}; {params['repeat']} timed run(s) per path, median. "
-        + ", ".join(f"{k} {v}" for k, v in facts.items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in facts.items())
+        + ".",
         "Quality is against the naive output (PSNR on luma, dB; SSIM over 8x8 blocks).",
         "",
         "| Target width | Path | Output | Median ms | Speed-up vs naive | PSNR dB | SSIM |",
@@ -208,7 +246,14 @@ def _markdown(rows: list[dict[str, Any]], facts: dict[str, Any], params: dict[st
             f"{row['speedup_vs_naive']}x | {row['psnr_db']} | {row['ssim']} |"
         )
     kit_rows = [r for r in rows if r["path"] == "kit"]
-    lines += ["", "Kit vs naive: " + "; ".join(
-        f"width {r['target_width']}: {r['speedup_vs_naive']}x faster, "
-        f"PSNR {r['psnr_db']} dB, SSIM {r['ssim']}" for r in kit_rows) + "."]
+    lines += [
+        "",
+        "Kit vs naive: "
+        + "; ".join(
+            f"width {r['target_width']}: {r['speedup_vs_naive']}x faster, "
+            f"PSNR {r['psnr_db']} dB, SSIM {r['ssim']}"
+            for r in kit_rows
+        )
+        + ".",
+    ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The benchmark's no-op task on the kit's app, loaded by the worker through ``KIT_IMPORTS``.
+"""The benchmark's tasks on the kit's app, loaded by the worker through ``KIT_IMPORTS``.
 
 Imported by ``celery -A project worker`` before the worker reads its settings, which makes this
 module the one place a scenario can revert a kit default that has no ``KIT_*`` variable (see
@@ -13,6 +13,7 @@ import os
 
 from project import app
 
+from . import stamp as _stamp
 from .overrides import ENV_VAR, apply_overrides, parse
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,18 @@ if _overrides:
 @app.task(name="bench.noop")
 def noop() -> None:
     """Does nothing, so the measured rate is the worker's own per-task cost."""
+
+
+@app.task(name="bench.sleep")
+def sleep() -> None:
+    """10 ms of I/O wait (``time.sleep(0.01)``): what concurrency buys."""
+    _stamp.sleep()
+
+
+@app.task(name="bench.stamp")
+def stamp(sent: float) -> None:
+    """Records how long ago ``sent`` was (:mod:`benchmarks.stamp`)."""
+    _stamp.record(sent)
 
 
 @app.task(name="bench.item")

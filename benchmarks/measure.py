@@ -23,12 +23,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 
-from .harness import Worker
-
-__all__ = ["POLL_INTERVAL", "BenchmarkError", "Measurement", "QueueProbe", "measure"]
+__all__ = [
+    "POLL_INTERVAL",
+    "BenchmarkError",
+    "Measurement",
+    "QueueProbe",
+    "Supervised",
+    "measure",
+]
 
 POLL_INTERVAL = 0.01  # seconds: at most 0.1% error on a 10 s run, 1% on a 1 s (--quick) one
 START_TIMEOUT = 120.0  # seconds for a worker to process its first task (cold imports, mingle)
@@ -40,6 +46,25 @@ local n = redis.call('HLEN', KEYS[#KEYS])
 for i = 1, #KEYS - 1 do n = n + redis.call('LLEN', KEYS[i]) end
 return n
 """
+#: Dramatiq's Redis broker keeps each message in ``<queue>.msgs`` until it is acknowledged.
+#: KEYS: that hash.
+_DRAMATIQ_SCRIPT = "return redis.call('HLEN', KEYS[1])"
+#: RQ: jobs waiting in the queue list, fetched into its intermediate list, or running (the
+#: ``wip`` registry). KEYS: those three.
+_RQ_SCRIPT = """
+return redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+"""
+
+
+class Supervised(Protocol):
+    """What :func:`measure` needs of a worker (:class:`~benchmarks.harness.Worker` or a
+    :class:`~benchmarks.harness.WorkerGroup`)."""
+
+    def exit_code(self) -> int | None: ...
+
+    def describe(self) -> str: ...
+
+    def log_tail(self, lines: int = ...) -> str: ...
 
 
 class BenchmarkError(RuntimeError):
@@ -60,14 +85,21 @@ class Measurement:
 
 
 class QueueProbe:
-    """The number of messages not yet acknowledged, over a fixed set of queue lists."""
+    """The number of messages not yet acknowledged: one Lua script over a fixed set of keys
+    (kombu's queue lists and unacked hash unless told otherwise)."""
 
-    def __init__(self, client: redis.Redis, queue_keys: Sequence[bytes]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        queue_keys: Sequence[bytes | str],
+        script: str = _REMAINING_SCRIPT,
+        extra_keys: Sequence[str] = (UNACKED_KEY,),
+    ) -> None:
         if not queue_keys:
             raise BenchmarkError("no queue lists to watch: nothing was pre-loaded")
         self.client = client
-        self.queue_keys = list(queue_keys)
-        self._script = client.register_script(_REMAINING_SCRIPT)
+        self.keys = [*queue_keys, *extra_keys]
+        self._script = client.register_script(script)
 
     @classmethod
     def discover(cls, client: redis.Redis) -> QueueProbe:
@@ -75,13 +107,22 @@ class QueueProbe:
         keys = [key for key in client.scan_iter(count=1000) if client.type(key) == b"list"]
         return cls(client, sorted(keys))
 
+    @classmethod
+    def dramatiq(cls, client: redis.Redis, queue: str) -> QueueProbe:
+        return cls(client, [f"dramatiq:{queue}.msgs"], _DRAMATIQ_SCRIPT, extra_keys=())
+
+    @classmethod
+    def rq(cls, client: redis.Redis, queue: str) -> QueueProbe:
+        keys = [f"rq:queue:{queue}", f"rq:queue:{queue}:intermediate", f"rq:wip:{queue}"]
+        return cls(client, keys, _RQ_SCRIPT, extra_keys=())
+
     def remaining(self) -> int:
-        return int(self._script(keys=[*self.queue_keys, UNACKED_KEY]))
+        return int(self._script(keys=self.keys))
 
 
 def measure(
     probe: QueueProbe,
-    worker: Worker,
+    worker: Supervised,
     total: int,
     *,
     spawned_at: float,
@@ -122,7 +163,7 @@ def measure(
 
 
 def _check(
-    worker: Worker,
+    worker: Supervised,
     started_at: float | None,
     now: float,
     spawned_at: float,

@@ -12,6 +12,8 @@ import os
 
 from celery import Celery
 
+from . import stamp
+
 __all__ = ["BROKER_URL_ENV", "app", "create_app"]
 
 BROKER_URL_ENV = "BENCH_BROKER_URL"
@@ -26,6 +28,8 @@ def create_app(broker_url: str | None) -> Celery:
     plain = Celery("plain", broker=broker_url)
     plain.conf.task_serializer = "json"
     plain.task(name="bench.noop", shared=False)(_noop)
+    plain.task(name="bench.sleep", shared=False)(stamp.sleep)
+    plain.task(name="bench.stamp", shared=False)(stamp.record)
     return plain
 
 

@@ -1,4 +1,4 @@
-"""Pre-loading a scenario's no-op tasks into Redis before its worker starts.
+"""Pre-loading a scenario's tasks (no-op unless told) into Redis before its worker starts.
 
 Messages are made by a Celery app configured like the scenario's worker app (same queues,
 default priority, time limits ...), because several task options travel in the message: the
@@ -15,7 +15,7 @@ Publishing goes through kombu's ``Producer.batch()``, which pipelines the LPUSHe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from celery import Celery
 
@@ -26,10 +26,12 @@ __all__ = ["AppKind", "preload", "producer_app"]
 
 AppKind = Literal["plain", "kit"]
 TASK_NAME = "bench.noop"
+#: Every benchmark task, registered on the producer too: a message needs the task's options.
+TASK_NAMES = ("bench.noop", "bench.sleep", "bench.stamp")
 BATCH_SIZE = 1000  # messages per pipeline round trip
 
 
-def _noop() -> None:
+def _noop(*args: object) -> None:
     """Never runs here: registering it lets task-level options shape the message."""
 
 
@@ -45,13 +47,14 @@ def producer_app(
     app = create_app(load_settings({**kit_env, "REDIS_URL": url}))
     apply_overrides(app, overrides)
     app.conf.update(result_backend=None, task_send_sent_event=False)
-    app.task(name=TASK_NAME, shared=False)(_noop)
+    for name in TASK_NAMES:
+        app.task(name=name, shared=False)(_noop)
     return app
 
 
-def preload(app: Celery, count: int) -> None:
-    """Publish ``count`` no-op tasks through one producer, pipelined."""
-    task = app.tasks[TASK_NAME]
+def preload(app: Celery, count: int, task_name: str = TASK_NAME, **options: Any) -> None:
+    """Publish ``count`` tasks (no arguments) through one producer, pipelined."""
+    task = app.tasks[task_name]
     with app.producer_or_acquire() as producer, producer.batch(max_size=BATCH_SIZE):
         for _ in range(count):
-            task.apply_async(producer=producer)
+            task.apply_async(producer=producer, **options)

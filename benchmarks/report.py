@@ -107,15 +107,15 @@ def table(summaries: Sequence[Summary]) -> str:
 def raw_table(summaries: Sequence[Summary], runs: Sequence[RunRecord]) -> str:
     repeats = max((r.repeat for r in runs), default=-1) + 1
     header = " | ".join(f"run {i + 1}" for i in range(repeats))
-    lines = [f"| Scenario | {header} | start-up s (median) | results stored (last run) |",
-             "|---|" + "---:|" * (repeats + 2)]
+    lines = [
+        f"| Scenario | {header} | start-up s (median) | results stored (last run) |",
+        "|---|" + "---:|" * (repeats + 2),
+    ]
     for s in summaries:
         own = sorted((r for r in runs if r.scenario == s.scenario.key), key=lambda r: r.repeat)
         cells = " | ".join(f"{r.measurement.rate:,.1f}" for r in own)
         startup = statistics.median(r.measurement.startup for r in own)
-        lines.append(
-            f"| {s.scenario.key} | {cells} | {startup:.1f} | {own[-1].results_stored} |"
-        )
+        lines.append(f"| {s.scenario.key} | {cells} | {startup:.1f} | {own[-1].results_stored} |")
     return "\n".join(lines)
 
 

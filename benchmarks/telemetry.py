@@ -47,10 +47,15 @@ __all__ = [
 BASELINE = "off"
 EXPORTING = "otlp"
 TARGET = 0.9  # the target for otlp / off
-SPAN_WAIT = 15.0  # seconds: the batch span processor exports every 5 s (OTEL_BSP_SCHEDULE_DELAY)
-#: Metrics every 5 s instead of the default 60 s, so a run of a few seconds exports some:
-#: more export work than a default deployment does, never less.
+SPAN_WAIT = 15.0  # seconds at most; spans are exported every SPAN_DELAY_MS
+#: Metrics every 5 s instead of the default 60 s: more export work than a default deployment
+#: does, never less. The suite's runs (about 2 s on the clock) end before the first export, so
+#: they measure metric recording, not export; at 1 s, exports would weigh 60 times what they
+#: do in production (one per process per minute) and swamp the figure.
 METRIC_INTERVAL_MS = "5000"
+#: Span batches every 1 s instead of 5 s, for the same reason, and so the last spans of a run
+#: arrive soon after it (the wait before the kill).
+SPAN_DELAY_MS = "1000"
 ENDPOINT_VAR = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
@@ -63,18 +68,35 @@ def closed_endpoint() -> str:
 
 
 def telemetry_scenarios(endpoint: str, dead_endpoint: str) -> tuple[Scenario, ...]:
-    exported = {"OTEL_METRIC_EXPORT_INTERVAL": METRIC_INTERVAL_MS}
+    exported = {
+        "OTEL_METRIC_EXPORT_INTERVAL": METRIC_INTERVAL_MS,
+        "OTEL_BSP_SCHEDULE_DELAY": SPAN_DELAY_MS,
+    }
     return (
-        Scenario(BASELINE, "telemetry off", "OTEL_SDK_DISABLED=true", "kit",
-                 kit_env={"OTEL_SDK_DISABLED": "true"}),
-        Scenario(EXPORTING, "traces + metrics over OTLP/gRPC",
-                 f"{ENDPOINT_VAR}=<local receiver>, metrics every {METRIC_INTERVAL_MS} ms",
-                 "kit", kit_env={ENDPOINT_VAR: endpoint, **exported}),
-        Scenario("collector-down", "collector down",
-                 f"{ENDPOINT_VAR}=<closed port>, metrics every {METRIC_INTERVAL_MS} ms",
-                 "kit", kit_env={ENDPOINT_VAR: dead_endpoint, **exported}),
-        Scenario("no-endpoint", "no endpoint configured", "OTEL_* unset (no SDK providers)",
-                 "kit"),
+        Scenario(
+            BASELINE,
+            "telemetry off",
+            "OTEL_SDK_DISABLED=true",
+            "kit",
+            kit_env={"OTEL_SDK_DISABLED": "true"},
+        ),
+        Scenario(
+            EXPORTING,
+            "traces + metrics over OTLP/gRPC",
+            f"{ENDPOINT_VAR}=<local receiver>, metrics every {METRIC_INTERVAL_MS} ms, "
+            f"spans every {SPAN_DELAY_MS} ms",
+            "kit",
+            kit_env={ENDPOINT_VAR: endpoint, **exported},
+        ),
+        Scenario(
+            "collector-down",
+            "collector down",
+            f"{ENDPOINT_VAR}=<closed port>, metrics every {METRIC_INTERVAL_MS} ms, "
+            f"spans every {SPAN_DELAY_MS} ms",
+            "kit",
+            kit_env={ENDPOINT_VAR: dead_endpoint, **exported},
+        ),
+        Scenario("no-endpoint", "no endpoint configured", "OTEL_* unset (no SDK providers)", "kit"),
     )
 
 
@@ -110,8 +132,15 @@ def run_telemetry(
     for rep in range(repeat):
         for scenario in scenarios:
             order = len(runs)
-            run = run_once(redis, sink, scenario, tasks=tasks, repeat=rep, order=order,
-                           log_path=workdir / f"{order:03d}-{scenario.key}.log")
+            run = run_once(
+                redis,
+                sink,
+                scenario,
+                tasks=tasks,
+                repeat=rep,
+                order=order,
+                log_path=workdir / f"{order:03d}-{scenario.key}.log",
+            )
             runs.append(run)
             m = run.record.measurement
             spans = f"; run spans {run.worker_spans.get('run', 0)}" if run.worker_spans else ""
@@ -135,8 +164,14 @@ def _preload(redis: PrivateRedis, sink: OTLPSink, scenario: Scenario, tasks: int
 
 
 def run_once(
-    redis: PrivateRedis, sink: OTLPSink, scenario: Scenario, *, tasks: int, repeat: int,
-    order: int, log_path: Path,
+    redis: PrivateRedis,
+    sink: OTLPSink,
+    scenario: Scenario,
+    *,
+    tasks: int,
+    repeat: int,
+    order: int,
+    log_path: Path,
 ) -> TelemetryRun:
     redis.flushall()
     sink.reset()

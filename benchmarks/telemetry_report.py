@@ -67,12 +67,18 @@ def span_table(runs: Sequence[TelemetryRun]) -> str:
     ]
     for run in exporting:
         tasks = run.record.measurement.total
-        producer = ", ".join(f"{k} {_per_task(v, tasks)}" for k, v in
-                             sorted(run.producer_spans.items())) or "none"
-        worker = ", ".join(f"{k} {_per_task(v, tasks)}" for k, v in
-                           sorted(run.worker_spans.items())) or "none"
-        lines.append(f"| {run.record.order + 1} | {run.record.scenario} | {producer} "
-                     f"| {worker} | {run.metric_requests} |")
+        producer = (
+            ", ".join(f"{k} {_per_task(v, tasks)}" for k, v in sorted(run.producer_spans.items()))
+            or "none"
+        )
+        worker = (
+            ", ".join(f"{k} {_per_task(v, tasks)}" for k, v in sorted(run.worker_spans.items()))
+            or "none"
+        )
+        lines.append(
+            f"| {run.record.order + 1} | {run.record.scenario} | {producer} "
+            f"| {worker} | {run.metric_requests} |"
+        )
     return "\n".join(lines) + "\n\n"
 
 
@@ -84,8 +90,11 @@ def ratio_lines(summaries: Sequence[Summary]) -> list[str]:
         if base is None or s is base or s.vs_baseline is None:
             continue
         target = f" (target {_target(s)})" if _target(s) else ""
-        noise = "; min-max ranges overlap: within noise" if len(s.rates) > 1 and (
-            s.low <= base.high and base.low <= s.high) else ""
+        noise = (
+            "; min-max ranges overlap: within noise"
+            if len(s.rates) > 1 and (s.low <= base.high and base.low <= s.high)
+            else ""
+        )
         lines.append(f"{s.scenario.key} / {BASELINE}: {s.vs_baseline:.2f}{target}{noise}")
     return lines
 

@@ -77,22 +77,46 @@ _NO_TELEMETRY = {"OTEL_SDK_DISABLED": "true"}
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("plain", "plain Celery defaults", "stock Celery app, no kit", "plain"),
     Scenario("kit", "kit default", "none (KIT_* unset)", "kit"),
-    Scenario("kit-prefetch-4", "kit, prefetch 4", "KIT_PREFETCH_MULTIPLIER=4", "kit",
-             kit_env=_PREFETCH_4),
-    Scenario("kit-early-ack", "kit, late ack off", "task_acks_late=False", "kit",
-             conf=_EARLY_ACK),
-    Scenario("kit-no-events", "kit, task events off",
-             "worker_send_task_events=False, task_send_sent_event=False", "kit",
-             conf=_NO_EVENTS),
-    Scenario("kit-ignore-result", "kit, result storage off", "task_ignore_result=True", "kit",
-             conf=_IGNORE_RESULT),
-    Scenario("kit-no-time-limits", "kit, time limits off",
-             "task_time_limit=None, task_soft_time_limit=None", "kit", conf=_NO_TIME_LIMITS),
-    Scenario("kit-no-telemetry", "kit, telemetry off", "OTEL_SDK_DISABLED=true", "kit",
-             kit_env=_NO_TELEMETRY),
-    Scenario("kit-all-reverted", "kit, all of the above reverted", "all of the above", "kit",
-             kit_env={**_PREFETCH_4, **_NO_TELEMETRY},
-             conf={**_EARLY_ACK, **_NO_EVENTS, **_IGNORE_RESULT, **_NO_TIME_LIMITS}),
+    Scenario(
+        "kit-prefetch-4", "kit, prefetch 4", "KIT_PREFETCH_MULTIPLIER=4", "kit", kit_env=_PREFETCH_4
+    ),
+    Scenario("kit-early-ack", "kit, late ack off", "task_acks_late=False", "kit", conf=_EARLY_ACK),
+    Scenario(
+        "kit-no-events",
+        "kit, task events off",
+        "worker_send_task_events=False, task_send_sent_event=False",
+        "kit",
+        conf=_NO_EVENTS,
+    ),
+    Scenario(
+        "kit-ignore-result",
+        "kit, result storage off",
+        "task_ignore_result=True",
+        "kit",
+        conf=_IGNORE_RESULT,
+    ),
+    Scenario(
+        "kit-no-time-limits",
+        "kit, time limits off",
+        "task_time_limit=None, task_soft_time_limit=None",
+        "kit",
+        conf=_NO_TIME_LIMITS,
+    ),
+    Scenario(
+        "kit-no-telemetry",
+        "kit, telemetry off",
+        "OTEL_SDK_DISABLED=true",
+        "kit",
+        kit_env=_NO_TELEMETRY,
+    ),
+    Scenario(
+        "kit-all-reverted",
+        "kit, all of the above reverted",
+        "all of the above",
+        "kit",
+        kit_env={**_PREFETCH_4, **_NO_TELEMETRY},
+        conf={**_EARLY_ACK, **_NO_EVENTS, **_IGNORE_RESULT, **_NO_TIME_LIMITS},
+    ),
 )
 
 
@@ -150,8 +174,14 @@ def run_scenarios(
     for rep in range(repeat):
         for scenario in scenarios:
             order = len(records)
-            record = run_once(redis, scenario, tasks=tasks, repeat=rep, order=order,
-                              log_path=workdir / f"{order:03d}-{scenario.key}.log")
+            record = run_once(
+                redis,
+                scenario,
+                tasks=tasks,
+                repeat=rep,
+                order=order,
+                log_path=workdir / f"{order:03d}-{scenario.key}.log",
+            )
             records.append(record)
             m = record.measurement
             progress(
@@ -164,7 +194,12 @@ def run_scenarios(
 
 
 def run_once(
-    redis: PrivateRedis, scenario: Scenario, *, tasks: int, repeat: int, order: int,
+    redis: PrivateRedis,
+    scenario: Scenario,
+    *,
+    tasks: int,
+    repeat: int,
+    order: int,
     log_path: Path,
 ) -> RunRecord:
     redis.flushall()

@@ -1,0 +1,104 @@
+"""The single-benchmark sub-commands end to end, with counts too small to mean anything but
+"it works". ``all`` (test_suite_smoke) covers enqueue; these cover the rest of the wiring."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks.telemetry import telemetry_scenarios
+from benchmarks.throughput import SCENARIOS
+
+from .support import run_benchmark
+
+RUN_TIMEOUT = 90.0  # seconds per command; the slowest (telemetry) takes about 10 s
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_throughput_reports_the_chosen_scenarios(tmp_path: Path) -> None:
+    keys = ("plain", "kit-all-reverted")
+    run = run_benchmark(
+        "throughput",
+        "--tasks",
+        "50",
+        "--repeat",
+        "1",
+        *(arg for key in keys for arg in ("--scenario", key)),
+        output_dir=tmp_path,
+        timeout=RUN_TIMEOUT,
+    )
+    for scenario in SCENARIOS:
+        if scenario.key in keys:
+            assert re.fullmatch(r"[\d,]+", run.row(scenario.label)[2]), scenario.key
+    assert {s["scenario"] for s in run.payload["summary"]} == set(keys)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_telemetry_reports_the_chosen_scenarios_against_telemetry_off(tmp_path: Path) -> None:
+    # ``all`` runs off and otlp; the failure modes run only here.
+    keys = ("off", "collector-down", "no-endpoint")
+    run = run_benchmark(
+        "telemetry",
+        "--tasks",
+        "50",
+        "--repeat",
+        "1",
+        *(arg for key in keys for arg in ("--scenario", key)),
+        output_dir=tmp_path,
+        timeout=RUN_TIMEOUT,
+    )
+    for scenario in telemetry_scenarios("http://127.0.0.1:1", "http://127.0.0.1:2"):
+        if scenario.key not in keys:
+            assert scenario.label not in run.stdout
+            continue
+        cells = run.row(scenario.label)
+        assert re.fullmatch(r"[\d,]+", cells[2]), cells
+        if scenario.key != "off":
+            assert re.fullmatch(r"\d+\.\d\dx", cells[5]), cells
+    assert {s["scenario"] for s in run.payload["summary"]} == set(keys)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_bulk_prints_the_ratio_against_the_target(tmp_path: Path) -> None:
+    run = run_benchmark(
+        "bulk", "--tasks", "100", "--repeat", "1", output_dir=tmp_path, timeout=RUN_TIMEOUT
+    )
+    assert re.search(
+        r"enqueue_many / apply_async loop: \d+\.\d\dx \(target >= 10x: "
+        r"(met|missed)\)",
+        run.stdout,
+    ), run.stdout
+    assert {r["variant"] for r in run.payload["runs"]} == {
+        "loop",
+        "enqueue_many",
+        "enqueue_many_unique",
+    }
+    assert run.payload["ratio"] > 0
+
+
+def test_images_prints_speedup_and_quality(tmp_path: Path) -> None:
+    run = run_benchmark(
+        "images",
+        "--size",
+        "640x480",
+        "--targets",
+        "300,80",
+        "--repeat",
+        "1",
+        output_dir=tmp_path,
+        timeout=RUN_TIMEOUT,
+    )
+    assert "Kit vs naive: width 300:" in run.stdout
+    rows = run.payload["rows"]
+    assert {(r["target_width"], r["path"]) for r in rows} == {
+        (w, p) for w in (300, 80) for p in ("naive", "kit", "draft 1x")
+    }
+    for row in rows:
+        assert row["speedup_vs_naive"] > 0 and row["median_ms"] > 0
+        if row["path"] == "kit":  # drafted at twice the output size: indistinguishable
+            assert row["ssim"] > 0.98 and row["psnr_db"] > 35, row

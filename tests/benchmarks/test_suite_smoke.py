@@ -1,0 +1,93 @@
+"""``python -m benchmarks all --quick`` end to end: every scenario runs and every row of the
+report is there, with the targets' pass/fail. Counts this small measure nothing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from benchmarks.enqueue import VARIANTS, available
+from benchmarks.layouts import LAYOUTS, RECOMMENDED
+from benchmarks.layouts import available as available_layouts
+from benchmarks.suite import LATENCY_LAYOUTS, QUICK, SECTIONS
+
+from .support import BenchmarkRun, run_benchmark
+
+RUN_TIMEOUT = 120.0  # seconds; about 35 s on an idle 2-CPU machine
+RATE = re.compile(r"[\d,]+/s")
+VERDICT = re.compile(r"(PASS|FAIL)( \(within noise\))?")
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> BenchmarkRun:
+    output = tmp_path_factory.mktemp("suite")
+    return run_benchmark("all", "--quick", output_dir=output, timeout=RUN_TIMEOUT)
+
+
+def _positive_rate(cells: list[str]) -> None:
+    assert RATE.fullmatch(cells[2]) and int(cells[2][:-2].replace(",", "")) > 0, cells
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_every_scenario_has_its_row(suite: BenchmarkRun) -> None:
+    variants, _ = available(VARIANTS)
+    layouts, skipped = available_layouts(LAYOUTS)
+    for variant in variants:
+        _positive_rate(suite.row("Enqueue", variant.label))
+    for title in ("Processing, no-op", "Processing, 10 ms I/O"):
+        for layout in layouts:
+            _positive_rate(suite.row(title, layout.label))
+    for title in ("Latency, idle", "Latency, 50 % load"):
+        for layout in layouts:
+            if layout.key in LATENCY_LAYOUTS:
+                cells = suite.row(title, f"{layout.label}: p50 / p95 / p99")
+                assert re.fullmatch(r"[\d.]+ / [\d.]+ / [\d.]+ ms", cells[2]), cells
+    for label in (
+        "kit default worker, telemetry off",
+        "kit default worker, traces + metrics over OTLP",
+    ):
+        _positive_rate(suite.row("Telemetry, no-op", label))
+    memory = suite.row("Memory")
+    assert re.fullmatch(r"[\d.]+ / [\d.]+ MiB", memory[2]), memory
+    for width in QUICK.image_targets:
+        suite.row("Images", f"decode+resize to {width} px vs naive")
+    assert all(f"skipping layout {x.key}" in suite.stderr for x in skipped)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_every_target_is_judged_beside_its_figure(suite: BenchmarkRun) -> None:
+    layouts, _ = available_layouts(LAYOUTS)
+    judged = {
+        ("Enqueue", "kit enqueue_many (bulk)"),
+        ("Processing, no-op", "kit default worker"),
+        ("Latency, idle", "kit default worker: p50 / p95 / p99"),
+        ("Telemetry, no-op", "kit default worker, traces + metrics over OTLP"),
+    }
+    recommended = next(x for x in layouts if x.key == RECOMMENDED)
+    if any(x.key == "dramatiq" for x in layouts):
+        judged.add(("Processing, no-op", recommended.label))
+    for leading in judged:
+        cells = suite.row(*leading)
+        assert cells[4] and VERDICT.fullmatch(cells[5]), cells
+    assert len(suite.payload["targets"]) == len(judged)
+    assert len(re.findall(r"^- (PASS|FAIL)", suite.stdout, re.MULTILINE)) == len(judged)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_the_json_holds_every_section(suite: BenchmarkRun) -> None:
+    payload = suite.payload
+    assert set(payload["section_seconds"]) == set(SECTIONS)
+    assert all(run["rate"] > 0 for run in payload["runs"]["processing"])
+    assert all(run["rate"] > 0 for run in payload["runs"]["enqueue"])
+    assert all(run["tasks"] > 0 and run["p50"] > 0 for run in payload["latency"])
+    assert payload["memory"]["rss_last_bytes"] > 0 and payload["memory"]["ratio"] > 0
+    exporting = [run for run in payload["telemetry"] if run["scenario"] == "otlp"]
+    # One consumer span per task reached the receiver, and one producer span per pre-load.
+    assert exporting and all(
+        run["worker_spans"].get("run", 0) >= QUICK.telemetry_tasks for run in exporting
+    )
+    assert payload["machine"]["usable_cpus"] > 0 and payload["wall_seconds"] > 0
