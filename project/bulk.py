@@ -28,6 +28,7 @@ from celery import signals
 from celery.canvas import Signature
 from celery.result import AsyncResult
 from kombu import serialization
+from kombu.utils.uuid import uuid
 from opentelemetry import metrics, trace
 
 from . import keys
@@ -258,6 +259,16 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= _REPR_MAX else text[: _REPR_MAX - 3] + "..."
 
 
+def _freeze(signature: Signature) -> AsyncResult:
+    """A plain task signature only needs its id fixed (a fifth of the bulk time went to
+    Celery's general ``freeze``); chains, groups and chords take Celery's own path."""
+    if type(signature) is not Signature:
+        return signature.freeze()
+    task_id = signature.options.get("task_id") or uuid()
+    signature.options["task_id"] = task_id
+    return signature.AsyncResult(task_id)
+
+
 def enqueue_many(
     signatures: Iterable[Signature],
     *,
@@ -272,7 +283,7 @@ def enqueue_many(
     frozen: list[AsyncResult] = []
     for signature in signatures:
         signature = signature.clone()
-        frozen.append(signature.freeze())
+        frozen.append(_freeze(signature))
         prepared.append((signature, _lock_for(signature, unique, unique_ttl)))
     if not prepared:
         return BulkResult()

@@ -95,6 +95,7 @@ class Settings:
         default_factory=lambda: {"critical": 6, "default": 3, "low": 1}
     )
     strict_priority: bool = False
+    task_events: bool = True  # Flower's live task views; off for throughput
     concurrency: int | None = None  # None: Celery's default, one process per CPU
     prefetch_multiplier: int = DEFAULT_PREFETCH_MULTIPLIER
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
@@ -187,6 +188,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_tls_key_file=tls_key,
         queue_weights=env.weights("KIT_QUEUE_WEIGHTS", DEFAULT_QUEUE_WEIGHTS),
         strict_priority=env.boolean("KIT_STRICT_PRIORITY", False),
+        task_events=env.boolean("KIT_TASK_EVENTS", True),
         concurrency=env.optional_integer("KIT_CONCURRENCY", minimum=1),
         prefetch_multiplier=env.integer(
             "KIT_PREFETCH_MULTIPLIER", DEFAULT_PREFETCH_MULTIPLIER, minimum=1

@@ -86,3 +86,13 @@ def test_worker_refuses_to_start_on_a_malformed_weight(tmp_path: object) -> None
     assert "KIT_QUEUE_WEIGHTS='critical=x,default=3,low=1' is invalid" in done.stderr
     assert "queue=weight pairs" in done.stderr
     assert str(ROOT) != str(tmp_path)
+
+
+def test_task_events_can_be_switched_off_for_throughput() -> None:
+    from project.celery_app import celery_config
+
+    assert celery_config(load_settings({}))["worker_send_task_events"] is True
+    quiet = celery_config(load_settings({"KIT_TASK_EVENTS": "false"}))
+    assert (quiet["worker_send_task_events"], quiet["task_send_sent_event"]) == (False, False)
+    with pytest.raises(ConfigError, match="KIT_TASK_EVENTS"):
+        load_settings({"KIT_TASK_EVENTS": "sometimes"})
