@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ..config import TelemetrySettings
-from .breaker import BreakerMetricExporter, BreakerSpanExporter
+from .breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
 from .redaction import RedactingSpanExporter
 
 __all__ = ["Providers", "build_resource", "create_providers"]
@@ -163,8 +163,11 @@ def create_providers(
     """``snapshot_dir``: where this process writes metric snapshots for the worker's
     Prometheus endpoint (``OTEL_METRICS_EXPORTER=prometheus``, worker processes only)."""
     resource = build_resource(settings, role, worker)
-    tracer_provider = TracerProvider(resource=resource)
     span_exporter = _span_exporter(settings)
+    sampler = TracerProvider().sampler  # OTEL_TRACES_SAMPLER's choice (parent-based by default)
+    if isinstance(span_exporter, BreakerSpanExporter):
+        sampler = BreakerSampler(sampler, span_exporter)  # record nothing while it cools down
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     if span_exporter is not None:
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     readers: list[MetricReader] = []
