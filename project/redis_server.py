@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -62,6 +63,7 @@ class RedisServer:
         appendonly: bool = False,
         password: str | None = None,
         binary: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
@@ -69,6 +71,7 @@ class RedisServer:
         self.password = password
         self.binary = binary or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
+        self._preexec_fn = preexec_fn  # run in the child before exec (kit up: die with parent)
 
     @property
     def url(self) -> str:
@@ -113,7 +116,10 @@ class RedisServer:
     def start(self, timeout: float = START_TIMEOUT) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=self._preexec_fn,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(

@@ -171,6 +171,7 @@ class Supervisor:
             port=parts.port or 6379,
             appendonly=True,
             password=unquote(parts.password) if parts.password else None,
+            preexec_fn=_die_with_parent,  # a killed kit up leaves no Redis behind
         ).start()
         self.say(
             f"no Redis answered at {shown}: started an embedded Redis on port "
