@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -117,7 +118,25 @@ def private_redis() -> Iterator[PrivateRedis]:
             server.kill()
 
 
-class Worker:
+class _KilledOnExit:
+    """``with`` a worker (or a group): killed on the way out, whatever happened."""
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+
+
+class Worker(_KilledOnExit):
     """``python -m <module> <args>`` (Celery unless told) in its own process group, its output
     in ``log_path``. ``error_marks`` are what the program's error log lines contain."""
 
@@ -176,19 +195,8 @@ class Worker:
     def describe(self) -> str:
         return " ".join(self.args[2:])
 
-    def __enter__(self) -> Worker:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.kill()
-
-
-class WorkerGroup:
+class WorkerGroup(_KilledOnExit):
     """Several worker processes run as one layout (two ``celery worker`` processes, say):
     the same interface as :class:`Worker`, over all of them."""
 
@@ -215,17 +223,6 @@ class WorkerGroup:
 
     def describe(self) -> str:
         return " + ".join(worker.describe() for worker in self.workers)
-
-    def __enter__(self) -> WorkerGroup:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.kill()
 
 
 class ProducerError(RuntimeError):

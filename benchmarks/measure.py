@@ -83,6 +83,17 @@ class Measurement:
     def rate(self) -> float:
         return self.counted / self.elapsed
 
+    def as_dict(self) -> dict[str, object]:
+        """The fields every run record reports, in the JSON files' names."""
+        return {
+            "rate": self.rate,
+            "counted": self.counted,
+            "total": self.total,
+            "elapsed_s": self.elapsed,
+            "startup_s": self.startup,
+            "polls": self.polls,
+        }
+
 
 class QueueProbe:
     """The number of messages not yet acknowledged: one Lua script over a fixed set of keys

@@ -47,18 +47,12 @@ class PhaseRun:
         return self.measurement.rate
 
     def as_dict(self) -> dict[str, object]:
-        m = self.measurement
         return {
             "layout": self.layout,
             "kind": self.kind,
             "repeat": self.repeat,
             "order": self.order,
-            "rate": m.rate,
-            "counted": m.counted,
-            "total": m.total,
-            "elapsed_s": m.elapsed,
-            "startup_s": m.startup,
-            "polls": m.polls,
+            **self.measurement.as_dict(),
             "log_errors": list(self.log_errors),
         }
 

@@ -142,17 +142,11 @@ class RunRecord:
     log_errors: tuple[str, ...] = ()  # non-fatal ERROR lines from the worker, deduplicated
 
     def as_dict(self) -> dict[str, object]:
-        m = self.measurement
         return {
             "scenario": self.scenario,
             "repeat": self.repeat,
             "order": self.order,
-            "rate": m.rate,
-            "counted": m.counted,
-            "total": m.total,
-            "elapsed_s": m.elapsed,
-            "startup_s": m.startup,
-            "polls": m.polls,
+            **self.measurement.as_dict(),
             "preload_s": self.preload_seconds,
             "results_stored": self.results_stored,
             "log_errors": list(self.log_errors),
