@@ -40,7 +40,7 @@ from opentelemetry import metrics, propagate, trace
 
 from . import keys
 from .config import current_settings
-from .connections import redis_client
+from .connections import as_text, redis_client
 from .errors import ValidationError
 from .leader import LeaderLoop, run_in_workers
 
@@ -241,7 +241,7 @@ class Aggregator:
         self._redis = client
 
     def groups(self) -> list[str]:
-        return sorted(_text(g) for g in self._redis.smembers(keys.AGGREGATION_GROUPS))
+        return sorted(as_text(g) for g in self._redis.smembers(keys.AGGREGATION_GROUPS))
 
     def waiting(self, aggregator: str, group: str) -> int:
         return int(self._redis.llen(keys.AGGREGATION_ITEMS_PREFIX + _group_id(aggregator, group)))
@@ -268,9 +268,9 @@ class Aggregator:
         ids = self._redis.zrangebyscore(keys.AGGREGATION_INFLIGHT, "-inf", time.time() - timeout)
         batches = []
         for batch_id in ids:
-            raw = self._redis.get(keys.AGGREGATION_BATCH_PREFIX + _text(batch_id))
+            raw = self._redis.get(keys.AGGREGATION_BATCH_PREFIX + as_text(batch_id))
             if raw is None:
-                self._redis.zrem(keys.AGGREGATION_INFLIGHT, _text(batch_id))
+                self._redis.zrem(keys.AGGREGATION_INFLIGHT, as_text(batch_id))
             else:
                 batches.append(Batch.from_record(raw))
         return batches
@@ -280,10 +280,6 @@ class Aggregator:
             pipe.zrem(keys.AGGREGATION_INFLIGHT, batch_id)
             pipe.delete(keys.AGGREGATION_BATCH_PREFIX + batch_id)
             pipe.execute()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Flusher(LeaderLoop):

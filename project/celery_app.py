@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from celery import Celery, signals
 
@@ -14,7 +13,7 @@ from .aggregation import install_flusher
 from .beat import beat_config
 from .checks import check_redis
 from .config import Settings, current_settings
-from .connections import is_sentinel, tls_options, uses_tls
+from .connections import SentinelTarget, is_sentinel, tls_options, uses_tls
 from .forwarder import install_forwarder
 from .lease import RESTORE_INTERVAL, LeaseKeeper
 from .pause import PauseWatcher
@@ -132,15 +131,14 @@ def _beat_sentinel_config(settings: Settings) -> dict[str, Any]:
     """redbeat takes Sentinel as a ``redis-sentinel://`` URL plus the addresses as options."""
     if not is_sentinel(settings.redis_url):
         return {}
-    parts = [urlsplit(part) for part in settings.redis_url.split(";")]
-    path = parts[0].path.strip("/")
+    target = SentinelTarget.parse(settings.redis_url)
     return {
         "redbeat_redis_url": "redis-sentinel://",
         "redbeat_redis_options": {
-            "sentinels": [(p.hostname or "127.0.0.1", p.port or 26379) for p in parts],
+            "sentinels": target.addresses,
             "service_name": settings.sentinel_master,
-            "password": unquote(parts[0].password) if parts[0].password else None,
-            "db": int(path) if path.isdigit() else 0,
+            "password": target.password,
+            "db": target.db,
             "socket_timeout": 5.0,
         },
     }

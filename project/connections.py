@@ -12,6 +12,7 @@ turn verification off: use a CA file for a private CA.
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -21,7 +22,15 @@ from redis.sentinel import Sentinel
 
 from .config import Settings, current_settings
 
-__all__ = ["connect", "is_sentinel", "redis_client", "tls_options", "uses_tls"]
+__all__ = [
+    "SentinelTarget",
+    "as_text",
+    "connect",
+    "is_sentinel",
+    "redis_client",
+    "tls_options",
+    "uses_tls",
+]
 
 
 def uses_tls(url: str) -> bool:
@@ -47,6 +56,32 @@ SOCKET_TIMEOUT = 10.0  # seconds; a hung Redis fails a call instead of blocking 
 CONNECT_TIMEOUT = 5.0  # seconds
 
 
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a ``sentinel://...;sentinel://...`` URL names: the sentinels, and the primary's
+    password and database (taken from the first URL)."""
+
+    addresses: list[tuple[str, int]]
+    password: str | None
+    db: int
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        parts = [urlsplit(part) for part in url.split(";")]
+        first = parts[0]
+        path = first.path.strip("/")
+        return cls(
+            addresses=[(p.hostname or "127.0.0.1", p.port or 26379) for p in parts],
+            password=unquote(first.password) if first.password else None,
+            db=int(path) if path.isdigit() else 0,
+        )
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes unless the client decodes) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def connect(url: str, settings: Settings, **options: Any) -> redis.Redis:
     """A client for ``url``. Sentinel URLs give a client of the current primary, which asks
     the sentinels again after a failover (connections to the old primary fail, then resolve)."""
@@ -54,17 +89,11 @@ def connect(url: str, settings: Settings, **options: Any) -> redis.Redis:
         return redis.Redis.from_url(
             url, **(tls_options(settings) if uses_tls(url) else {}), **options
         )
-    parts = [urlsplit(part) for part in url.split(";")]
-    addresses = [(p.hostname or "127.0.0.1", p.port or 26379) for p in parts]
-    first = parts[0]
-    db = int(first.path.strip("/") or 0)
+    target = SentinelTarget.parse(url)
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
-    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options, **sentinel_options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(target.addresses, sentinel_kwargs=sentinel_options, **sentinel_options)  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        settings.sentinel_master,
-        db=db,
-        password=unquote(first.password) if first.password else None,
-        **options,
+        settings.sentinel_master, db=target.db, password=target.password, **options
     )
     return client
 

@@ -29,7 +29,7 @@ from opentelemetry import propagate, trace
 
 from . import keys
 from .config import current_settings
-from .connections import redis_client
+from .connections import as_text, redis_client
 
 __all__ = ["CLAIM_TIMEOUT", "DurableSchedule", "ScheduledCall", "delay_of", "schedule_durably"]
 
@@ -136,7 +136,7 @@ class DurableSchedule:
         )
         if not ids:
             return []
-        raws = self._redis.mget([keys.scheduled_record(_text(i)) for i in ids])
+        raws = self._redis.mget([keys.scheduled_record(as_text(i)) for i in ids])
         calls = [ScheduledCall.from_json(raw) for raw in raws if raw is not None]
         return sorted(calls, key=lambda call: call.due)
 
@@ -162,15 +162,11 @@ class DurableSchedule:
         )
 
     def upcoming(self, limit: int = 100) -> list[ScheduledCall]:
-        ids = [_text(i) for i in self._redis.zrange(keys.SCHEDULED, 0, limit - 1)]
+        ids = [as_text(i) for i in self._redis.zrange(keys.SCHEDULED, 0, limit - 1)]
         if not ids:
             return []
         raws = self._redis.mget([keys.scheduled_record(i) for i in ids])
         return [ScheduledCall.from_json(raw) for raw in raws if raw is not None]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def schedule_durably(
