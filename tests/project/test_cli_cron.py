@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from project.redis_server import free_port
+from tests.support.cli import run_kit
 from tests.support.polling import eventually
-from tests.support.workers import ROOT, CeleryProcess
+from tests.support.workers import CeleryProcess
 
 
 def kit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "project.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_kit(*args, env=env, timeout=60)
 
 
 def test_add_list_and_remove_an_entry(redis: Any) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,19 +16,12 @@ import project.config
 from project.archive import Archive, ArchivedTask
 from project.connections import redis_client
 from project.redis_server import free_port
+from tests.support.cli import run_kit
 from tests.support.polling import eventually
-from tests.support.workers import ROOT
 
 
 def kit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "project.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_kit(*args, env=env, timeout=120)
 
 
 def _archive() -> Archive:

@@ -19,6 +19,7 @@ from celery import states
 from project.cli_workflows import find_images, image_rows
 from project.workflow_state import StepStatus
 from tests.support import images as gen
+from tests.support.cli import run_kit
 from tests.support.polling import eventually
 from tests.support.workers import ROOT, WorkerProcess
 
@@ -39,14 +40,7 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def kit(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "project.cli", *args],
-        cwd=ROOT,
-        env=_env(root),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return run_kit(*args, env=_env(root), timeout=240)
 
 
 def _images(folder: Path, good: int, corrupt: int = 0) -> None:

@@ -6,9 +6,7 @@ The worker's refusal of pickle and yaml is in the bad-input catalogue (test_bad_
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,9 @@ import redis as redis_py
 from project.celery_app import create_app
 from project.config import load_settings
 from project.errors import ConfigError
+from tests.support.cli import run_kit
 from tests.support.otlp import OTLPReceiver, telemetry_env
 from tests.support.tls import TLSRedisServer, make_certificates
-from tests.support.workers import ROOT
 
 from .conftest import Ledger
 
@@ -42,14 +40,7 @@ def _env(server: TLSRedisServer) -> dict[str, str]:
 
 
 def _kit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "project.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_kit(*args, env=env, timeout=120)
 
 
 def test_the_server_speaks_only_verified_tls(tls_redis: TLSRedisServer) -> None:
