@@ -12,7 +12,7 @@ import logging
 from collections.abc import Container, Mapping
 from typing import Any
 
-from project.cron import CronEntry
+from project.periodic.cron import CronEntry
 
 __all__ = ["SCHEDULE", "active_entries"]
 

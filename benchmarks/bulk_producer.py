@@ -26,7 +26,7 @@ def _loop(start: int, count: int) -> None:
 
 
 def _bulk(start: int, count: int, unique: bool = False) -> None:
-    from project.bulk import enqueue_many
+    from project.enqueue.bulk import enqueue_many
 
     from .kit_tasks import item
 

@@ -49,7 +49,7 @@ def _celery_apply_async() -> Enqueue:
 
 
 def _kit_enqueue_unique() -> Enqueue:
-    from project.dedup import enqueue_unique
+    from project.enqueue.dedup import enqueue_unique
 
     from .kit_tasks import item
 

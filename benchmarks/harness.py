@@ -24,7 +24,7 @@ from typing import Self
 
 import redis
 
-from project.redis_server import RedisServer
+from project.up.redis_server import RedisServer
 
 __all__ = [
     "ROOT",

@@ -2,7 +2,7 @@
 
 The kit decodes a JPEG at a reduced DCT scale (``draft``) when the output is at most half the
 source, but never below twice the output size, then resizes with Lanczos and ``reducing_gap``
-(:mod:`project.imaging.decode`, :mod:`project.imaging.ops`). The naive path decodes every pixel
+(:mod:`tasks.images.decode`, :mod:`tasks.images.ops`). The naive path decodes every pixel
 and runs Lanczos over all of them. Speed is only worth having if the pictures look the same, so
 each output is also compared with the naive one: PSNR and SSIM on luma (SSIM over 8x8 blocks;
 1.0 and infinity mean identical). A third path, ``draft`` to exactly the output size, shows what
@@ -30,9 +30,9 @@ from typing import Any
 import PIL
 from PIL import Image, ImageDraw
 
-from project.imaging.decode import decode
-from project.imaging.ops import ResizePlan, apply_resize, plan_resize
-from project.imaging.validation import Limits
+from tasks.images.decode import decode
+from tasks.images.ops import ResizePlan, apply_resize, plan_resize
+from tasks.images.validation import Limits
 
 __all__ = ["add_parser", "measure_images", "psnr", "run", "ssim"]
 

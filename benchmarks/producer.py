@@ -41,7 +41,7 @@ def producer_app(
     """An app that writes messages exactly as the scenario's own producers would."""
     if kind == "plain":
         return plain_app.create_app(url)
-    from project.celery_app import create_app
+    from project.application import create_app
     from project.config import load_settings
 
     app = create_app(load_settings({**kit_env, "REDIS_URL": url}))

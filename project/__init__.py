@@ -6,12 +6,11 @@ public API; everything else is internal.
 
 from __future__ import annotations
 
-from .aggregation import enqueue_grouped
-from .archive import Archive, ArchivedTask
-from .celery_app import app
-from .config import Settings, current_settings, load_settings
-from .dedup import ReleasePolicy, enqueue_unique, enqueue_with_id
-from .errors import (
+from project.application import app
+from project.config import Settings, current_settings, load_settings
+from project.enqueue.aggregation import enqueue_grouped
+from project.enqueue.dedup import ReleasePolicy, enqueue_unique, enqueue_with_id
+from project.errors import (
     AlreadyRunningError,
     ConfigError,
     DuplicateTaskError,
@@ -23,7 +22,8 @@ from .errors import (
     TransientError,
     ValidationError,
 )
-from .task import KitTask
+from project.lifecycle.task import KitTask
+from project.retries.archive import Archive, ArchivedTask
 
 __all__ = [
     "AlreadyRunningError",

@@ -68,7 +68,7 @@ MAIL_SLOT_PREFIX = "kit:mail:slot:"
 PAUSED = "kit:paused"
 #: ``kit:requeueing:<task id>``: a record being requeued, restored if the requeue died.
 REQUEUE_HOLD_PREFIX = "kit:requeueing:"
-#: ``kit:workflow:<workflow id>``: a workflow's kind and step ids (project.workflow_state).
+#: ``kit:workflow:<workflow id>``: a workflow's kind and step ids (project.workflows.state).
 WORKFLOW_PREFIX = "kit:workflow:"
 #: Set of the aggregation groups holding members, as ``<aggregator>|<group key>``.
 AGGREGATION_GROUPS = "kit:agg:groups"

@@ -24,8 +24,8 @@ import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .config import current_settings
-from .errors import PermanentError, TransientError, ValidationError
+from project.config import current_settings
+from project.errors import PermanentError, TransientError, ValidationError
 
 __all__ = ["MAX_PATH_LENGTH", "LocalStorage", "Storage", "clean_path", "default_storage"]
 

@@ -4,7 +4,7 @@ Each catalog module registers its tasks on :data:`project.app` with a default qu
 email and maintenance tasks land here with their issues.
 """
 
-from . import batch as _batch  # noqa: F401 - registers workflow:tolerant and batch:summary
-from . import email as _email  # noqa: F401 - registers email:deliver on project.app
-from . import images as _images  # noqa: F401 - registers image:* on project.app
-from . import maintenance  # noqa: F401 - registers the maintenance tasks
+from tasks.email import tasks as _email
+from tasks.images import batch as _batch
+from tasks.images import tasks as _images
+from tasks.maintenance import tasks as maintenance

@@ -29,7 +29,7 @@ from celery.contrib.pytest import (  # noqa: F401
 from tests.support.workers import CeleryProcess, WorkerProcess
 
 if TYPE_CHECKING:
-    from project.redis_server import RedisServer
+    from project.up.redis_server import RedisServer
 
 # Test-speed settings, applied to this process and inherited by subprocess workers.
 TEST_ENV = {
@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in [n for n in os.environ if n.startswith("KIT_")]:
         del os.environ[name]  # the developer's own settings must not leak into tests
     os.environ.update(TEST_ENV)
-    from project.redis_server import RedisServer
+    from project.up.redis_server import RedisServer
 
     _session_dir = tempfile.mkdtemp(prefix="kit-tests-")
     _session_redis = RedisServer(Path(_session_dir) / "redis", port=port).start()
@@ -111,7 +111,7 @@ def _empty_redis(redis_server: RedisServer) -> None:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, to stop, restart with AOF, or kill."""
-    from project.redis_server import RedisServer
+    from project.up.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "private-redis").start()
     yield server

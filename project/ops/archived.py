@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from celery import Celery
 
-from .. import keys
-from ..archive import ArchivedTask, Reason
+from project import keys
+from project.retries.archive import ArchivedTask, Reason
 
 __all__ = ["BATCH", "delete", "list_records", "requeue", "restore_held"]
 

@@ -3,7 +3,7 @@
 Read straight from Redis, so the counts are exact: kombu's queue lists (one per priority) for
 pending messages, its ``unacked`` hash for messages a worker holds (running, or waiting for an
 ETA), the kit's durable schedule and archive, and the per-minute counters of
-:mod:`project.stats` for processed and failed.
+:mod:`project.ops.counters` for processed and failed.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 import redis
 from celery import Celery
 
-from .. import keys, stats
-from ..config import Settings
-from ..pause import paused_queues
-from ..queues import PUBLISHED_AT_HEADER, queue_keys
-from ..scheduled import ScheduledCall
+from project import keys
+from project.broker.pause import paused_queues
+from project.broker.queues import PUBLISHED_AT_HEADER, queue_keys
+from project.config import Settings
+from project.delay.scheduled import ScheduledCall
+from project.ops import counters as stats
 
 __all__ = ["QueueStats", "Snapshot", "collect"]
 

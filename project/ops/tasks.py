@@ -8,10 +8,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from .. import keys
-from ..archive import Archive
-from ..scheduled import ScheduledCall
-from .stats import UNACKED
+from project import keys
+from project.delay.scheduled import ScheduledCall
+from project.ops.stats import UNACKED
+from project.retries.archive import Archive
 
 __all__ = ["cancel", "run_now", "show"]
 

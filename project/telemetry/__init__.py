@@ -22,11 +22,11 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 
-from ..config import current_settings, load_telemetry_settings
-from .hooks import TaskTelemetry
-from .logs import TASK_LOG_FORMAT, install_log_correlation
-from .metrics import METRIC_NAMES, TaskMetrics, register_worker_gauges
-from .providers import Providers, create_providers
+from project.config import current_settings, load_telemetry_settings
+from project.telemetry.hooks import TaskTelemetry
+from project.telemetry.logs import TASK_LOG_FORMAT, install_log_correlation
+from project.telemetry.metrics import METRIC_NAMES, TaskMetrics, register_worker_gauges
+from project.telemetry.providers import Providers, create_providers
 
 __all__ = [
     "METRIC_NAMES",
@@ -84,7 +84,7 @@ def setup_telemetry(
     hooks = TaskTelemetry(TaskMetrics(meter))
     hooks.instrument()  # after the stock instrumentation: its span is current in our hooks
     if role == "worker":
-        from ..connections import redis_client
+        from project.broker.connections import redis_client
 
         app_settings = current_settings()
         register_worker_gauges(
@@ -142,7 +142,7 @@ class WorkerTelemetry:
         self.hostname = getattr(sender, "hostname", None)
         settings = load_telemetry_settings()
         if not settings.disabled and settings.metrics_exporter == "prometheus":
-            from .prometheus import serve_metrics, snapshot_directory
+            from project.telemetry.prometheus import serve_metrics, snapshot_directory
 
             self.snapshot_dir = snapshot_directory(os.getpid())
             shutil.rmtree(self.snapshot_dir, ignore_errors=True)

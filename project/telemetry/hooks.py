@@ -4,8 +4,8 @@ The stock instrumentation makes the producer and consumer spans and carries the 
 message headers; every workflow step published from inside a task therefore continues its trace.
 These hooks, connected *after* it so its span is the current one, add:
 
-* on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows);
-* on an aggregated task's run span: a link to each absorbed member's span (project.aggregation);
+* on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows.canvas);
+* on an aggregated task's run span: a link to each absorbed member's span (project.enqueue.aggregation);
 * on each attempt's span: task id, name, queue, priority, retry count, attempt number, outcome;
 * on a retried attempt: error status, the exception, and a ``task.retry`` event (the stock
   instrumentation leaves a retried attempt looking successful);
@@ -27,10 +27,10 @@ from celery.exceptions import Retry
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from ..aggregation import link_members
-from ..queues import PUBLISHED_AT_HEADER
-from ..workflow_state import HEADER_WORKFLOW_ID
-from .metrics import TaskMetrics
+from project.broker.queues import PUBLISHED_AT_HEADER
+from project.enqueue.aggregation import link_members
+from project.telemetry.metrics import TaskMetrics
+from project.workflows.state import HEADER_WORKFLOW_ID
 
 __all__ = ["TaskTelemetry"]
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 import redis
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from ..queues import queue_keys
+from project.broker.queues import queue_keys
 
 __all__ = ["METRIC_NAMES", "TaskMetrics", "is_reporting_process", "register_worker_gauges"]
 

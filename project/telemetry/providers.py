@@ -36,9 +36,9 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from ..config import TelemetrySettings
-from .breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
-from .redaction import RedactingSpanExporter
+from project.config import TelemetrySettings
+from project.telemetry.breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
+from project.telemetry.redaction import RedactingSpanExporter
 
 __all__ = ["Providers", "build_resource", "create_providers"]
 
@@ -173,7 +173,7 @@ def create_providers(
     readers: list[MetricReader] = []
     metric_exporter = _metric_exporter(settings)
     if settings.metrics_exporter == "prometheus" and snapshot_dir is not None:
-        from .prometheus import SnapshotExporter
+        from project.telemetry.prometheus import SnapshotExporter
 
         metric_exporter = SnapshotExporter(snapshot_dir)
         # Snapshots must be fresher than a scrape (Prometheus scrapes every 15 s by default).

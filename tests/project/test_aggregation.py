@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from project import ValidationError, enqueue_grouped
-from project.aggregation import Aggregator, Batch
+from project.enqueue.aggregation import Aggregator, Batch
 from tests.support.polling import eventually
 
 AGG = "tests.collect"

@@ -9,9 +9,9 @@ import pytest
 from celery import signals
 
 from project import app
-from project.bulk import enqueue_many
-from project.queues import PUBLISHED_AT_HEADER, queue_keys
-from project.workflows import step
+from project.broker.queues import PUBLISHED_AT_HEADER, queue_keys
+from project.enqueue.bulk import enqueue_many
+from project.workflows.canvas import step
 from tests.support.tasks import add, on_low
 
 

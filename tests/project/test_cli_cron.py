@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from project.redis_server import free_port
+from project.up.redis_server import free_port
 from tests.support.cli import run_kit
 from tests.support.polling import eventually
 from tests.support.workers import CeleryProcess

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import project.config
-from project.archive import Archive, ArchivedTask
-from project.connections import redis_client
-from project.redis_server import free_port
+from project.broker.connections import redis_client
+from project.retries.archive import Archive, ArchivedTask
+from project.up.redis_server import free_port
 from tests.support.cli import run_kit
 from tests.support.polling import eventually
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from celery import states
 
-from project.cli_workflows import find_images, image_rows
-from project.workflow_state import StepStatus
+from project.workflows.state import StepStatus
+from tasks.images.cli import find_images, image_rows
 from tests.support import images as gen
 from tests.support.cli import run_kit
 from tests.support.polling import eventually

@@ -89,7 +89,7 @@ def test_worker_refuses_to_start_on_a_malformed_weight(tmp_path: object) -> None
 
 
 def test_task_events_can_be_switched_off_for_throughput() -> None:
-    from project.celery_app import celery_config
+    from project.application import celery_config
 
     assert celery_config(load_settings({}))["worker_send_task_events"] is True
     quiet = celery_config(load_settings({"KIT_TASK_EVENTS": "false"}))

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from project import DuplicateTaskError, TaskIdConflictError
-from project.dedup import (
+from project.coordination.locks import RedisLock
+from project.enqueue.dedup import (
     ReleasePolicy,
     enqueue_unique,
     enqueue_with_id,
     release_finished,
     unique_key,
 )
-from project.locks import RedisLock
 from tests.support.polling import eventually
 from tests.support.workers import ROOT
 
@@ -149,8 +149,8 @@ def test_until_ttl_policy_holds_past_success_then_expires(celery_worker: Any, re
 
 
 def test_a_late_finisher_never_frees_the_new_holders_lock(redis: Any) -> None:
+    from project.broker.connections import redis_client
     from project.config import current_settings
-    from project.connections import redis_client
 
     client = redis_client(current_settings().redis_url)
     late = RedisLock(client, "kit:unique:handover", "task-a", ttl=0.2)

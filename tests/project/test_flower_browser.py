@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from project.redis_server import free_port
+from project.up.redis_server import free_port
 from tests.support.browser import ensure_chromium, headless_chrome
 from tests.support.polling import eventually
 from tests.support.workers import ROOT, CeleryProcess

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis as redis_py
 
-from project.queues import queue_keys
-from project.redis_server import RedisServer, free_port
+from project.broker.queues import queue_keys
+from project.up.redis_server import RedisServer, free_port
 from tests.support.polling import eventually
 from tests.support.workers import ROOT
 
@@ -68,7 +68,7 @@ def kit_up(tmp_path: Path, kit_env: dict[str, str]) -> Iterator[KitUp]:
 
 
 def _app_for(url: str) -> Any:
-    from project.celery_app import create_app
+    from project.application import create_app
     from project.config import load_settings
 
     return create_app(load_settings({"REDIS_URL": url}))

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from project import Archive, current_settings
-from project.archive import ArchivedTask, Reason
-from project.celery_app import create_app
+from project.application import create_app
+from project.broker.connections import redis_client
 from project.config import load_settings
-from project.connections import redis_client
-from project.redis_server import RedisServer
+from project.retries.archive import ArchivedTask, Reason
+from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from project.queues import StrictCycle, WeightedCycle
+from project.broker.queues import StrictCycle, WeightedCycle
 
 WEIGHTS = {"critical": 6, "default": 3, "low": 1}
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from project import Archive, current_settings
-from project.archive import ArchivedTask, Reason
-from project.connections import redis_client
+from project.broker.connections import redis_client
+from project.retries.archive import ArchivedTask, Reason
 from tests.support.polling import eventually
 
 BASE = 0.2  # KIT_RETRY_BACKOFF in tests/conftest.py

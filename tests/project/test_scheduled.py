@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import project.config
-from project.connections import redis_client
-from project.queues import queue_keys
-from project.scheduled import DurableSchedule, ScheduledCall, delay_of
+from project.broker.connections import redis_client
+from project.broker.queues import queue_keys
+from project.delay.scheduled import DurableSchedule, ScheduledCall, delay_of
 from tests.support.polling import eventually
 
 THRESHOLD = "1"  # seconds: a 4-second delay takes the same path as a two-minute one
@@ -131,8 +131,8 @@ def test_a_retry_with_a_long_backoff_is_durable(
 
 def test_a_delayed_task_refused_when_due_is_archived_not_retried_forever(redis: Any) -> None:
     from project import Archive, app
-    from project.archive import Reason
-    from project.forwarder import Forwarder
+    from project.delay.forwarder import Forwarder
+    from project.retries.archive import Reason
 
     # Valid when scheduled, perhaps; refused by today's checks (a path outside the root).
     bad = {"source_path": "../etc/passwd", "dest_path": "o.png", "width": 5}

@@ -6,8 +6,8 @@ from typing import Any
 
 import redis as redis_py
 
-from project import stats
-from project.redis_server import RedisServer
+from project.ops import counters as stats
+from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
 
 

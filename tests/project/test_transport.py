@@ -12,10 +12,10 @@ import redis as redis_py
 from kombu.entity import Queue
 from kombu.messaging import Consumer
 
-from project.celery_app import create_app
+from project.application import create_app
+from project.broker.transport import QoS
 from project.config import load_settings
-from project.redis_server import RedisServer
-from project.transport import QoS
+from project.up.redis_server import RedisServer
 
 
 def _app(server: RedisServer) -> Any:

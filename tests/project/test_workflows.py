@@ -9,7 +9,7 @@ import pytest
 from celery import states
 
 from project import DuplicateTaskError, app
-from project.workflows import chain, chord, group, load, run, step
+from project.workflows.canvas import chain, chord, group, load, run, step
 from tests.support.polling import eventually
 from tests.support.workers import WorkerProcess
 
@@ -82,7 +82,7 @@ def test_a_chord_callback_gets_every_header_result(worker: WorkerProcess) -> Non
 def test_a_failed_header_task_fails_the_chord_callback_without_running_it(
     worker: WorkerProcess, redis: Any
 ) -> None:
-    """Celery's rule, documented in project.workflows: use tolerant() to always get one."""
+    """Celery's rule, documented in project.workflows.canvas: use tolerant() to always get one."""
     handle = run(
         chord(
             [step("tests.add", 1, 1), step("tests.permanent", "header")],

@@ -21,9 +21,9 @@ from kombu.exceptions import EncodeError
 
 import tests.support.tasks  # noqa: F401 - registers tests.add and tests.mark here too
 from project import ValidationError, enqueue_grouped
-from project.archive import Archive, Reason
+from project.broker.queues import queue_keys
 from project.config import current_settings
-from project.queues import queue_keys
+from project.retries.archive import Archive, Reason
 from tests.support import images as gen
 
 from .conftest import Ledger

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis as redis_py
 
-from project.celery_app import create_app
+from project.application import create_app
 from project.config import load_settings
-from project.redis_server import RedisServer
+from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
 
 from .conftest import Ledger

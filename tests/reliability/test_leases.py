@@ -77,8 +77,8 @@ def test_a_task_that_kills_its_process_is_retried_then_archived_not_requeued_for
     start_worker: Any, redis: Any
 ) -> None:
     from project import Archive, current_settings
-    from project.archive import Reason
-    from project.connections import redis_client
+    from project.broker.connections import redis_client
+    from project.retries.archive import Reason
     from tests.support.tasks import add, crash
 
     start_worker(concurrency=1)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis as redis_py
 
-from project.redis_server import RedisServer
+from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
 from tests.support.workers import ROOT, WorkerProcess
 
@@ -72,7 +72,7 @@ def _shares() -> list[int]:
 
 def _produce(url: str, index: int, count: int) -> None:
     """Publish ``count`` ``tests.count`` tasks, round-robin over the three queues."""
-    from project.celery_app import create_app
+    from project.application import create_app
     from project.config import load_settings
 
     app = create_app(load_settings({"REDIS_URL": url}))

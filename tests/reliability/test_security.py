@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis as redis_py
 
-from project.celery_app import create_app
+from project.application import create_app
 from project.config import load_settings
 from project.errors import ConfigError
 from tests.support.cli import run_kit

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from project.celery_app import create_app
+from project.application import create_app
+from project.broker.connections import connect
 from project.config import load_settings
-from project.connections import connect
 from tests.support.polling import eventually
 from tests.support.sentinel import MASTER, SentinelSetup
 

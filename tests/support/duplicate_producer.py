@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from project import DuplicateTaskError
-from project.dedup import enqueue_unique
+from project.enqueue.dedup import enqueue_unique
 from project.telemetry import setup_telemetry, shutdown_telemetry
 from tests.support.tasks import add
 

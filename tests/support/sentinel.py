@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from project.redis_server import RedisServer, free_port
+from project.up.redis_server import RedisServer, free_port
 
 MASTER = "kitmaster"
 

@@ -8,7 +8,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from project import PermanentError, TransientError, app, current_settings
-from project.connections import redis_client
+from project.broker.connections import redis_client
 
 
 def _redis() -> Any:
@@ -182,7 +182,7 @@ def hold(item: Any, group: str, max_size: int) -> int:
 def start_workflow() -> str:
     """Runs chain(add(1, 1), group(add(+10), add(+20)), total) from inside a worker, so the
     workflow's own span is exported too; returns the workflow id."""
-    from project.workflows import chain, group, run, step
+    from project.workflows.canvas import chain, group, run, step
 
     canvas = chain(
         step("tests.add", 1, 1),

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from project.redis_server import RedisServer
+from project.up.redis_server import RedisServer
 
 
 @dataclass(frozen=True)

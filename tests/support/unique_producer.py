@@ -10,7 +10,7 @@ import sys
 import threading
 
 from project import DuplicateTaskError
-from project.dedup import enqueue_unique
+from project.enqueue.dedup import enqueue_unique
 from tests.support.tasks import add
 
 threads = int(sys.argv[1])

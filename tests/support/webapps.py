@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from typing import Any
 
-from project.redis_server import free_port
+from project.up.redis_server import free_port
 from tests.support.polling import eventually
 from tests.support.workers import ROOT
 

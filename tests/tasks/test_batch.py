@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from project import ValidationError, app
-from tasks.batch import process_images
+from tasks.images.batch import process_images
 from tests.support import images as gen
 from tests.support.workers import WorkerProcess
 
@@ -36,9 +36,7 @@ def _sources(root: Path, good: int, corrupt: int) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
-def test_a_hundred_images_with_five_corrupt_ones(
-    tmp_path: Path, start_worker: StartWorker
-) -> None:
+def test_a_hundred_images_with_five_corrupt_ones(tmp_path: Path, start_worker: StartWorker) -> None:
     root = tmp_path / "images"
     root.mkdir()
     sources = _sources(root, good=95, corrupt=5)
@@ -56,8 +54,11 @@ def test_a_hundred_images_with_five_corrupt_ones(
     finals = sorted(p.name for p in (root / "out").glob("*.compress.jpg"))
     assert len(finals) == 95 and not any(name.startswith("bad") for name in finals)
     good = next(image for image in summary["images"] if not image["error"])
-    assert [o["task"] for o in good["outputs"]] == ["image:resize", "image:watermark",
-                                                    "image:compress"]
+    assert [o["task"] for o in good["outputs"]] == [
+        "image:resize",
+        "image:watermark",
+        "image:compress",
+    ]
     assert good["outputs"][0]["width"] == 48 and all(o["bytes"] > 0 for o in good["outputs"])
     # 100 images x 3 steps + the summary; a corrupt image's three steps count as failed.
     assert (progress.done, progress.failed, progress.pending) == (95 * 3 + 1, 5 * 3, 0)

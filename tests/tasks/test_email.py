@@ -17,11 +17,11 @@ from celery import chain
 
 import project.config
 from project import Archive, ValidationError
-from project.archive import ArchivedTask, Reason
-from project.connections import redis_client
-from project.forwarder import Forwarder
-from project.queues import queue_keys
-from tasks.email import deliver_email
+from project.broker.connections import redis_client
+from project.broker.queues import queue_keys
+from project.delay.forwarder import Forwarder
+from project.retries.archive import ArchivedTask, Reason
+from tasks.email.tasks import deliver_email
 from tests.support.polling import eventually
 from tests.support.smtp import Received, SMTPServer
 
@@ -37,9 +37,7 @@ def smtp_server() -> Iterator[SMTPServer]:
 
 
 @pytest.fixture
-def mail_settings(
-    smtp_server: SMTPServer, tmp_path: Path
-) -> Iterator[project.config.Settings]:
+def mail_settings(smtp_server: SMTPServer, tmp_path: Path) -> Iterator[project.config.Settings]:
     """The worker sends to ``smtp_server`` in clear text; attachments and templates in tmp."""
     original = project.config.current_settings()
     (tmp_path / "storage").mkdir()
@@ -94,15 +92,20 @@ def test_a_full_message_arrives_as_sent(
         body="Hällo Zoë,\nyour invoice is attached.\n",
         html="<p>Hällo <b>Zoë</b></p>\n",
         headers={"X-Campaign": "spring-2026"},
-        attachments=["docs/chart.png",
-                     {"path": "docs/notes.txt", "filename": "Notizen für dich.txt"}],
+        attachments=[
+            "docs/chart.png",
+            {"path": "docs/notes.txt", "filename": "Notizen für dich.txt"},
+        ],
     )
     result = sent.get(TIMEOUT)
 
     (received,) = smtp_server.received
     assert received.mail_from == "noreply@kit.example"
     assert received.rcpt_tos == (
-        "zoe@example.com", "bob@example.org", "carol@example.com", "dave@example.net"
+        "zoe@example.com",
+        "bob@example.org",
+        "carol@example.com",
+        "dave@example.net",
     )
     lines = _header_lines(received.data)
     assert b"From: Kit <noreply@kit.example>" in lines
@@ -145,7 +148,8 @@ def test_templates_render_subject_text_and_escaped_html(
     (templates / "welcome.txt").write_text("Hi {{ name }}, your plan: {{ plan }}.\n")
     (templates / "welcome.html").write_text("<p>Hi {{ name }}</p>\n")
     deliver_email.delay(
-        to="ada@example.com", template="welcome",
+        to="ada@example.com",
+        template="welcome",
         context={"name": "Ada <script>", "plan": "pro"},
     ).get(TIMEOUT)
     message = _parsed(smtp_server.received[0])
@@ -164,8 +168,12 @@ def test_templates_render_subject_text_and_escaped_html(
     ],
 )
 def test_template_problems_are_archived_at_once(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings,
-    files: dict[str, str], context: dict[str, str], message: str,
+    celery_worker: Any,
+    smtp_server: SMTPServer,
+    mail_settings: project.config.Settings,
+    files: dict[str, str],
+    context: dict[str, str],
+    message: str,
 ) -> None:
     for name, text in files.items():
         (Path(str(mail_settings.mail_template_dir)) / name).write_text(text)
@@ -201,8 +209,7 @@ def test_a_refused_mailbox_is_archived_and_nobody_gets_the_message(
     celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
 ) -> None:
     smtp_server.refuse("ghost@example.com", "550 5.1.1 <ghost@example.com>: no such user")
-    result = deliver_email.delay(to=["ada@example.com", "ghost@example.com"], subject="s",
-                                 body="b")
+    result = deliver_email.delay(to=["ada@example.com", "ghost@example.com"], subject="s", body="b")
     record = _archived(result.id)
     assert record.attempts == 1
     assert "550 5.1.1 <ghost@example.com>: no such user" in record.error
@@ -228,18 +235,22 @@ def test_a_drop_after_data_is_never_delivered_twice(
 def test_an_accepted_message_is_not_sent_again_under_the_same_id(
     celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
 ) -> None:
-    first = deliver_email.apply_async(kwargs={"to": "a@example.com", "subject": "s",
-                                              "body": "b"}, task_id="order-42-receipt")
+    first = deliver_email.apply_async(
+        kwargs={"to": "a@example.com", "subject": "s", "body": "b"}, task_id="order-42-receipt"
+    )
     assert first.get(TIMEOUT)["status"] == "sent"
     first.forget()  # so that the second result is the second run's
-    second = deliver_email.apply_async(kwargs={"to": "a@example.com", "subject": "s",
-                                               "body": "b"}, task_id="order-42-receipt")
+    second = deliver_email.apply_async(
+        kwargs={"to": "a@example.com", "subject": "s", "body": "b"}, task_id="order-42-receipt"
+    )
     assert second.get(TIMEOUT)["status"] == "already_sent"
     assert len(smtp_server.received) == 1
 
 
 def test_a_long_delay_is_forwarded_and_delivered(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings,
+    celery_worker: Any,
+    smtp_server: SMTPServer,
+    mail_settings: project.config.Settings,
     redis: Any,
 ) -> None:
     result = deliver_email.apply_async(
@@ -253,7 +264,9 @@ def test_a_long_delay_is_forwarded_and_delivered(
 
 
 def test_rate_limited_mail_waits_without_holding_the_worker(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings,
+    celery_worker: Any,
+    smtp_server: SMTPServer,
+    mail_settings: project.config.Settings,
 ) -> None:
     # One message per 4 s per domain, on a worker with a single slot: the second message to
     # example.com waits for its slot while the example.org message goes out.
@@ -272,29 +285,60 @@ def test_rate_limited_mail_waits_without_holding_the_worker(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"to": "a@example.com\r\nBcc: victim@example.org", "subject": "s", "body": "b"},
-         "CR or LF"),
-        ({"to": "a@example.com", "subject": "hi\r\nBcc: victim@example.org", "body": "b"},
-         "CR or LF"),
+        (
+            {"to": "a@example.com\r\nBcc: victim@example.org", "subject": "s", "body": "b"},
+            "CR or LF",
+        ),
+        (
+            {"to": "a@example.com", "subject": "hi\r\nBcc: victim@example.org", "body": "b"},
+            "CR or LF",
+        ),
         ({"to": "Eve\n <a@example.com>", "subject": "s", "body": "b"}, "CR or LF"),
-        ({"to": "a@example.com", "subject": "s", "body": "b",
-          "headers": {"X-Tag": "x\r\nBcc: victim@example.org"}}, "CR or LF"),
-        ({"to": "a@example.com", "subject": "s", "body": "b",
-          "attachments": [{"path": "a.pdf", "filename": "a\r\n.pdf"}]}, "CR or LF"),
-        ({"to": "a@example.com", "subject": "s", "body": "b", "headers": {"Bcc": "x"}},
-         "set by the task"),
+        (
+            {
+                "to": "a@example.com",
+                "subject": "s",
+                "body": "b",
+                "headers": {"X-Tag": "x\r\nBcc: victim@example.org"},
+            },
+            "CR or LF",
+        ),
+        (
+            {
+                "to": "a@example.com",
+                "subject": "s",
+                "body": "b",
+                "attachments": [{"path": "a.pdf", "filename": "a\r\n.pdf"}],
+            },
+            "CR or LF",
+        ),
+        (
+            {"to": "a@example.com", "subject": "s", "body": "b", "headers": {"Bcc": "x"}},
+            "set by the task",
+        ),
         ({"to": "not-an-address", "subject": "s", "body": "b"}, "not a valid e-mail address"),
         ({"to": "a@@example.com", "subject": "s", "body": "b"}, "not a valid e-mail address"),
         ({"to": "a@example", "subject": "s", "body": "b"}, "not a valid e-mail address"),
         ({"to": "a b@example.com", "subject": "s", "body": "b"}, "not a valid e-mail address"),
         ({"to": [], "subject": "s", "body": "b"}, "to is required"),
         ({"to": "a@example.com", "subject": "s", "body": "x" * 20_000_000}, "longer than"),
-        ({"to": "a@example.com", "subject": "s", "body": "x" * 6_000_000,
-          "html": "y" * 6_000_000}, "KIT_MAIL_MAX_BYTES"),
-        ({"to": "a@example.com", "subject": "s", "body": "b", "attachments": ["../etc/passwd"]},
-         "'..'"),
-        ({"to": "a@example.com", "subject": "s", "body": "b", "attachments": ["/etc/passwd"]},
-         "absolute"),
+        (
+            {
+                "to": "a@example.com",
+                "subject": "s",
+                "body": "x" * 6_000_000,
+                "html": "y" * 6_000_000,
+            },
+            "KIT_MAIL_MAX_BYTES",
+        ),
+        (
+            {"to": "a@example.com", "subject": "s", "body": "b", "attachments": ["../etc/passwd"]},
+            "'..'",
+        ),
+        (
+            {"to": "a@example.com", "subject": "s", "body": "b", "attachments": ["/etc/passwd"]},
+            "absolute",
+        ),
         ({"to": "a@example.com", "subject": "s", "bodi": "b"}, "unknown argument"),
     ],
 )
@@ -327,8 +371,8 @@ def test_a_payload_sent_around_the_check_is_archived_by_the_worker(
     celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
 ) -> None:
     result = project.app.send_task(
-        "email:deliver", kwargs={"to": "a@example.com", "subject": "x\r\nBcc: e@example.org",
-                                 "body": "b"}
+        "email:deliver",
+        kwargs={"to": "a@example.com", "subject": "x\r\nBcc: e@example.org", "body": "b"},
     )
     record = _archived(result.id)
     assert record.error_type == "ValidationError" and record.attempts == 1

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from project.archive import Reason
-from tasks.email import deliver_email
+from project.retries.archive import Reason
+from tasks.email.tasks import deliver_email
 from tests.support.otlp import OTLPReceiver, Span
 from tests.support.polling import eventually
 from tests.support.smtp import SMTPServer
@@ -45,18 +45,20 @@ def test_a_subprocess_worker_sends_and_reports_domains_never_addresses(
     receiver: OTLPReceiver, smtp_server: SMTPServer, start_worker: Any
 ) -> None:
     from project import Archive, current_settings
-    from project.connections import redis_client
+    from project.broker.connections import redis_client
 
-    worker = start_worker(env={
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_server.port),
-        "SMTP_SECURITY": "none",
-        "SMTP_FROM": "noreply@kit.example",
-        "OTEL_SDK_DISABLED": "false",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_METRIC_EXPORT_INTERVAL": "500",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    })
+    worker = start_worker(
+        env={
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_server.port),
+            "SMTP_SECURITY": "none",
+            "SMTP_FROM": "noreply@kit.example",
+            "OTEL_SDK_DISABLED": "false",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+    )
     try:
         sent = deliver_email.delay(to="Ada <ada@example.com>", subject="hi", body="b")
         assert sent.get(TIMEOUT)["status"] == "sent"

@@ -22,19 +22,25 @@ def test_image_spans_and_histogram_from_a_worker_process(start_worker: Any, tmp_
     (root / "in/bomb.png").write_bytes(gen.png_header_only(5000, 5000))
     receiver = OTLPReceiver().start()
     try:
-        worker = start_worker(env={
-            "OTEL_SDK_DISABLED": "false",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_METRIC_EXPORT_INTERVAL": "500",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "KIT_IMAGE_STORAGE_ROOT": str(root),
-            "KIT_IMAGE_MAX_PIXELS": "1000000",
-        })
-        ok = app.send_task("image:resize", kwargs={"source_path": "in/photo.jpg",
-                                                   "dest_path": "out/small.png", "width": 160})
+        worker = start_worker(
+            env={
+                "OTEL_SDK_DISABLED": "false",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "KIT_IMAGE_STORAGE_ROOT": str(root),
+                "KIT_IMAGE_MAX_PIXELS": "1000000",
+            }
+        )
+        ok = app.send_task(
+            "image:resize",
+            kwargs={"source_path": "in/photo.jpg", "dest_path": "out/small.png", "width": 160},
+        )
         assert ok.get(timeout=60)["height"] == 120
-        bomb = app.send_task("image:resize", kwargs={"source_path": "in/bomb.png",
-                                                     "dest_path": "out/x.png", "width": 10})
+        bomb = app.send_task(
+            "image:resize",
+            kwargs={"source_path": "in/bomb.png", "dest_path": "out/x.png", "width": 10},
+        )
         eventually(lambda: bomb.state == "FAILURE", 60)
         assert "decompression bomb" in str(bomb.result)
         assert gen.opened(root / "out/small.png").size == (160, 120)
@@ -67,8 +73,9 @@ def test_image_spans_and_histogram_from_a_worker_process(start_worker: Any, tmp_
                 assert str(root) not in str(value), (span.name, value)
 
         def histogram(outcome: str) -> float:
-            return receiver.total("kit.image.duration", **{"image.operation": "resize",
-                                                           "image.outcome": outcome})
+            return receiver.total(
+                "kit.image.duration", **{"image.operation": "resize", "image.outcome": outcome}
+            )
 
         eventually(lambda: histogram("success") == 1 and histogram("error") == 1, 30)
         worker.stop()

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 import project.config
-from project.archive import Archive, ArchivedTask
-from project.connections import redis_client
+from project.broker.connections import redis_client
 from project.errors import ValidationError
+from project.retries.archive import Archive, ArchivedTask
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def _rows(path: Path) -> list[tuple[int, str]]:
 def test_sqlite_backup_restores_to_the_same_rows(
     celery_worker: Any, settings: project.config.Settings, tmp_path: Path
 ) -> None:
-    from tasks.maintenance import backup_database_task
+    from tasks.maintenance.tasks import backup_database_task
 
     database = tmp_path / "app.sqlite3"
     _make_sqlite(database, 250)
@@ -68,7 +68,7 @@ def test_sqlite_backup_restores_to_the_same_rows(
 def test_backups_are_rotated_keeping_the_newest(
     celery_worker: Any, settings: project.config.Settings, tmp_path: Path
 ) -> None:
-    from tasks.maintenance import backup_database_task
+    from tasks.maintenance.tasks import backup_database_task
 
     _make_sqlite(tmp_path / "app.sqlite3", 3)
     paths = []
@@ -82,7 +82,7 @@ def test_backups_are_rotated_keeping_the_newest(
 def test_unknown_database_is_a_permanent_error(
     celery_worker: Any, settings: project.config.Settings
 ) -> None:
-    from tasks.maintenance import backup_database_task
+    from tasks.maintenance.tasks import backup_database_task
 
     result = backup_database_task.delay("reports")
     with pytest.raises(ValidationError, match="unknown database 'reports'"):
@@ -94,7 +94,9 @@ def _postgres_url() -> str | None:
         return None
     probe = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atc", "select 1"],
-        capture_output=True, text=True, timeout=10,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     return "postgresql://postgres@127.0.0.1:5432" if probe.returncode == 0 else None
 
@@ -102,7 +104,7 @@ def _postgres_url() -> str | None:
 def test_postgresql_backup_restores_to_the_same_rows(
     celery_worker: Any, settings: project.config.Settings
 ) -> None:
-    from tasks.maintenance import backup_database_task
+    from tasks.maintenance.tasks import backup_database_task
 
     server = _postgres_url()
     if server is None:
@@ -113,7 +115,10 @@ def test_postgresql_backup_restores_to_the_same_rows(
     def psql(db: str, sql: str) -> str:
         done = subprocess.run(
             ["psql", f"{server}/{db}", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         return done.stdout
 
@@ -129,7 +134,9 @@ def test_postgresql_backup_restores_to_the_same_rows(
         assert report["kind"] == "postgresql"
         subprocess.run(
             ["pg_restore", "--no-owner", "-d", f"{server}/{restored}", report["path"]],
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         query = "SELECT id, label FROM items ORDER BY id"
         assert psql(restored, query) == psql(name, query)
@@ -141,7 +148,7 @@ def test_postgresql_backup_restores_to_the_same_rows(
 def test_cleanup_removes_exactly_the_old_files_and_records(
     celery_worker: Any, settings: project.config.Settings, tmp_path: Path
 ) -> None:
-    from tasks.maintenance import cleanup_old_data
+    from tasks.maintenance.tasks import cleanup_old_data
 
     outputs = Path(settings.cleanup_dirs[0])
     old_day = time.time() - 40 * 86_400
@@ -174,7 +181,7 @@ def test_cleanup_removes_exactly_the_old_files_and_records(
 
 
 def test_cleanup_refuses_a_retention_below_one_day(celery_worker: Any) -> None:
-    from tasks.maintenance import cleanup_old_data
+    from tasks.maintenance.tasks import cleanup_old_data
 
     with pytest.raises(ValidationError, match="at least 1"):
         cleanup_old_data.delay(retention_days=0).get(timeout=30)
@@ -182,7 +189,7 @@ def test_cleanup_refuses_a_retention_below_one_day(celery_worker: Any) -> None:
 
 @pytest.mark.e2e
 def test_health_check_is_healthy_with_a_worker_and_idle_queues(start_worker: Any) -> None:
-    from tasks.maintenance import health_check
+    from tasks.maintenance.tasks import health_check
 
     start_worker(concurrency=1)
     report = health_check.delay().get(timeout=30)
@@ -192,8 +199,8 @@ def test_health_check_is_healthy_with_a_worker_and_idle_queues(start_worker: Any
 
 @pytest.mark.e2e
 def test_health_check_reports_each_threshold_breach(start_worker: Any, redis: Any) -> None:
-    from project import stats
-    from tasks.maintenance import health_check
+    from project.ops import counters as stats
+    from tasks.maintenance.tasks import health_check
 
     client = redis_client(project.config.current_settings().redis_url)
     for _ in range(8):
@@ -211,8 +218,8 @@ def test_health_check_reports_each_threshold_breach(start_worker: Any, redis: An
 
 
 def test_health_check_reports_no_workers_and_an_unreachable_redis(tmp_path: Path) -> None:
-    from project.maintenance.health import check_health
-    from project.redis_server import RedisServer
+    from project.up.redis_server import RedisServer
+    from tasks.maintenance.health import check_health
 
     settings = project.config.current_settings()
     server = RedisServer(tmp_path / "gone").start()
@@ -227,7 +234,7 @@ def test_health_check_reports_no_workers_and_an_unreachable_redis(tmp_path: Path
 
 
 def _app_for(url: str) -> Any:
-    from project.celery_app import create_app
+    from project.application import create_app
     from project.config import load_settings
 
     return create_app(load_settings({"REDIS_URL": url}))

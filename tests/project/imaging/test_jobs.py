@@ -9,15 +9,15 @@ import pytest
 from PIL import Image
 
 from project.errors import PermanentError, ValidationError
-from project.imaging import jobs
-from project.imaging.validation import (
+from project.storage import LocalStorage
+from tasks.images import jobs
+from tasks.images.validation import (
     Limits,
     parse_compress,
     parse_resize,
     parse_thumbnail,
     parse_watermark,
 )
-from project.storage import LocalStorage
 from tests.support import images as gen
 
 LIMITS = Limits(max_pixels=4_000_000, max_frames=50, max_dimension=5000, max_bytes=20_000_000)

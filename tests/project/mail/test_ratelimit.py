@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from project.connections import redis_client
-from project.mail.ratelimit import RateLimiter, Throttled
+from project.broker.connections import redis_client
+from tasks.email.ratelimit import RateLimiter, Throttled
 
 
 def _limiter(redis_url: str, scope: str = "domain") -> RateLimiter:

@@ -1,4 +1,4 @@
-"""project.mail.smtp against a real aiosmtpd server: TLS that verifies, and the classification
+"""tasks.email.smtp against a real aiosmtpd server: TLS that verifies, and the classification
 of each kind of failure into the kit's retry policy."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from project.errors import PermanentError, TransientError
-from project.mail.smtp import DeliveryUnconfirmed, SmtpSettings, send
+from tasks.email.smtp import DeliveryUnconfirmed, SmtpSettings, send
 from tests.support.smtp import SMTPServer, free_port, self_signed, server_tls_context
 
 

@@ -73,7 +73,7 @@ def test_durably_delayed_task_continues_the_trace_that_scheduled_it(
 def test_health_check_exports_its_figures_and_breaches(
     receiver: OTLPReceiver, start_worker: Any, redis: Any
 ) -> None:
-    from tasks.maintenance import health_check
+    from tasks.maintenance.tasks import health_check
 
     for _ in range(3):
         redis.lpush("low", "{}")

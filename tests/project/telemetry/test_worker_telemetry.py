@@ -10,7 +10,7 @@ import pytest
 
 from project.config import load_telemetry_settings
 from project.errors import ConfigError
-from project.redis_server import free_port
+from project.up.redis_server import free_port
 from tests.support.otlp import OTLPReceiver
 from tests.support.polling import eventually
 

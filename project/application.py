@@ -1,0 +1,180 @@
+"""The kit's Celery app and its configuration, with the reason for each safe default.
+
+``celery -A project worker|beat|flower`` finds :data:`app` through the package root.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from project.broker.checks import check_redis
+from project.broker.connections import SentinelTarget, is_sentinel, tls_options, uses_tls
+from project.broker.lease import RESTORE_INTERVAL, LeaseKeeper
+from project.broker.pause import PauseWatcher
+from project.broker.queues import (
+    PRIORITY_SEP,
+    PRIORITY_STEPS,
+    STRICT_CYCLE,
+    WEIGHTED_CYCLE,
+    declare_queues,
+    route_by_declared_queue,
+    stamp_hook,
+)
+from project.broker.transport import SENTINEL_TRANSPORT, TRANSPORT
+from project.config import Settings, current_settings
+from project.delay.forwarder import install_forwarder
+from project.enqueue.aggregation import install_flusher
+from project.periodic.beat import beat_config
+from project.telemetry import TASK_LOG_FORMAT, WorkerTelemetry
+
+__all__ = ["app", "celery_config", "create_app"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the kit, derived from the environment's :class:`Settings`."""
+    return {
+        "broker_url": settings.redis_url,
+        # kombu's Redis transport with queue-major fetching (see project.broker.transport).
+        "broker_transport": SENTINEL_TRANSPORT if is_sentinel(settings.redis_url) else TRANSPORT,
+        "broker_transport_options": {
+            # A dead worker's unacknowledged messages come back after this many seconds; live
+            # workers renew the leases of the ones they hold (project.broker.lease).
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": RESTORE_INTERVAL,
+            "unacked_restore_throttle": 1,
+            "unacked_restore_limit": 1000,
+            "queue_order_strategy": STRICT_CYCLE if settings.strict_priority else WEIGHTED_CYCLE,
+            "queue_weights": dict(settings.queue_weights),
+            "priority_steps": list(PRIORITY_STEPS),
+            "sep": PRIORITY_SEP,
+            # Detect half-open connections (NAT, failover) instead of blocking in BRPOP forever.
+            "socket_keepalive": True,
+            "health_check_interval": 25,
+            **_sentinel_options(settings, settings.redis_url),
+        },
+        "result_backend": settings.result_backend,
+        "result_backend_transport_options": {
+            "retry_policy": {"timeout": 5.0},
+            **_sentinel_options(settings, settings.result_backend),
+        },
+        # JSON only, both ways: a pickled message can run arbitrary code when decoded, so the
+        # worker refuses it (and archives it, see project.broker.consumer) instead of executing it.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Acknowledge after running, so a worker that dies mid-task leaves the message to return.
+        "task_acks_late": True,
+        # ...and a child killed mid-task (OOM, SIGKILL) runs it again instead of failing it: as a
+        # retry (counted against max_retries, then archived), so a task that kills every
+        # process it runs in is not requeued forever.
+        "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
+        # A redelivered message whose task already succeeded (its acknowledgement was lost in
+        # a shutdown or an outage) is not run again: the worker checks the result first.
+        "worker_deduplicate_successful_tasks": True,
+        # One message per process: a long task never holds others hostage in a local buffer.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_concurrency": settings.concurrency,
+        # Reconnect at start-up and after outages, without giving up: orchestrators decide
+        # through readiness probes, not a retry count that kills workers during a long outage.
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
+        # A lost connection does not cancel running tasks: a message fetched just before Redis
+        # went away may exist only in this worker (kombu's fetch and its unacked record are two
+        # writes), and cancelling it would lose it. One that is redelivered after it succeeded
+        # is skipped (worker_deduplicate_successful_tasks).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Results are kept long enough to be read, not forever (Redis memory).
+        "result_expires": settings.result_expires,
+        # Events on by default: Flower's live views are built from them. They cost a third of
+        # a no-op task's worker time (three events per task); KIT_TASK_EVENTS=false for speed.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+        # SIGTERM is a warm shutdown: running tasks finish, held ETA messages go back to Redis.
+        # A cold shutdown (SIGQUIT, or a second SIGTERM) first gives running tasks this long
+        # (also when idle, so ETA/countdown messages held in memory are restored, not lost),
+        # then stops them; their late-acknowledged messages return to the queue.
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
+        "worker_enable_soft_shutdown_on_idle": True,
+        # No task runs unbounded: a soft limit raises inside it, the hard limit kills the child.
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
+        "task_queues": declare_queues(settings.queue_weights),
+        "task_default_queue": "default",
+        "task_routes": (route_by_declared_queue,),
+        "task_default_priority": settings.default_priority,
+        # Refused messages are archived, not dropped.
+        "worker_consumer": "project.broker.consumer:Consumer",
+        "imports": settings.imports,
+        "timezone": settings.timezone,
+        "enable_utc": True,
+        # Task log lines carry trace_id and span_id (project.telemetry.logs).
+        "worker_task_log_format": TASK_LOG_FORMAT,
+        # One beat at a time, its schedule in Redis (project.periodic.beat).
+        **beat_config(settings.redis_url, settings.beat_lock_timeout),
+        **_tls_config(settings),
+        **_beat_sentinel_config(settings),
+    }
+
+
+def _sentinel_options(settings: Settings, url: str) -> dict[str, Any]:
+    return {"master_name": settings.sentinel_master} if is_sentinel(url) else {}
+
+
+def _beat_sentinel_config(settings: Settings) -> dict[str, Any]:
+    """redbeat takes Sentinel as a ``redis-sentinel://`` URL plus the addresses as options."""
+    if not is_sentinel(settings.redis_url):
+        return {}
+    target = SentinelTarget.parse(settings.redis_url)
+    return {
+        "redbeat_redis_url": "redis-sentinel://",
+        "redbeat_redis_options": {
+            "sentinels": target.addresses,
+            "service_name": settings.sentinel_master,
+            "password": target.password,
+            "db": target.db,
+            "socket_timeout": 5.0,
+        },
+    }
+
+
+def _tls_config(settings: Settings) -> dict[str, Any]:
+    """The same verified TLS for every Redis connection Celery and redbeat make."""
+    config: dict[str, Any] = {}
+    if uses_tls(settings.redis_url):
+        config["broker_use_ssl"] = tls_options(settings)
+        config["redbeat_redis_use_ssl"] = tls_options(settings)
+    if uses_tls(settings.result_backend):
+        config["redis_backend_use_ssl"] = tls_options(settings)
+    return config
+
+
+def create_app(settings: Settings) -> Celery:
+    celery_app = Celery("project", task_cls="project.lifecycle.task:KitTask")
+    celery_app.config_from_object(celery_config(settings))
+    return celery_app
+
+
+app = create_app(current_settings())
+signals.before_task_publish.connect(stamp_hook(current_settings().default_priority), weak=False)
+WorkerTelemetry().instrument()
+install_forwarder(app)
+install_flusher(app)
+app.steps["consumer"].add(PauseWatcher)
+app.steps["consumer"].add(LeaseKeeper)
+
+
+@signals.worker_init.connect(weak=False)
+def _check_redis_on_worker_start(**_: Any) -> None:
+    check_redis(current_settings().redis_url)
+
+
+@signals.beat_init.connect(weak=False)
+def _check_redis_on_beat_start(**_: Any) -> None:
+    check_redis(current_settings().redis_url)

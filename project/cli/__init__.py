@@ -1,0 +1,145 @@
+"""The ``kit`` command. ``kit up`` runs the whole kit; operators' commands join it later."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from project.cli.ops import fail, redis_call
+from project.config import load_settings
+from project.errors import KitError
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """celery-kit: reliable background tasks on Celery and Redis."""
+
+
+@main.command()
+def up() -> None:
+    """Run Redis (embedded if none answers at REDIS_URL), a worker, beat and Flower.
+
+    Ctrl-C stops beat, Flower, the worker (warm shutdown) and Redis, in that order.
+    """
+    from project.up.supervisor import Supervisor
+
+    try:
+        code = Supervisor(load_settings()).run()
+    except KitError as exc:
+        click.echo(f"kit: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@main.group()
+def cron() -> None:
+    """The beat schedule kept in Redis: list, add and remove entries at run time."""
+
+
+def _app() -> Any:
+    try:
+        from project import app
+
+        return app
+    except KitError as exc:
+        fail(str(exc))
+
+
+@cron.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+def cron_ls(as_json: bool) -> None:
+    """Each entry with its schedule, next and last run (UTC)."""
+    from project.periodic.cron_admin import list_entries
+
+    rows = redis_call(lambda: list_entries(_app()))
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no entries (is beat running? it installs the configured ones)")
+    for row in rows:
+        next_run = row.next_run.strftime("%Y-%m-%d %H:%M:%S") if row.next_run else "-"
+        last_run = row.last_run.strftime("%Y-%m-%d %H:%M:%S") if row.last_run else "never"
+        click.echo(
+            f"{row.name:32} {row.task:24} {row.schedule:20} next {next_run}  last {last_run}"
+        )
+
+
+@cron.command("add")
+@click.argument("name")
+@click.option("--task", required=True, help="Task name, e.g. health:check.")
+@click.option("--cron", "cron_line", default=None, help='Cron line, e.g. "*/5 * * * *".')
+@click.option("--every", type=float, default=None, help="Seconds between runs (not --cron).")
+@click.option("--args", "args_json", default="[]", help="JSON list of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+@click.option("--queue", default=None, help="Queue to send to (default: the task's).")
+def cron_add(
+    name: str,
+    task: str,
+    cron_line: str | None,
+    every: float | None,
+    args_json: str,
+    kwargs_json: str,
+    queue: str | None,
+) -> None:
+    """Add or replace entry NAME."""
+    from project.periodic.cron import CronEntry
+    from project.periodic.cron_admin import add_entry
+
+    if (cron_line is None) == (every is None):
+        fail("give exactly one of --cron and --every")
+    try:
+        args, kwargs = json.loads(args_json), json.loads(kwargs_json)
+    except ValueError as exc:
+        fail(f"--args/--kwargs must be JSON: {exc}")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        fail("--args must be a JSON list and --kwargs a JSON object")
+    if every is not None and every <= 0:
+        fail("--every must be a positive number of seconds")
+    entry = CronEntry(name, task, cron_line or "", args, kwargs, queue, every=every)
+    try:
+        entry.schedule()
+    except ValueError as exc:
+        fail(f"entry {name!r}: {exc}")
+    redis_call(lambda: add_entry(_app(), entry))
+    click.echo(f"added {name}: {task} {cron_line or f'every {every:g} s'}")
+
+
+@cron.command("rm")
+@click.argument("name")
+def cron_rm(name: str) -> None:
+    """Remove entry NAME."""
+    from project.periodic.cron_admin import remove_entry
+
+    if not redis_call(lambda: remove_entry(_app(), name)):
+        fail(f"no schedule entry named {name!r} (see `kit cron ls`)")
+    click.echo(f"removed {name}")
+
+
+#: Entry-point group through which the task catalog (or a user's package) adds commands to
+#: ``kit`` (``tasks.images.cli`` adds ``batch`` and ``workflow``): ``project`` never imports
+#: the catalog itself.
+COMMANDS_GROUP = "celery_kit.commands"
+
+
+def _register_commands() -> None:
+    from importlib.metadata import entry_points
+
+    from project.cli.ops import archived, queue, stats, task
+
+    for command in (stats, archived, queue, task):
+        main.add_command(command)
+    for entry in entry_points(group=COMMANDS_GROUP):
+        for command in entry.load():
+            main.add_command(command)
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Typed accessors over an environment mapping, for :mod:`project.config`.
+
+Each accessor returns the parsed value or raises :class:`~project.errors.ConfigError` naming the
+variable and what it accepts; an empty value counts as unset.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from project.errors import ConfigError
+
+__all__ = ["Env"]
+
+_REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+_REDIS_ACCEPTS = (
+    "a URL with scheme redis://, rediss:// or redis+socket://, "
+    "e.g. redis://:password@127.0.0.1:6379/0, or Sentinel addresses joined by ';', "
+    "e.g. sentinel://:password@s1:26379;sentinel://:password@s2:26379/0"
+)
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_EXAMPLE_WEIGHTS = "critical=6,default=3,low=1"
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//[^@/;]*@", "//***@", url)
+
+
+def _check_redis_url(name: str, url: str, shown: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise ConfigError(name, shown, _REDIS_ACCEPTS) from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ConfigError(name, shown, _REDIS_ACCEPTS)
+    if parts.scheme != "redis+socket" and not parts.hostname:
+        raise ConfigError(name, shown, _REDIS_ACCEPTS)
+    path = parts.path.strip("/")
+    if parts.scheme != "redis+socket" and path and not path.isdigit():
+        raise ConfigError(name, shown, _REDIS_ACCEPTS + " (the path is a database number)")
+
+
+class Env:
+    """Typed accessors over an environment mapping; each failure names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def optional_text(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def names_with_prefix(self, prefix: str) -> list[str]:
+        return [n for n in self._environ if n == prefix or n.startswith(prefix + "_")]
+
+    def optional_file(self, name: str) -> str:
+        """A path to a readable file, or "" when unset."""
+        raw = self._raw(name)
+        if raw is None:
+            return ""
+        if not os.path.isfile(raw) or not os.access(raw, os.R_OK):
+            raise ConfigError(name, raw, "the path of a readable file (PEM)")
+        return raw
+
+    def paths(self, name: str) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return ()
+        paths = tuple(p.strip() for p in raw.split(",") if p.strip())
+        if any("\x00" in p for p in paths):
+            raise ConfigError(name, raw, "comma-separated directory paths")
+        return paths
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() not in choices:
+            raise ConfigError(name, raw, "one of " + ", ".join(choices))
+        return raw.lower()
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        accepts = _range_text("a whole number", minimum, maximum)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, raw, accepts) from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ConfigError(name, raw, accepts)
+        return value
+
+    def optional_integer(self, name: str, *, minimum: int) -> int | None:
+        if self._raw(name) is None:
+            return None
+        return self.integer(name, minimum, minimum=minimum)
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        accepts = _range_text("a number", minimum, maximum)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, raw, accepts) from None
+        if (
+            value != value
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
+            raise ConfigError(name, raw, accepts)
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(name, raw, "one of 1/0, true/false, yes/no, on/off")
+
+    def redis_url(self, name: str, default: str) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        shown = _without_password(raw)  # error messages end up in logs
+        urls = raw.split(";")
+        schemes = {urlsplit(url).scheme for url in urls}
+        if len(urls) > 1 and schemes != {"sentinel"}:
+            raise ConfigError(name, shown, _REDIS_ACCEPTS + " (only Sentinel URLs are joined)")
+        for url in urls:
+            _check_redis_url(name, url, shown)
+        return raw
+
+    def weights(self, name: str, default: str) -> dict[str, int]:
+        raw = self._raw(name) or default
+        accepts = (
+            "comma-separated queue=weight pairs, queue names of letters, digits, '_', '-', "
+            "'.' or ':', whole-number weights of at least 1, and a 'default' queue among them, "
+            f"e.g. {_EXAMPLE_WEIGHTS}"
+        )
+        weights: dict[str, int] = {}
+        for item in raw.split(","):
+            queue, sep, weight = item.partition("=")
+            queue = queue.strip()
+            if not sep or not _QUEUE_NAME.fullmatch(queue) or queue in weights:
+                raise ConfigError(name, raw, accepts)
+            try:
+                weights[queue] = int(weight.strip())
+            except ValueError:
+                raise ConfigError(name, raw, accepts) from None
+            if weights[queue] < 1:
+                raise ConfigError(name, raw, accepts)
+        if "default" not in weights:
+            raise ConfigError(name, raw, accepts)
+        return weights
+
+    def names(self, name: str) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return ()
+        modules = tuple(part.strip() for part in raw.split(",") if part.strip())
+        for module in modules:
+            if not all(piece.isidentifier() for piece in module.split(".")):
+                raise ConfigError(
+                    name, raw, "comma-separated dotted module names, e.g. myapp.tasks,other.jobs"
+                )
+        return modules
+
+    def rate(self, name: str) -> tuple[int, float] | None:
+        """``N/s``, ``N/m`` or ``N/h`` (``N`` at least 1) as (N, seconds); unset: no limit."""
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        count, sep, unit = raw.replace(" ", "").partition("/")
+        seconds = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(unit.lower())
+        if not sep or seconds is None or not count.isdigit() or int(count) < 1:
+            raise ConfigError(name, raw, "messages per period: N/s, N/m or N/h, e.g. 100/m")
+        return int(count), seconds
+
+    def basic_auth(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        user, sep, password = raw.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(name, "<hidden>", "user:password with neither part empty")
+        return raw
+
+
+def _range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"{kind} of at least {minimum}"
+    return kind

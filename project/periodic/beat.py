@@ -1,0 +1,45 @@
+"""The kit's beat scheduler: redbeat's, with the kit's schedule and one beat at a time.
+
+celery-redbeat keeps the schedule in Redis (so ``kit cron add/rm`` change it at run time and
+every beat sees the same next-run times) and lets only the holder of a Redis lock tick: a second
+beat started by mistake waits instead of double-firing, and takes over within
+``KIT_BEAT_LOCK_TIMEOUT`` seconds when the first dies. celery-once-style file locks would not
+cover two hosts; a homegrown lock would duplicate what redbeat does well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redbeat import RedBeatScheduler
+
+from project.config import current_settings
+
+__all__ = ["BEAT_KEY_PREFIX", "KitScheduler", "beat_config"]
+
+#: Redis key prefix of redbeat's schedule, entries and lock.
+BEAT_KEY_PREFIX = "kit:beat:"
+
+
+class KitScheduler(RedBeatScheduler):  # type: ignore[misc]
+    def setup_schedule(self) -> None:
+        # Here, not in the app's configuration: only now are the task modules imported, so
+        # the schedule can leave out entries whose task is not installed.
+        import beat_schedule
+
+        settings = current_settings()
+        self.app.conf.beat_schedule = beat_schedule.active_entries(
+            self.app.tasks, settings.beat_overrides
+        )
+        super().setup_schedule()
+
+
+def beat_config(redis_url: str, lock_timeout: int) -> dict[str, Any]:
+    return {
+        "beat_scheduler": "project.periodic.beat:KitScheduler",
+        "redbeat_redis_url": redis_url,
+        "redbeat_key_prefix": BEAT_KEY_PREFIX,
+        "redbeat_lock_timeout": lock_timeout,
+        # The lock is extended at every tick: tick at least five times per lock period.
+        "beat_max_loop_interval": max(1, lock_timeout // 5),
+    }

@@ -1,0 +1,278 @@
+"""``kit up``: Redis (embedded when none answers), a worker, beat and Flower, stopped in order.
+
+Start-up: use ``REDIS_URL`` when something answers there; when the URL is local and nothing
+answers, start an embedded Redis with AOF under ``$KIT_STATE_DIR/redis``. Then take two locks so
+a second ``kit up`` says so instead of starting a second beat (two beats double-fire every
+schedule): a file lock for this state directory, and a Redis lock for this broker.
+
+Shutdown (Ctrl-C or SIGTERM): beat first (no new scheduled tasks), then Flower, then the worker
+with a warm shutdown (running tasks finish or go back to Redis, ETA tasks held in memory are
+restored), and Redis last, whose SIGTERM handler fsyncs the AOF. No queued task is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+from urllib.parse import unquote, urlsplit
+
+import redis
+
+from project import keys
+from project.broker.connections import connect
+from project.config import Settings, redacted_url
+from project.coordination.locks import RedisLock
+from project.errors import AlreadyRunningError, RedisUnavailableError
+from project.up.redis_server import RedisServer
+
+__all__ = ["Supervisor"]
+
+LOCK_TTL = 30  # seconds; refreshed every LOCK_REFRESH, so a crashed supervisor frees it soon
+LOCK_REFRESH = 10.0  # seconds
+CHILD_STOP_MARGIN = 30.0  # seconds a child gets to exit after its last signal before SIGKILL
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the supervisor itself dies (Linux), so none is orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class _Child:
+    """A celery subprocess whose output is relayed with a prefix."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], out: IO[str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "project", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # Own session: the terminal's Ctrl-C reaches only the supervisor, which then stops
+            # the children in a safe order instead of all at once.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self._relay = threading.Thread(target=self._pump, args=(out,), daemon=True)
+        self._relay.start()
+
+    def _pump(self, out: IO[str]) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            out.write(f"[{self.name}] {line}")
+            out.flush()
+
+    def stop(self, *steps: tuple[signal.Signals, float]) -> int:
+        """Send each signal in turn, waiting its time for an exit; SIGKILL the group last."""
+        for signum, timeout in steps:
+            if self.process.poll() is not None:
+                break
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        code = self.process.wait()
+        self._relay.join(5)
+        return code
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, out: IO[str] | None = None) -> None:
+        self.settings = settings
+        self.out = out or sys.stdout
+        self.state_dir = Path(settings.state_dir).resolve()
+        self.redis_url = settings.redis_url
+        self.embedded: RedisServer | None = None
+        self.children: dict[str, _Child] = {}
+        self._lock_file: IO[str] | None = None
+        self._lock_token = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+        self._stop = threading.Event()
+
+    def say(self, message: str) -> None:
+        self.out.write(f"kit: {message}\n")
+        self.out.flush()
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_directory()
+        try:
+            self._ensure_redis()
+            client = connect(self.redis_url, self.settings, socket_timeout=5.0)
+            lock = self._lock_redis(client)
+            try:
+                return self._run_children(lock)
+            finally:
+                lock.release()
+        finally:
+            if self.embedded is not None:
+                self.say("stopping the embedded Redis (AOF fsync)")
+                self.embedded.stop()
+                self.say("stopped Redis")
+            self._unlock_directory()
+
+    def _lock_directory(self) -> None:
+        path = self.state_dir / "kit-up.lock"
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise AlreadyRunningError(
+                f"kit up is already running in {self.state_dir} ({holder}); "
+                "stop it (Ctrl-C in its terminal) before starting another"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def _unlock_directory(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+    def _ensure_redis(self) -> None:
+        shown = redacted_url(self.redis_url)
+        if _answers(
+            connect(self.redis_url, self.settings, socket_timeout=1.0, socket_connect_timeout=1.0)
+        ):
+            self.say(f"using Redis at {shown}")
+            return
+        parts = urlsplit(self.redis_url)
+        if parts.scheme != "redis" or parts.hostname not in LOCAL_HOSTS:
+            raise RedisUnavailableError(
+                f"nothing answers at REDIS_URL={shown}; start that Redis, or unset REDIS_URL "
+                "to let kit up run an embedded one"
+            )
+        self.embedded = RedisServer(
+            self.state_dir / "redis",
+            port=parts.port or 6379,
+            appendonly=True,
+            password=unquote(parts.password) if parts.password else None,
+            preexec_fn=_die_with_parent,  # a killed kit up leaves no Redis behind
+        ).start()
+        self.say(
+            f"no Redis answered at {shown}: started an embedded Redis on port "
+            f"{self.embedded.port} with AOF persistence in {self.embedded.directory}"
+        )
+
+    def _lock_redis(self, client: redis.Redis) -> RedisLock:
+        lock = RedisLock(client, keys.UP_LOCK, self._lock_token, LOCK_TTL)
+        if lock.acquire():
+            return lock
+        holder = lock.holder()
+        raise AlreadyRunningError(
+            f"kit up is already running against this Redis ({holder!r}, host:pid:start); "
+            "it runs the only beat. Stop it first, or point REDIS_URL at another Redis"
+        )
+
+    # -- children ---------------------------------------------------------------------------
+
+    def _run_children(self, lock: RedisLock) -> int:
+        env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
+        auth = self.settings.flower_basic_auth
+        if auth is None:
+            auth = f"admin:{secrets.token_urlsafe(12)}"
+            self.say(f"FLOWER_BASIC_AUTH is not set; generated for this run: {auth}")
+        env["FLOWER_BASIC_AUTH"] = auth  # an env var, not argv: argv is visible in `ps`
+        env["FLOWER_PORT"] = str(self.settings.flower_port)
+        env["FLOWER_ADDRESS"] = self.settings.flower_address
+        # Flower keeps its task history across restarts.
+        env.setdefault("FLOWER_PERSISTENT", "True")
+        env.setdefault("FLOWER_DB", str(self.state_dir / "flower.db"))
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        code = 0
+        try:
+            self._spawn("worker", ["worker", "--loglevel=INFO"], env)
+            beat_db = str(self.state_dir / "celerybeat-schedule")
+            self._spawn("beat", ["beat", "--loglevel=INFO", f"--schedule={beat_db}"], env)
+            self._spawn("flower", ["flower"], env)
+            self._announce_flower()
+            code = self._watch(lock)
+        finally:
+            self._stop_children()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return code
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.children[name] = _Child(name, args, env, self.out)
+
+    def _announce_flower(self) -> None:
+        host, port = self.settings.flower_address, self.settings.flower_port
+        deadline = time.monotonic() + 60
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+                self.say(f"Flower: http://{host}:{port}/ (basic auth from FLOWER_BASIC_AUTH)")
+                self.say("running; press Ctrl-C to stop")
+                return
+            if self.children["flower"].process.poll() is not None:
+                return
+            self._stop.wait(0.1)
+
+    def _watch(self, lock: RedisLock) -> int:
+        next_refresh = time.monotonic() + LOCK_REFRESH
+        while not self._stop.wait(0.2):
+            for name, child in self.children.items():
+                if child.process.poll() is not None:
+                    self.say(f"{name} exited with code {child.process.returncode}; stopping")
+                    return 1
+            if time.monotonic() >= next_refresh:
+                with contextlib.suppress(redis.RedisError):
+                    lock.renew()
+                next_refresh = time.monotonic() + LOCK_REFRESH
+        return 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if not self._stop.is_set():
+            self.say(f"{signal.Signals(signum).name}: stopping beat, Flower, worker, then Redis")
+        self._stop.set()
+
+    def _stop_children(self) -> None:
+        grace = self.settings.soft_shutdown_timeout
+        plans: dict[str, tuple[tuple[signal.Signals, float], ...]] = {
+            "beat": ((signal.SIGTERM, CHILD_STOP_MARGIN),),
+            "flower": ((signal.SIGTERM, CHILD_STOP_MARGIN),),
+            # Warm shutdown: running tasks get the soft shutdown time to finish. Then a cold
+            # one: Celery's soft shutdown gives them that time again, stops them, and their
+            # late-acknowledged messages go back to Redis.
+            "worker": ((signal.SIGTERM, grace), (signal.SIGQUIT, grace + CHILD_STOP_MARGIN)),
+        }
+        for name in ("beat", "flower", "worker"):
+            child = self.children.pop(name, None)
+            if child is not None:
+                code = child.stop(*plans[name])
+                self.say(f"stopped {name} (exit code {code})")
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()

@@ -1,0 +1,71 @@
+"""Maintenance tasks, fired by the beat schedule (``beat_schedule.py``).
+
+Thin tasks: read configuration, call :mod:`tasks.maintenance`, return a JSON report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from project import KitTask, app
+from project.broker.connections import redis_client
+from project.config import current_settings
+from project.errors import ValidationError
+from project.retries.archive import Archive
+from tasks.maintenance.backup import backup_database
+from tasks.maintenance.cleanup import (
+    CleanupReport,
+    cutoff_for,
+    remove_old_archive_records,
+    remove_old_files,
+)
+from tasks.maintenance.health import check_health
+
+__all__ = ["backup_database_task", "cleanup_old_data", "health_check"]
+
+
+@app.task(name="backup:database", default_queue="low", max_retries=3)
+def backup_database_task(database: str = "main") -> dict[str, object]:
+    settings = current_settings()
+    url = settings.databases.get(database)
+    if url is None:
+        known = ", ".join(sorted(settings.databases)) or "none: set DATABASE_URL"
+        raise ValidationError(f"unknown database {database!r} (configured: {known})")
+    result = backup_database(database, url, Path(settings.backup_dir), settings.backup_keep)
+    return result.as_dict()
+
+
+def _check_retention(retention_days: Any) -> None:
+    if not isinstance(retention_days, int | float) or isinstance(retention_days, bool):
+        raise ValidationError(f"retention_days must be a number of days, not {retention_days!r}")
+    if not retention_days >= 1:  # also refuses NaN
+        raise ValidationError(f"retention_days must be at least 1, not {retention_days!r}")
+
+
+class CleanupTask(KitTask):
+    def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
+        # A wrong arity is Celery's TypeError (task typing); only the value is checked here.
+        if args:
+            _check_retention(args[0])
+        elif kwargs and "retention_days" in kwargs:
+            _check_retention(kwargs["retention_days"])
+
+
+@app.task(name="cleanup:old_data", base=CleanupTask, default_queue="low")
+def cleanup_old_data(retention_days: float = 30) -> dict[str, object]:
+    _check_retention(retention_days)  # again: a message may come from anywhere
+    settings = current_settings()
+    cutoff = cutoff_for(retention_days)
+    report = CleanupReport()
+    for root in dict.fromkeys([settings.backup_dir, *settings.cleanup_dirs]):
+        remove_old_files(Path(root).resolve(), cutoff, report)
+    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    report.archived_records = remove_old_archive_records(archive, cutoff)
+    return report.as_dict()
+
+
+@app.task(name="health:check")
+def health_check() -> dict[str, Any]:
+    settings = current_settings()
+    return check_health(app, redis_client(settings.redis_url), settings).as_dict()
