@@ -15,7 +15,42 @@ from project.errors import KitError
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Entry-point group through which the task catalog (or a user's package) adds commands to
+#: ``kit`` (``tasks.images.cli`` adds ``batch`` and ``workflow``): ``project`` never imports
+#: the catalog itself.
+COMMANDS_GROUP = "celery_kit.commands"
+
+
+class KitGroup(click.Group):
+    """``kit``'s command group: the operator commands, and the catalog's through entry points,
+    loaded when a command is looked up (a catalog CLI module may import ``project.cli``)."""
+
+    _plugins_loaded = False
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        from project.cli.ops import archived, queue, stats, task
+
+        for command in (stats, archived, queue, task):
+            self.add_command(command)
+        for entry in entry_points(group=COMMANDS_GROUP):
+            for command in entry.load():
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load_plugins()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """celery-kit: reliable background tasks on Celery and Redis."""
 
@@ -120,26 +155,6 @@ def cron_rm(name: str) -> None:
         fail(f"no schedule entry named {name!r} (see `kit cron ls`)")
     click.echo(f"removed {name}")
 
-
-#: Entry-point group through which the task catalog (or a user's package) adds commands to
-#: ``kit`` (``tasks.images.cli`` adds ``batch`` and ``workflow``): ``project`` never imports
-#: the catalog itself.
-COMMANDS_GROUP = "celery_kit.commands"
-
-
-def _register_commands() -> None:
-    from importlib.metadata import entry_points
-
-    from project.cli.ops import archived, queue, stats, task
-
-    for command in (stats, archived, queue, task):
-        main.add_command(command)
-    for entry in entry_points(group=COMMANDS_GROUP):
-        for command in entry.load():
-            main.add_command(command)
-
-
-_register_commands()
 
 if __name__ == "__main__":
     main()
