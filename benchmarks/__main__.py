@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from .bulk import bulk_command
-from .commands import enqueue_command, telemetry_command
-from .harness import ROOT, ProducerError, private_redis
-from .images import add_parser as add_images_parser
-from .images import run as images_command
-from .machine import machine_facts
-from .measure import POLL_INTERVAL, BenchmarkError
-from .overrides import OverrideError
-from .report import markdown, summarize, write_files, write_results
-from .suite import FULL, QUICK, SECTIONS, run_suite
-from .suite_report import payload, suite_markdown
-from .throughput import run_scenarios, select
+from benchmarks.commands import enqueue_command, telemetry_command
+from benchmarks.core.machine import machine_facts
+from benchmarks.core.measure import POLL_INTERVAL, BenchmarkError
+from benchmarks.core.processes import ROOT, ProducerError, private_redis
+from benchmarks.enqueue.bulk import bulk_command
+from benchmarks.images.scenario import add_parser as add_images_parser
+from benchmarks.images.scenario import run as images_command
+from benchmarks.suite.report import payload, suite_markdown
+from benchmarks.suite.run import FULL, QUICK, SECTIONS, run_suite
+from benchmarks.throughput.overrides import OverrideError
+from benchmarks.throughput.report import markdown, summarize, write_files, write_results
+from benchmarks.throughput.scenario import run_scenarios, select
 
 DEFAULT_TASKS = 5000
 QUICK_TASKS = 500
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY",
         help="worker layouts for processing and latency (repeatable; also the "
-        "candidates in benchmarks.layouts); default: the suite's",
+        "candidates in benchmarks.layouts.catalog); default: the suite's",
     )
     suite.add_argument(
         "--output-dir",

@@ -11,15 +11,20 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .enqueue import VARIANTS, available, run_enqueue
-from .enqueue_report import enqueue_markdown, summarize_enqueue, write_enqueue
-from .enqueue_worker import WARMUP
-from .harness import private_redis
-from .machine import machine_facts
-from .measure import POLL_INTERVAL, BenchmarkError
-from .otlp_sink import OTLPSink
-from .telemetry import SPAN_WAIT, closed_endpoint, run_telemetry, telemetry_scenarios
-from .telemetry_report import telemetry_markdown, telemetry_summaries, write_telemetry
+from benchmarks.core.machine import machine_facts
+from benchmarks.core.measure import POLL_INTERVAL, BenchmarkError
+from benchmarks.core.otlp_sink import OTLPSink
+from benchmarks.core.processes import private_redis
+from benchmarks.enqueue.producer import WARMUP
+from benchmarks.enqueue.report import enqueue_markdown, summarize_enqueue, write_enqueue
+from benchmarks.enqueue.scenario import VARIANTS, available, run_enqueue
+from benchmarks.telemetry.report import telemetry_markdown, telemetry_summaries, write_telemetry
+from benchmarks.telemetry.scenario import (
+    SPAN_WAIT,
+    closed_endpoint,
+    run_telemetry,
+    telemetry_scenarios,
+)
 
 __all__ = ["enqueue_command", "telemetry_command"]
 
@@ -45,11 +50,11 @@ def telemetry_command(
         "order": f"{repeat} interleaved round(s) of: " + ", ".join(s.key for s in scenarios),
         "poll_interval_ms": POLL_INTERVAL * 1000,
         "worker": "celery -A project worker, default flags and concurrency, "
-        "KIT_IMPORTS=benchmarks.kit_tasks",
+        "KIT_IMPORTS=benchmarks.throughput.kit_tasks",
         "measure": "acknowledged messages (queue lists + unacked hash), first to last",
         "pre-load": "a producer subprocess with the scenario's OTEL_* settings (exporting to "
         "the receiver when the scenario has an endpoint), pipelined, off the clock",
-        "receiver": "in-process OTLP/gRPC server (benchmarks.otlp_sink), counts only",
+        "receiver": "in-process OTLP/gRPC server (benchmarks.core.otlp_sink), counts only",
         "span_wait_s": f"{SPAN_WAIT} (otlp only, after the clock stops, before the kill)",
     }
     summaries = telemetry_summaries(scenarios, runs)
@@ -73,7 +78,7 @@ def enqueue_command(tasks: int, repeat: int, output_dir: Path, command: str) -> 
         "warm_up": f"{WARMUP} untimed enqueues per run, after setup_telemetry('producer')",
         "repeat": repeat,
         "order": f"{repeat} interleaved round(s) of: " + ", ".join(v.key for v in variants),
-        "producer": "python -m benchmarks.enqueue_worker, a fresh process per run, one thread; "
+        "producer": "python -m benchmarks.enqueue.producer, a fresh process per run, one thread; "
         "Celery through its producer pool (one reused connection), the kit's "
         "result backend on (each apply_async subscribes to its result channel)",
         "arguments": "distinct per task (bench.item(n)), so no enqueue_unique is a duplicate",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.telemetry import telemetry_scenarios
-from benchmarks.throughput import SCENARIOS
+from benchmarks.telemetry.scenario import telemetry_scenarios
+from benchmarks.throughput.scenario import SCENARIOS
 
 from .support import run_benchmark
 

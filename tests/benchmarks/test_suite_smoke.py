@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from benchmarks.enqueue import VARIANTS, available
-from benchmarks.layouts import LAYOUTS, RECOMMENDED
-from benchmarks.layouts import available as available_layouts
-from benchmarks.suite import LATENCY_LAYOUTS, QUICK, SECTIONS
+from benchmarks.enqueue.scenario import VARIANTS, available
+from benchmarks.layouts.catalog import LAYOUTS, RECOMMENDED
+from benchmarks.layouts.catalog import available as available_layouts
+from benchmarks.suite.run import LATENCY_LAYOUTS, QUICK, SECTIONS
 
 from .support import BenchmarkRun, run_benchmark
 

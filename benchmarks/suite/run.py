@@ -1,0 +1,245 @@
+"""``python -m benchmarks all``: every benchmark in one run, against one private Redis.
+
+Sections, in order: enqueue rate (with bulk ``enqueue_many`` and the reference libraries),
+processing rate per worker layout, latency (which needs the processing rates: its load is half
+of each layout's measured maximum), telemetry overhead, memory after 100,000 tasks, and the
+image path. Each section interleaves its scenarios and repeats them (:attr:`SuiteConfig.repeat`),
+except memory (one long run) and images (in-process medians). ``--only`` runs some sections;
+latency on its own first measures its layouts' processing rates once.
+
+:data:`FULL` is sized to finish in under ten minutes on a 2-CPU machine; :data:`QUICK` only
+proves that every scenario runs and every row is reported (the CI smoke test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.core.machine import machine_facts
+from benchmarks.core.otlp_sink import OTLPSink
+from benchmarks.core.processes import PrivateRedis, private_redis
+from benchmarks.enqueue.scenario import VARIANTS, EnqueueRun, Variant, available, run_enqueue
+from benchmarks.images.scenario import DEFAULT_SIZE, DEFAULT_TARGETS, measure_images
+from benchmarks.layouts.catalog import LAYOUTS, RECOMMENDED, Layout, select_layouts
+from benchmarks.layouts.catalog import available as available_layouts
+from benchmarks.layouts.latency import LatencyRun, run_latency
+from benchmarks.layouts.memory import MemoryRun, run_memory
+from benchmarks.layouts.processing import PhaseRun, run_processing, summarize_rates
+from benchmarks.telemetry.scenario import (
+    BASELINE,
+    EXPORTING,
+    TelemetryRun,
+    closed_endpoint,
+    run_telemetry,
+    telemetry_scenarios,
+)
+
+__all__ = ["FULL", "QUICK", "SECTIONS", "SuiteConfig", "SuiteResults", "run_suite"]
+
+SECTIONS = ("enqueue", "processing", "latency", "telemetry", "memory", "images")
+#: The layouts whose latency is measured: the kit's two, stock Celery, and the references
+#: that do not fork per job (RQ's forking worker is measured for rates only).
+LATENCY_LAYOUTS = ("plain", "kit", RECOMMENDED, "dramatiq", "rq-simple")
+MEMORY_LAYOUT = RECOMMENDED
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    repeat: int = 3
+    enqueue_tasks: int = 1000  # per run (enqueue_many: Variant.scale times as many)
+    phase_seconds: float = 2.0  # each processing phase, at the layout's expected rate
+    minimum_tasks: int = 30  # per processing phase, however slow the layout
+    latency_idle_tasks: int = 75
+    latency_load_seconds: float = 2.0
+    telemetry_tasks: int = 1000
+    memory_first: int = 1_000
+    memory_total: int = 100_000
+    memory_chunk: int = 10_000
+    image_size: tuple[int, int] = DEFAULT_SIZE
+    image_targets: tuple[int, ...] = DEFAULT_TARGETS
+    image_repeat: int = 3
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FULL = SuiteConfig()
+QUICK = SuiteConfig(
+    repeat=1,
+    enqueue_tasks=30,
+    phase_seconds=0.02,
+    minimum_tasks=30,
+    latency_idle_tasks=10,
+    latency_load_seconds=0.2,
+    telemetry_tasks=50,
+    memory_first=100,
+    memory_total=300,
+    memory_chunk=100,
+    image_size=(320, 240),
+    image_targets=(120,),
+    image_repeat=1,
+)
+
+
+@dataclass
+class SuiteResults:
+    config: SuiteConfig
+    facts: dict[str, object]
+    layouts: list[Layout] = field(default_factory=list)
+    skipped_layouts: list[Layout] = field(default_factory=list)
+    enqueue_variants: list[Variant] = field(default_factory=list)
+    skipped_variants: list[Variant] = field(default_factory=list)
+    enqueue: list[EnqueueRun] = field(default_factory=list)
+    processing: list[PhaseRun] = field(default_factory=list)
+    latency: list[LatencyRun] = field(default_factory=list)
+    telemetry: list[TelemetryRun] = field(default_factory=list)
+    memory: MemoryRun | None = None
+    images: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per section
+
+    def noop_medians(self) -> dict[str, float]:
+        return {
+            key: s.median
+            for (key, kind), s in summarize_rates(self.processing).items()
+            if kind == "noop"
+        }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("dramatiq", "rq", "opentelemetry-sdk", "pillow"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def run_suite(
+    config: SuiteConfig,
+    sections: Sequence[str],
+    layout_keys: Sequence[str],
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> SuiteResults:
+    layouts, skipped = available_layouts(select_layouts(layout_keys) if layout_keys else LAYOUTS)
+    for layout in skipped:
+        progress(f"skipping layout {layout.key}: {layout.requires} is not installed")
+    with (
+        private_redis() as redis,
+        OTLPSink() as sink,
+        tempfile.TemporaryDirectory(prefix="kit-bench-logs-") as logs,
+    ):
+        workdir = Path(logs)
+        results = SuiteResults(
+            config, {**machine_facts(redis.version()), **_versions()}, layouts, skipped
+        )
+        for section in SECTIONS:
+            if section not in sections:
+                continue
+            progress(f"== {section}")
+            began = time.monotonic()
+            _SECTION_RUNNERS[section](results, redis, sink, workdir)
+            results.seconds[section] = time.monotonic() - began
+    return results
+
+
+def _enqueue(results: SuiteResults, redis: PrivateRedis, sink: OTLPSink, _: Path) -> None:
+    variants, skipped = available(VARIANTS)
+    results.enqueue_variants, results.skipped_variants = variants, skipped
+    c = results.config
+    results.enqueue = run_enqueue(redis, sink, variants, tasks=c.enqueue_tasks, repeat=c.repeat)
+
+
+def _processing(results: SuiteResults, redis: PrivateRedis, _: OTLPSink, workdir: Path) -> None:
+    c = results.config
+    results.processing = run_processing(
+        redis,
+        results.layouts,
+        seconds=c.phase_seconds,
+        minimum=c.minimum_tasks,
+        repeat=c.repeat,
+        workdir=workdir,
+    )
+
+
+def _latency_layouts(results: SuiteResults) -> list[Layout]:
+    chosen = [layout for layout in results.layouts if layout.key in LATENCY_LAYOUTS]
+    return chosen or list(results.layouts)  # explicit --layout choices outside the default
+
+
+def _latency(results: SuiteResults, redis: PrivateRedis, sink: OTLPSink, workdir: Path) -> None:
+    c = results.config
+    layouts = _latency_layouts(results)
+    rates = results.noop_medians()
+    if missing := [layout for layout in layouts if layout.key not in rates]:
+        # --only latency: the load needs each layout's maximum rate, measured once here.
+        extra = run_processing(
+            redis,
+            missing,
+            seconds=c.phase_seconds,
+            minimum=c.minimum_tasks,
+            repeat=1,
+            workdir=workdir,
+        )
+        results.processing.extend(extra)
+        rates = results.noop_medians()
+    results.latency = run_latency(
+        redis,
+        layouts,
+        rates,
+        repeat=c.repeat,
+        workdir=workdir,
+        idle_tasks=c.latency_idle_tasks,
+        load_seconds=c.latency_load_seconds,
+    )
+
+
+def _telemetry(results: SuiteResults, redis: PrivateRedis, sink: OTLPSink, workdir: Path) -> None:
+    c = results.config
+    scenarios = tuple(
+        s
+        for s in telemetry_scenarios(sink.endpoint, closed_endpoint())
+        if s.key in (BASELINE, EXPORTING)
+    )
+    results.telemetry = run_telemetry(
+        redis, sink, scenarios, tasks=c.telemetry_tasks, repeat=c.repeat, workdir=workdir
+    )
+
+
+def _memory(results: SuiteResults, redis: PrivateRedis, _: OTLPSink, workdir: Path) -> None:
+    c = results.config
+    layout = next(
+        (x for x in results.layouts if x.key == MEMORY_LAYOUT), select_layouts([MEMORY_LAYOUT])[0]
+    )
+    results.memory = run_memory(
+        redis,
+        layout,
+        workdir=workdir,
+        first=c.memory_first,
+        total=c.memory_total,
+        chunk=c.memory_chunk,
+    )
+
+
+def _images(results: SuiteResults, *_: object) -> None:
+    c = results.config
+    results.images, _data = measure_images(c.image_size, c.image_targets, c.image_repeat)
+
+
+_SECTION_RUNNERS: dict[str, Callable[[SuiteResults, PrivateRedis, OTLPSink, Path], None]] = {
+    "enqueue": _enqueue,
+    "processing": _processing,
+    "latency": _latency,
+    "telemetry": _telemetry,
+    "memory": _memory,
+    "images": _images,
+}

@@ -1,0 +1,243 @@
+"""Worker throughput on no-op tasks: stock Celery, the kit, and the kit minus one safe default.
+
+Each kit default is reverted on its own, so the table says what each one costs; one more
+scenario reverts them all, so whatever gap to stock Celery remains belongs to the kit's
+transport, queues and app rather than to these settings. Repetitions are interleaved
+(A, B, C, A, B, C ...) so that drift on the machine (thermal, noisy neighbours) is shared by
+all scenarios instead of landing on whichever ran last.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.core.measure import BenchmarkError, Measurement, QueueProbe, measure
+from benchmarks.core.processes import PrivateRedis, Worker, child_env
+from benchmarks.throughput import overrides
+from benchmarks.throughput.plain_app import BROKER_URL_ENV
+from benchmarks.throughput.preload import AppKind, preload, producer_app
+from project.keys import ARCHIVE_INDEX
+
+__all__ = ["SCENARIOS", "RunRecord", "Scenario", "run_scenarios", "select", "vet_worker_log"]
+
+KIT_TASKS_MODULE = "benchmarks.throughput.kit_tasks"
+#: Worker log errors that mean a message was acknowledged without running the task: such a
+#: run's count is wrong. Other errors (a broken signal handler, say) are reported, not fatal.
+FATAL_LOG_MARKERS = (
+    "CRITICAL/",
+    "bench.noop[",  # Celery's "Task bench.noop[<id>] raised ..."
+    "Received unregistered task",
+    "Can't decode message body",
+    "refused message",  # the kit's consumer archiving a message it would not run
+)
+MAX_LOG_ERRORS = 5  # distinct non-fatal error lines kept per run
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    change: str  # what differs from the kit's defaults, for the table
+    app: AppKind
+    kit_env: Mapping[str, str] = field(default_factory=dict)
+    conf: Mapping[str, overrides.Scalar] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ()
+
+    def command(self) -> list[str]:
+        target = "benchmarks.throughput.plain_app" if self.app == "plain" else "project"
+        return ["-A", target, "worker", *self.worker_args]
+
+    def env(self, redis_url: str) -> dict[str, str]:
+        if self.app == "plain":
+            return child_env({BROKER_URL_ENV: redis_url})
+        extra = {"REDIS_URL": redis_url, "KIT_IMPORTS": KIT_TASKS_MODULE, **self.kit_env}
+        if self.conf:
+            extra[overrides.ENV_VAR] = overrides.encode(self.conf)
+        return child_env(extra)
+
+
+_EARLY_ACK: dict[str, overrides.Scalar] = {"task_acks_late": False}
+_NO_EVENTS: dict[str, overrides.Scalar] = {
+    "worker_send_task_events": False,
+    "task_send_sent_event": False,  # producer-side only; the pre-load is off the clock
+}
+_IGNORE_RESULT: dict[str, overrides.Scalar] = {"task_ignore_result": True}
+_NO_TIME_LIMITS: dict[str, overrides.Scalar] = {
+    "task_time_limit": None,
+    "task_soft_time_limit": None,
+}
+_PREFETCH_4 = {"KIT_PREFETCH_MULTIPLIER": "4"}
+_NO_TELEMETRY = {"OTEL_SDK_DISABLED": "true"}
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("plain", "plain Celery defaults", "stock Celery app, no kit", "plain"),
+    Scenario("kit", "kit default", "none (KIT_* unset)", "kit"),
+    Scenario(
+        "kit-prefetch-4", "kit, prefetch 4", "KIT_PREFETCH_MULTIPLIER=4", "kit", kit_env=_PREFETCH_4
+    ),
+    Scenario("kit-early-ack", "kit, late ack off", "task_acks_late=False", "kit", conf=_EARLY_ACK),
+    Scenario(
+        "kit-no-events",
+        "kit, task events off",
+        "worker_send_task_events=False, task_send_sent_event=False",
+        "kit",
+        conf=_NO_EVENTS,
+    ),
+    Scenario(
+        "kit-ignore-result",
+        "kit, result storage off",
+        "task_ignore_result=True",
+        "kit",
+        conf=_IGNORE_RESULT,
+    ),
+    Scenario(
+        "kit-no-time-limits",
+        "kit, time limits off",
+        "task_time_limit=None, task_soft_time_limit=None",
+        "kit",
+        conf=_NO_TIME_LIMITS,
+    ),
+    Scenario(
+        "kit-no-telemetry",
+        "kit, telemetry off",
+        "OTEL_SDK_DISABLED=true",
+        "kit",
+        kit_env=_NO_TELEMETRY,
+    ),
+    Scenario(
+        "kit-all-reverted",
+        "kit, all of the above reverted",
+        "all of the above",
+        "kit",
+        kit_env={**_PREFETCH_4, **_NO_TELEMETRY},
+        conf={**_EARLY_ACK, **_NO_EVENTS, **_IGNORE_RESULT, **_NO_TIME_LIMITS},
+    ),
+)
+
+
+def select(keys: Sequence[str]) -> tuple[Scenario, ...]:
+    """The named scenarios in table order; all of them when none is named."""
+    if not keys:
+        return SCENARIOS
+    known = {scenario.key for scenario in SCENARIOS}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise BenchmarkError(f"unknown scenario(s) {unknown}; known: {sorted(known)}")
+    return tuple(scenario for scenario in SCENARIOS if scenario.key in keys)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    scenario: str
+    repeat: int  # 0-based repetition
+    order: int  # position in the interleaved sequence, to spot drift
+    measurement: Measurement
+    preload_seconds: float
+    results_stored: int  # keys in the result database after the run (a sanity check)
+    log_errors: tuple[str, ...] = ()  # non-fatal ERROR lines from the worker, deduplicated
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "scenario": self.scenario,
+            "repeat": self.repeat,
+            "order": self.order,
+            **self.measurement.as_dict(),
+            "preload_s": self.preload_seconds,
+            "results_stored": self.results_stored,
+            "log_errors": list(self.log_errors),
+        }
+
+
+def run_scenarios(
+    redis: PrivateRedis,
+    scenarios: Sequence[Scenario],
+    *,
+    tasks: int,
+    repeat: int,
+    workdir: Path,
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> list[RunRecord]:
+    """Every scenario ``repeat`` times, interleaved, each from an empty Redis."""
+    records: list[RunRecord] = []
+    total_runs = repeat * len(scenarios)
+    for rep in range(repeat):
+        for scenario in scenarios:
+            order = len(records)
+            record = run_once(
+                redis,
+                scenario,
+                tasks=tasks,
+                repeat=rep,
+                order=order,
+                log_path=workdir / f"{order:03d}-{scenario.key}.log",
+            )
+            records.append(record)
+            m = record.measurement
+            progress(
+                f"[{order + 1}/{total_runs}] {scenario.key}: {m.rate:,.0f} tasks/s "
+                f"({m.counted} in {m.elapsed:.2f} s; start-up {m.startup:.1f} s)"
+            )
+            for line in record.log_errors:
+                progress(f"    worker log error (not fatal): {line}")
+    return records
+
+
+def run_once(
+    redis: PrivateRedis,
+    scenario: Scenario,
+    *,
+    tasks: int,
+    repeat: int,
+    order: int,
+    log_path: Path,
+) -> RunRecord:
+    redis.flushall()
+    app = producer_app(scenario.app, redis.url, scenario.kit_env, scenario.conf)
+    began = time.monotonic()
+    try:
+        preload(app, tasks)
+    finally:
+        app.close()
+    preload_seconds = time.monotonic() - began
+    probe = QueueProbe.discover(redis.client)
+    if (queued := probe.remaining()) != tasks:
+        raise BenchmarkError(f"{scenario.key}: pre-loaded {queued} messages, expected {tasks}")
+    spawned_at = time.monotonic()
+    with Worker(scenario.command(), scenario.env(redis.url), log_path) as worker:
+        measurement = measure(probe, worker, tasks, spawned_at=spawned_at)
+        errors = worker.logged_errors()
+    return RunRecord(
+        scenario=scenario.key,
+        repeat=repeat,
+        order=order,
+        measurement=measurement,
+        preload_seconds=preload_seconds,
+        results_stored=redis.keys_in_db(1),
+        log_errors=vet_worker_log(redis, scenario.key, errors),
+    )
+
+
+def vet_worker_log(redis: PrivateRedis, key: str, errors: Sequence[str]) -> tuple[str, ...]:
+    """Raise if the worker's errors (or the archive) say a message was acknowledged without
+    running; otherwise the distinct non-fatal error lines, for the report."""
+    fatal = [line for line in errors if any(mark in line for mark in FATAL_LOG_MARKERS)]
+    if archived := redis.client.zcard(ARCHIVE_INDEX):
+        fatal.append(f"{archived} message(s) in the kit's archive ({ARCHIVE_INDEX})")
+    if fatal:
+        raise BenchmarkError(
+            f"{key}: the worker logged task errors, so 'processed' may not mean "
+            "'ran':\n" + "\n".join(fatal[:10])
+        )
+    return _distinct_messages(errors)
+
+
+def _distinct_messages(lines: Sequence[str]) -> tuple[str, ...]:
+    """Each error once, without the timestamp and process prefix that make every line unique."""
+    seen: dict[str, None] = {}
+    for line in lines:
+        seen.setdefault(line.split("] ", 1)[-1], None)
+    return tuple(seen)[:MAX_LOG_ERRORS]
