@@ -1,63 +1,70 @@
-"""The kit's Celery app and its configuration, with the reason for each safe default.
+"""``create_app``: the one place a kit app is built, and its configuration, with the reason for
+each safe default.
 
-``celery -A project worker|beat|flower`` finds :data:`app` through the package root.
+``create_app(settings)`` returns a complete app: Celery's configuration, the kit's task class,
+its middleware (:mod:`project.lifecycle`), the consumer step and publish hook that call them,
+the router, and the catalog. ``celery -A project worker|beat|flower`` finds :data:`project.app`
+(``create_app(current_settings())``, made on first use) through the package root. Nothing here
+runs at import time.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 
-from project.broker.checks import check_redis
-from project.broker.connections import SentinelTarget, is_sentinel, tls_options, uses_tls
-from project.broker.lease import RESTORE_INTERVAL, LeaseKeeper
-from project.broker.pause import PauseWatcher
+from project.broker.connections import tls_options
+from project.broker.lease import RESTORE_INTERVAL
 from project.broker.queues import (
     PRIORITY_SEP,
     PRIORITY_STEPS,
     STRICT_CYCLE,
     WEIGHTED_CYCLE,
+    DeclaredQueueRouter,
     declare_queues,
-    route_by_declared_queue,
-    stamp_hook,
 )
 from project.broker.transport import SENTINEL_TRANSPORT, TRANSPORT
-from project.config import Settings, current_settings
-from project.delay.forwarder import install_forwarder
-from project.enqueue.aggregation import install_flusher
+from project.broker.urls import SentinelTarget, is_sentinel, uses_tls
+from project.lifecycle import catalog, celery_hooks, default_middleware
+from project.lifecycle.checks import KitCelery
+from project.lifecycle.kit import Kit, attach
+from project.lifecycle.middleware import Pipeline
 from project.periodic.beat import beat_config
-from project.telemetry import TASK_LOG_FORMAT, WorkerTelemetry
+from project.settings import Settings
+from project.telemetry.logs import TASK_LOG_FORMAT
 
-__all__ = ["app", "celery_config", "create_app"]
+__all__ = ["celery_config", "create_app"]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for the kit, derived from the environment's :class:`Settings`."""
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": settings.redis.url,
         # kombu's Redis transport with queue-major fetching (see project.broker.transport).
-        "broker_transport": SENTINEL_TRANSPORT if is_sentinel(settings.redis_url) else TRANSPORT,
+        "broker_transport": SENTINEL_TRANSPORT if is_sentinel(settings.redis.url) else TRANSPORT,
         "broker_transport_options": {
             # A dead worker's unacknowledged messages come back after this many seconds; live
             # workers renew the leases of the ones they hold (project.broker.lease).
-            "visibility_timeout": settings.visibility_timeout,
+            "visibility_timeout": settings.broker.visibility_timeout,
             "unacked_restore_interval": RESTORE_INTERVAL,
             "unacked_restore_throttle": 1,
             "unacked_restore_limit": 1000,
-            "queue_order_strategy": STRICT_CYCLE if settings.strict_priority else WEIGHTED_CYCLE,
-            "queue_weights": dict(settings.queue_weights),
+            "queue_order_strategy": STRICT_CYCLE
+            if settings.broker.strict_priority
+            else WEIGHTED_CYCLE,
+            "queue_weights": dict(settings.broker.queue_weights),
             "priority_steps": list(PRIORITY_STEPS),
             "sep": PRIORITY_SEP,
             # Detect half-open connections (NAT, failover) instead of blocking in BRPOP forever.
             "socket_keepalive": True,
             "health_check_interval": 25,
-            **_sentinel_options(settings, settings.redis_url),
+            **_sentinel_options(settings, settings.redis.url),
         },
-        "result_backend": settings.result_backend,
+        "result_backend": settings.redis.result_backend,
         "result_backend_transport_options": {
             "retry_policy": {"timeout": 5.0},
-            **_sentinel_options(settings, settings.result_backend),
+            **_sentinel_options(settings, settings.redis.result_backend),
         },
         # JSON only, both ways: a pickled message can run arbitrary code when decoded, so the
         # worker refuses it (and archives it, see project.broker.consumer) instead of executing it.
@@ -77,8 +84,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # a shutdown or an outage) is not run again: the worker checks the result first.
         "worker_deduplicate_successful_tasks": True,
         # One message per process: a long task never holds others hostage in a local buffer.
-        "worker_prefetch_multiplier": settings.prefetch_multiplier,
-        "worker_concurrency": settings.concurrency,
+        "worker_prefetch_multiplier": settings.broker.prefetch_multiplier,
+        "worker_concurrency": settings.broker.concurrency,
         # Reconnect at start-up and after outages, without giving up: orchestrators decide
         # through readiness probes, not a retry count that kills workers during a long outage.
         "broker_connection_retry_on_startup": True,
@@ -91,52 +98,51 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # is skipped (worker_deduplicate_successful_tasks).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Results are kept long enough to be read, not forever (Redis memory).
-        "result_expires": settings.result_expires,
+        "result_expires": settings.broker.result_expires,
         # Events on by default: Flower's live views are built from them. They cost a third of
         # a no-op task's worker time (three events per task); KIT_TASK_EVENTS=false for speed.
-        "worker_send_task_events": settings.task_events,
-        "task_send_sent_event": settings.task_events,
+        "worker_send_task_events": settings.broker.task_events,
+        "task_send_sent_event": settings.broker.task_events,
         # SIGTERM is a warm shutdown: running tasks finish, held ETA messages go back to Redis.
         # A cold shutdown (SIGQUIT, or a second SIGTERM) first gives running tasks this long
         # (also when idle, so ETA/countdown messages held in memory are restored, not lost),
         # then stops them; their late-acknowledged messages return to the queue.
-        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
+        "worker_soft_shutdown_timeout": settings.broker.soft_shutdown_timeout,
         "worker_enable_soft_shutdown_on_idle": True,
         # No task runs unbounded: a soft limit raises inside it, the hard limit kills the child.
-        "task_soft_time_limit": settings.soft_time_limit,
-        "task_time_limit": settings.time_limit,
-        "task_queues": declare_queues(settings.queue_weights),
+        "task_soft_time_limit": settings.tasks.soft_time_limit,
+        "task_time_limit": settings.tasks.time_limit,
+        "task_queues": declare_queues(settings.broker.queue_weights),
         "task_default_queue": "default",
-        "task_routes": (route_by_declared_queue,),
-        "task_default_priority": settings.default_priority,
+        "task_default_priority": settings.tasks.default_priority,
         # Refused messages are archived, not dropped.
         "worker_consumer": "project.broker.consumer:Consumer",
-        "imports": settings.imports,
-        "timezone": settings.timezone,
+        "imports": settings.tasks.modules,
+        "timezone": settings.beat.timezone,
         "enable_utc": True,
         # Task log lines carry trace_id and span_id (project.telemetry.logs).
         "worker_task_log_format": TASK_LOG_FORMAT,
         # One beat at a time, its schedule in Redis (project.periodic.beat).
-        **beat_config(settings.redis_url, settings.beat_lock_timeout),
+        **beat_config(settings.redis.url, settings.beat.lock_timeout),
         **_tls_config(settings),
         **_beat_sentinel_config(settings),
     }
 
 
 def _sentinel_options(settings: Settings, url: str) -> dict[str, Any]:
-    return {"master_name": settings.sentinel_master} if is_sentinel(url) else {}
+    return {"master_name": settings.redis.sentinel_master} if is_sentinel(url) else {}
 
 
 def _beat_sentinel_config(settings: Settings) -> dict[str, Any]:
     """redbeat takes Sentinel as a ``redis-sentinel://`` URL plus the addresses as options."""
-    if not is_sentinel(settings.redis_url):
+    if not is_sentinel(settings.redis.url):
         return {}
-    target = SentinelTarget.parse(settings.redis_url)
+    target = SentinelTarget.parse(settings.redis.url)
     return {
         "redbeat_redis_url": "redis-sentinel://",
         "redbeat_redis_options": {
             "sentinels": target.addresses,
-            "service_name": settings.sentinel_master,
+            "service_name": settings.redis.sentinel_master,
             "password": target.password,
             "db": target.db,
             "socket_timeout": 5.0,
@@ -147,34 +153,35 @@ def _beat_sentinel_config(settings: Settings) -> dict[str, Any]:
 def _tls_config(settings: Settings) -> dict[str, Any]:
     """The same verified TLS for every Redis connection Celery and redbeat make."""
     config: dict[str, Any] = {}
-    if uses_tls(settings.redis_url):
-        config["broker_use_ssl"] = tls_options(settings)
-        config["redbeat_redis_use_ssl"] = tls_options(settings)
-    if uses_tls(settings.result_backend):
-        config["redis_backend_use_ssl"] = tls_options(settings)
+    if uses_tls(settings.redis.url):
+        config["broker_use_ssl"] = tls_options(settings.redis)
+        config["redbeat_redis_use_ssl"] = tls_options(settings.redis)
+    if uses_tls(settings.redis.result_backend):
+        config["redis_backend_use_ssl"] = tls_options(settings.redis)
     return config
 
 
-def create_app(settings: Settings) -> Celery:
-    celery_app = Celery("project", task_cls="project.lifecycle.task:KitTask")
+def create_app(settings: Settings, *, main: str = "project") -> Celery:
+    """A complete kit app for ``settings``, independent of any other app in the process.
+
+    It is not made Celery's current app (``celery worker`` makes the app it runs current), so
+    creating one never redirects another app's ``shared_task`` calls.
+    """
+    celery_app = KitCelery(
+        main,
+        task_cls="project.lifecycle.task:KitTask",
+        amqp="project.lifecycle.celery_hooks:KitAMQP",
+        set_as_current=False,
+    )
     celery_app.config_from_object(celery_config(settings))
+    celery_app.conf.task_routes = (DeclaredQueueRouter(celery_app),)
+    kit = Kit(celery_app, settings, Pipeline(()))
+    kit.pipeline = Pipeline(default_middleware(kit))
+    attach(celery_app, kit)
+    celery_app.steps["consumer"].add(celery_hooks.PipelineStep)
+    celery_hooks.connect()
+    catalog.bind(celery_app)
+    # Finalized now, so a task defined later with @app.task is made at once: Celery's lazy
+    # task proxies are not safe to evaluate from many threads at the same time.
+    celery_app.finalize()
     return celery_app
-
-
-app = create_app(current_settings())
-signals.before_task_publish.connect(stamp_hook(current_settings().default_priority), weak=False)
-WorkerTelemetry().instrument()
-install_forwarder(app)
-install_flusher(app)
-app.steps["consumer"].add(PauseWatcher)
-app.steps["consumer"].add(LeaseKeeper)
-
-
-@signals.worker_init.connect(weak=False)
-def _check_redis_on_worker_start(**_: Any) -> None:
-    check_redis(current_settings().redis_url)
-
-
-@signals.beat_init.connect(weak=False)
-def _check_redis_on_beat_start(**_: Any) -> None:
-    check_redis(current_settings().redis_url)

@@ -9,7 +9,8 @@
     ├── DuplicateTaskError        enqueue_unique: the same work is already queued or running
     ├── TaskIdConflictError       enqueue_with_id: that task id is pending, retrying or running
     ├── RedisUnavailableError     the configured Redis does not answer
-    └── AlreadyRunningError       ``kit up`` is already running against this Redis
+    ├── AlreadyRunningError       ``kit up`` is already running against this Redis
+    └── NotAKitAppError           a Celery app that ``project.create_app`` did not make
 
 Messages say what to do, not only what went wrong.
 """
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "DuplicateTaskError",
     "KitError",
+    "NotAKitAppError",
     "PermanentError",
     "RedisUnavailableError",
     "TaskError",
@@ -92,3 +94,13 @@ class RedisUnavailableError(KitError):
 
 class AlreadyRunningError(KitError):
     """Another ``kit up`` holds the supervisor lock for this Redis."""
+
+
+class NotAKitAppError(KitError):
+    """The kit was asked for the settings of an app it did not make."""
+
+    def __init__(self, app: object) -> None:
+        super().__init__(
+            f"{app!r} was not made by project.create_app, so it has no kit settings; "
+            "use project.app or an app from project.create_app(settings)"
+        )

@@ -21,15 +21,25 @@ import errno
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from project.config import current_settings
+from project.config import current
+from project.config.env import Env
 from project.errors import PermanentError, TransientError, ValidationError
 
-__all__ = ["MAX_PATH_LENGTH", "LocalStorage", "Storage", "clean_path", "default_storage"]
+__all__ = [
+    "MAX_PATH_LENGTH",
+    "LocalStorage",
+    "Storage",
+    "StorageSettings",
+    "clean_path",
+    "default_storage",
+]
 
 MAX_PATH_LENGTH = 1024
+DEFAULT_STORAGE_ROOT = "var/images"  # the catalog's paths are relative to this directory
 #: Write failures that may clear by themselves (space freed, descriptors closed): retried.
 _TRANSIENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EMFILE, errno.ENFILE, errno.EINTR}
@@ -205,6 +215,15 @@ def _storage_error(exc: OSError, shown: str) -> Exception:
     return PermanentError(f"storage error on {shown!r}: {exc.strerror or exc}")
 
 
+@dataclass(frozen=True)
+class StorageSettings:
+    root: str = DEFAULT_STORAGE_ROOT
+
+    @classmethod
+    def from_env(cls, env: Env) -> StorageSettings:
+        return cls(root=env.text("KIT_IMAGE_STORAGE_ROOT", DEFAULT_STORAGE_ROOT))
+
+
 def default_storage() -> LocalStorage:
     """The storage configured for this process (``KIT_IMAGE_STORAGE_ROOT``)."""
-    return LocalStorage(current_settings().image_storage_root)
+    return LocalStorage(current(StorageSettings).root)

@@ -1,10 +1,12 @@
-"""The task catalog: thin tasks that validate arguments, call plain functions, decide retry.
+"""The task catalog: one folder per capability, each with its thin tasks (``tasks.py``), the
+plain functions they call, its settings and, where it has one, its ``kit`` commands.
 
-Each catalog module registers its tasks on :data:`project.app` with a default queue. The image,
-email and maintenance tasks land here with their issues.
+* ``images/``: ``image:resize``, ``image:watermark``, ``image:compress``, ``image:thumbnail``,
+  and the ``kit batch images`` pipeline (``workflow:tolerant``, ``batch:summary``);
+* ``email/``: ``email:deliver``;
+* ``maintenance/``: ``backup:database``, ``cleanup:old_data``, ``health:check``.
+
+Importing this package imports none of them: workers load the task modules through Celery's
+``imports`` (KIT_CATALOG), and a producer imports the one it calls. Each task is defined with
+:func:`project.kit_task`, so it exists on every kit app.
 """
-
-from tasks.email import tasks as _email
-from tasks.images import batch as _batch
-from tasks.images import tasks as _images
-from tasks.maintenance import tasks as maintenance

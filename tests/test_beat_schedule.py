@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import beat_schedule
-from project.config import load_settings
 from project.errors import ConfigError
+from project.settings import load_settings
 from tests.support.polling import eventually
 from tests.support.workers import CeleryProcess
 

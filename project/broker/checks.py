@@ -12,9 +12,12 @@ from typing import Any
 import redis
 
 from project.broker.connections import redis_client
-from project.config import redacted_url
+from project.broker.settings import RedisSettings
+from project.broker.urls import redacted
+from project.lifecycle.kit import kit_of
+from project.lifecycle.middleware import Middleware
 
-__all__ = ["check_redis", "redis_warnings"]
+__all__ = ["RedisCheck", "check_redis", "redis_warnings"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +35,20 @@ def redis_warnings(client: redis.Redis) -> list[str]:
     return warnings
 
 
-def check_redis(url: str) -> None:
+def check_redis(settings: RedisSettings) -> None:
     """Log each warning; an unreachable Redis is left to Celery's own reconnection loop."""
     try:
-        for warning in redis_warnings(redis_client(url)):
+        for warning in redis_warnings(redis_client(settings)):
             logger.warning(warning)
     except redis.RedisError as exc:
-        logger.warning("start-up check of Redis at %s skipped: %s", redacted_url(url), exc)
+        logger.warning("start-up check of Redis at %s skipped: %s", redacted(settings.url), exc)
+
+
+class RedisCheck(Middleware):
+    """Warns at worker and beat start-up about a Redis set up to lose tasks."""
+
+    def worker_init(self, worker: Any) -> None:
+        check_redis(kit_of(worker.app).settings.redis)
+
+    def beat_init(self, beat: Any) -> None:
+        check_redis(kit_of(beat.app).settings.redis)

@@ -21,9 +21,8 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer as CeleryConsumer
 from vine import promise
 
-from project.broker.connections import redis_client
-from project.config import current_settings
-from project.retries.archive import Archive, ArchivedTask, Reason
+from project.lifecycle.kit import kit_of
+from project.retries.archive import ArchivedTask, Reason
 
 __all__ = ["Consumer"]
 
@@ -49,28 +48,27 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         return on_task_received
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        _archive_refused(message, exc)
+        _archive_refused(self.app, message, exc)
         super().on_decode_error(message, exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-        _archive_refused(message, exc)
+        _archive_refused(self.app, message, exc)
         super().on_invalid_task(body, message, exc)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        _archive_refused(message, ValueError("message is not a Celery task"))
+        _archive_refused(self.app, message, ValueError("message is not a Celery task"))
         super().on_unknown_message(body, message)
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        _archive_refused(message, exc)
+        _archive_refused(self.app, message, exc)
         super().on_unknown_task(body, message, exc)
 
 
-def _archive_refused(message: Any, exc: BaseException) -> None:
+def _archive_refused(app: Any, message: Any, exc: BaseException) -> None:
     """Archive a refused message; never raises (the consumer must keep serving)."""
     try:
         record = _refused_record(message, exc)
-        settings = current_settings()
-        Archive(redis_client(settings.redis_url), settings.archive_max_size).add(record)
+        kit_of(app).archive().add(record)
         logger.error(
             "refused message %s (%s, %s) archived: %s",
             record.id,

@@ -9,7 +9,8 @@ ETA tasks: duplicates. Like Asynq's lease, each worker here re-scores the messag
 they come back within one timeout (plus one sweep) of its death.
 
 A thread, not the event loop: a busy loop (a solo pool running a long task) must not let the
-lease lapse.
+lease lapse. The thread starts with the worker's consumer and keeps running across reconnects
+(each reconnect brings a new channel, picked up at ``worker_start``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import threading
 import time
 from typing import Any
 
-from celery import bootsteps
+from project.lifecycle.kit import kit_of
+from project.lifecycle.middleware import Middleware
 
-from project.broker.connections import redis_client
-from project.config import current_settings
-
-__all__ = ["RESTORE_INTERVAL", "LeaseKeeper"]
+__all__ = ["RESTORE_INTERVAL", "Leases"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,36 +31,34 @@ logger = logging.getLogger(__name__)
 RESTORE_INTERVAL = 5
 
 
-class LeaseKeeper(bootsteps.StartStopStep):  # type: ignore[misc]
-    """A consumer bootstep: renews the leases of the messages this worker holds."""
+class Leases(Middleware):
+    """Renews the leases of the messages this worker holds."""
 
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
+    def __init__(self) -> None:
         self._qos: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, c: Any) -> None:
-        self._qos = c.task_consumer.channel.qos
+    def worker_start(self, consumer: Any) -> None:
+        self._qos = consumer.task_consumer.channel.qos
         if self._thread is None or not self._thread.is_alive():
+            kit = kit_of(consumer.app)
+            interval = max(0.5, kit.settings.broker.visibility_timeout / 4)
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="kit-lease", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(kit.redis, interval), name="kit-lease", daemon=True
+            )
             self._thread.start()
 
-    def stop(self, c: Any) -> None:
-        self._qos = None  # a reconnect brings a new channel; start() picks it up
+    def worker_stop(self, consumer: Any) -> None:
+        self._qos = None  # a reconnect brings a new channel; worker_start picks it up
 
-    def shutdown(self, c: Any) -> None:
+    def worker_shutdown(self, consumer: Any) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
 
-    def _run(self) -> None:
-        settings = current_settings()
-        interval = max(0.5, settings.visibility_timeout / 4)
-        client = redis_client(settings.redis_url)
+    def _run(self, client: Any, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.renew(client)

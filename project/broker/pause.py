@@ -1,7 +1,7 @@
 """Queue pause, kept in Redis so every worker honours it, those started later included.
 
-``kit queue pause Q`` adds Q to the ``kit:paused`` set; each worker's :class:`PauseWatcher`
-(a consumer bootstep on the worker's own event loop, so it may touch the consumer safely)
+``kit queue pause Q`` adds Q to the ``kit:paused`` set; each worker's :class:`Pause` middleware
+(a timer on the worker's own event loop, so it may touch the consumer safely)
 checks the set every ``WATCH_INTERVAL`` seconds and stops or resumes consuming Q. Messages stay
 in Redis while their queue is paused; nothing is moved or lost.
 """
@@ -12,13 +12,12 @@ import logging
 from typing import Any
 
 import redis
-from celery import bootsteps
 
 from project import keys
-from project.broker.connections import redis_client
-from project.config import current_settings
+from project.lifecycle.kit import kit_of
+from project.lifecycle.middleware import Middleware
 
-__all__ = ["PauseWatcher", "pause", "paused_queues", "resume"]
+__all__ = ["Pause", "pause", "paused_queues", "resume"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,31 +37,33 @@ def resume(client: redis.Redis, queue: str) -> bool:
     return bool(client.srem(keys.PAUSED, queue))
 
 
-class PauseWatcher(bootsteps.StartStopStep):  # type: ignore[misc]
-    requires = ("celery.worker.consumer.tasks:Tasks",)
+class Pause(Middleware):
+    """Stops consuming a paused queue and resumes it, on the consumer's own timer."""
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
+    def __init__(self) -> None:
         self.paused: set[str] = set()
         self._timer: Any = None
 
-    def start(self, c: Any) -> None:
+    def worker_start(self, consumer: Any) -> None:
         self.paused = set()
-        self.check(c)  # before the event loop runs: a paused queue is never fetched from
-        self._timer = c.timer.call_repeatedly(WATCH_INTERVAL, self.check, (c,), priority=10)
+        self.check(consumer)  # before the event loop runs: a paused queue is never fetched from
+        self._timer = consumer.timer.call_repeatedly(
+            WATCH_INTERVAL, self.check, (consumer,), priority=10
+        )
 
-    def stop(self, c: Any) -> None:
+    def worker_stop(self, consumer: Any) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def check(self, c: Any) -> None:
+        kit = kit_of(c.app)
         try:
-            wanted = paused_queues(redis_client(current_settings().redis_url))
+            wanted = paused_queues(kit.redis)
         except redis.RedisError as exc:
             logger.debug("pause state not read: %s", exc)
             return
-        consumed = set(current_settings().queue_weights)
+        consumed = set(kit.settings.broker.queue_weights)
         for queue in sorted((wanted - self.paused) & consumed):
             logger.warning("queue %s paused: not consuming it until resumed", queue)
             c.cancel_task_queue(queue)

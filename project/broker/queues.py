@@ -23,17 +23,19 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
+from project.lifecycle.middleware import Middleware, Publish
+
 __all__ = [
     "PRIORITY_STEPS",
     "PUBLISHED_AT_HEADER",
     "STRICT_CYCLE",
     "WEIGHTED_CYCLE",
+    "DeclaredQueueRouter",
+    "Stamp",
     "StrictCycle",
     "WeightedCycle",
     "declare_queues",
     "queue_keys",
-    "route_by_declared_queue",
-    "stamp_hook",
 ]
 
 #: kombu's Redis priority lists per queue: one per priority, so 0-9 are all distinct.
@@ -125,9 +127,8 @@ def declare_queues(weights: Mapping[str, int]) -> tuple[Queue, ...]:
     return tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in weights)
 
 
-def stamp_hook(default_priority: int) -> Any:
-    """A ``before_task_publish`` receiver that gives every message a priority and a publish
-    time (:data:`PUBLISHED_AT_HEADER`).
+class Stamp(Middleware):
+    """Gives every message of the app a priority and a publish time (:data:`PUBLISHED_AT_HEADER`).
 
     Celery applies ``task_default_priority`` to ``Task.apply_async`` but not to every message it
     publishes: a chord's callback, for one, goes out with no priority, which kombu's Redis
@@ -136,29 +137,34 @@ def stamp_hook(default_priority: int) -> Any:
     spent in the queue.
     """
 
-    def apply(
-        properties: dict[str, Any] | None = None,
-        headers: dict[str, Any] | None = None,
-        **_: Any,
-    ) -> None:
-        if properties is not None and properties.get("priority") is None:
-            properties["priority"] = default_priority
-        if headers is not None:
-            headers[PUBLISHED_AT_HEADER] = time.time()
+    def __init__(self, default_priority: int) -> None:
+        self.default_priority = default_priority
 
-    return apply
+    def before_publish(self, message: Publish) -> None:
+        if message.properties.get("priority") is None:
+            message.properties["priority"] = self.default_priority
+        message.headers[PUBLISHED_AT_HEADER] = time.time()
 
 
-def route_by_declared_queue(
-    name: str, args: Any, kwargs: Any, options: Mapping[str, Any], task: Any = None, **kw: Any
-) -> dict[str, str] | None:
+class DeclaredQueueRouter:
     """Route a task to the queue its definition declares (``@app.task(default_queue="low")``).
 
     Celery deprecates the ``queue`` task attribute in favour of routes; this router is that
     route, read from the task itself so the catalog declares each queue once, next to the task.
     It serves ``send_task`` by name too. A ``queue=`` given by the caller always wins.
     """
-    from project import app
 
-    queue = getattr(app.tasks.get(name), "default_queue", None)
-    return {"queue": queue} if queue else None
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(
+        self,
+        name: str,
+        args: Any,
+        kwargs: Any,
+        options: Mapping[str, Any],
+        task: Any = None,
+        **kw: Any,
+    ) -> dict[str, str] | None:
+        queue = getattr(task or self.app.tasks.get(name), "default_queue", None)
+        return {"queue": queue} if queue else None

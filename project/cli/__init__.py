@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from project.cli.ops import fail, redis_call
-from project.config import load_settings
 from project.errors import KitError
+from project.settings import load_settings
 
 __all__ = ["main"]
 

@@ -31,27 +31,30 @@ def redis_call(call: Callable[[], T]) -> T:
     try:
         return call()
     except redis.RedisError as exc:
-        from project.config import current_settings, redacted_url
+        from project.broker.urls import redacted
 
-        fail(f"Redis at {redacted_url(current_settings().redis_url)} is unreachable: {exc}")
+        fail(f"Redis at {redacted(_kit().settings.redis.url)} is unreachable: {exc}")
+
+
+def _kit() -> Any:
+    """The kit of :data:`project.app`; a configuration error ends the command with one line."""
+    from project.errors import KitError
+    from project.lifecycle.kit import default_kit
+
+    try:
+        return default_kit()
+    except KitError as exc:
+        fail(str(exc))
 
 
 def _context() -> tuple[Any, redis.Redis, Any]:
-    from project.broker.connections import redis_client
-    from project.config import current_settings
-    from project.errors import KitError
-
-    try:
-        from project import app
-    except KitError as exc:
-        fail(str(exc))
-    settings = current_settings()
-    return app, redis_client(settings.redis_url), settings
+    kit = _kit()
+    return kit.app, kit.redis, kit.settings
 
 
 def _queue_name(settings: Any, name: str) -> str:
-    if name not in settings.queue_weights:
-        fail(f"unknown queue {name!r}; queues: {', '.join(settings.queue_weights)}")
+    if name not in settings.broker.queue_weights:
+        fail(f"unknown queue {name!r}; queues: {', '.join(settings.broker.queue_weights)}")
     return name
 
 

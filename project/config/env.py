@@ -9,41 +9,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
+from project.broker import urls
 from project.errors import ConfigError
 
 __all__ = ["Env"]
 
-_REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
-_REDIS_ACCEPTS = (
-    "a URL with scheme redis://, rediss:// or redis+socket://, "
-    "e.g. redis://:password@127.0.0.1:6379/0, or Sentinel addresses joined by ';', "
-    "e.g. sentinel://:password@s1:26379;sentinel://:password@s2:26379/0"
-)
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _EXAMPLE_WEIGHTS = "critical=6,default=3,low=1"
-
-
-def _without_password(url: str) -> str:
-    return re.sub(r"//[^@/;]*@", "//***@", url)
-
-
-def _check_redis_url(name: str, url: str, shown: str) -> None:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
-    except ValueError:
-        raise ConfigError(name, shown, _REDIS_ACCEPTS) from None
-    if parts.scheme not in _REDIS_SCHEMES:
-        raise ConfigError(name, shown, _REDIS_ACCEPTS)
-    if parts.scheme != "redis+socket" and not parts.hostname:
-        raise ConfigError(name, shown, _REDIS_ACCEPTS)
-    path = parts.path.strip("/")
-    if parts.scheme != "redis+socket" and path and not path.isdigit():
-        raise ConfigError(name, shown, _REDIS_ACCEPTS + " (the path is a database number)")
 
 
 class Env:
@@ -55,6 +30,9 @@ class Env:
     def _raw(self, name: str) -> str | None:
         value = self._environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
+
+    def is_set(self, name: str) -> bool:
+        return self._raw(name) is not None
 
     def text(self, name: str, default: str) -> str:
         return self._raw(name) or default
@@ -150,13 +128,9 @@ class Env:
         raw = self._raw(name)
         if raw is None:
             return default
-        shown = _without_password(raw)  # error messages end up in logs
-        urls = raw.split(";")
-        schemes = {urlsplit(url).scheme for url in urls}
-        if len(urls) > 1 and schemes != {"sentinel"}:
-            raise ConfigError(name, shown, _REDIS_ACCEPTS + " (only Sentinel URLs are joined)")
-        for url in urls:
-            _check_redis_url(name, url, shown)
+        why = urls.problem(raw)
+        if why is not None:  # the value shown is redacted: error messages end up in logs
+            raise ConfigError(name, urls.redacted(raw), urls.REDIS_ACCEPTS + why)
         return raw
 
     def weights(self, name: str, default: str) -> dict[str, int]:

@@ -1,9 +1,9 @@
 """Background loops of which one runs per Redis: each worker runs one, a lock picks the leader.
 
 The forwarder (delayed tasks) and the aggregation flusher are such loops. Every worker starts
-one in its main process when ready; a :class:`~project.coordination.locks.RedisLock` renewed at every round
-makes exactly one active, and another takes over within the lock's TTL if the leader's worker
-dies.
+one in its main process when its consumer starts (:class:`LeaderMiddleware`); a
+:class:`~project.coordination.locks.RedisLock` renewed at every round makes exactly one active,
+and another takes over within the lock's TTL if the leader's worker dies.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, signals
+import redis
 
-from project.broker.connections import redis_client
-from project.config import current_settings
 from project.coordination.locks import RedisLock
+from project.lifecycle.middleware import Middleware
 
-__all__ = ["LeaderLoop", "run_in_workers"]
+__all__ = ["LeaderLoop", "LeaderMiddleware"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +30,7 @@ class LeaderLoop:
     #: The thread's name (``ps -L``, py-spy).
     thread_name = "kit-leader"
 
-    def __init__(self, lock_key: str, interval: float) -> None:
-        client = redis_client(current_settings().redis_url)
+    def __init__(self, client: redis.Redis, lock_key: str, interval: float) -> None:
         self.interval = interval
         token = f"{socket.gethostname()}:{os.getpid()}"
         # Five missed rounds before another worker's loop may take over.
@@ -74,23 +71,24 @@ class LeaderLoop:
         raise NotImplementedError
 
 
-def run_in_workers(app: Celery, name: str, factory: Callable[[], LeaderLoop | None]) -> None:
-    """Start ``factory()``'s loop in each worker's main process when ready; stop it at
-    shutdown. ``factory`` may return None (the feature is switched off)."""
-    state: dict[str, LeaderLoop] = {}
+class LeaderMiddleware(Middleware):
+    """Runs :meth:`make_loop`'s loop in the worker's main process, from the consumer's first
+    start (it keeps running across reconnects) to the worker's shutdown."""
 
-    def on_ready(**_: Any) -> None:
-        if name in state:
-            return
-        loop = factory()
-        if loop is not None:
-            state[name] = loop
-            loop.start()
+    def __init__(self) -> None:
+        self.loop: LeaderLoop | None = None
 
-    def on_shutdown(**_: Any) -> None:
-        loop = state.pop(name, None)
+    def make_loop(self, consumer: Any) -> LeaderLoop | None:
+        """The loop, or None when the feature is switched off."""
+        raise NotImplementedError
+
+    def worker_start(self, consumer: Any) -> None:
+        if self.loop is None:
+            self.loop = self.make_loop(consumer)
+            if self.loop is not None:
+                self.loop.start()
+
+    def worker_shutdown(self, consumer: Any) -> None:
+        loop, self.loop = self.loop, None
         if loop is not None:
             loop.stop()
-
-    signals.worker_ready.connect(on_ready, weak=False)
-    signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -16,14 +16,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from project import keys
-from project.broker.connections import redis_client
-from project.config import current_settings
-from project.coordination.leader import LeaderLoop, run_in_workers
-from project.delay.scheduled import DurableSchedule, ScheduledCall
+from project.coordination.leader import LeaderLoop, LeaderMiddleware
+from project.delay.scheduled import DurableSchedule, ScheduledCall, delay_of, schedule_durably
 from project.errors import PermanentError
-from project.retries.archive import Archive, ArchivedTask, Reason
+from project.lifecycle.kit import kit_of
+from project.retries.archive import ArchivedTask, Reason
 
-__all__ = ["Forwarder", "install_forwarder"]
+__all__ = ["DurableDelay", "Forwarder"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +31,9 @@ class Forwarder(LeaderLoop):
     thread_name = "kit-forwarder"
 
     def __init__(self, app: Celery, interval: float) -> None:
-        super().__init__(keys.FORWARDER_LOCK, interval)
+        super().__init__(kit_of(app).redis, keys.FORWARDER_LOCK, interval)
         self.app = app
-        self.schedule = DurableSchedule(redis_client(current_settings().redis_url))
+        self.schedule = DurableSchedule(kit_of(app).redis)
 
     def round(self) -> int:
         """Publish every due task. Returns how many."""
@@ -56,7 +55,6 @@ class Forwarder(LeaderLoop):
         return published
 
     def _archive(self, call: ScheduledCall, exc: Exception) -> None:
-        settings = current_settings()
         record = ArchivedTask(
             id=call.task_id,
             task=call.task,
@@ -68,7 +66,7 @@ class Forwarder(LeaderLoop):
             kwargs=dict(call.kwargs),
             attempts=0,
         )
-        Archive(redis_client(settings.redis_url), settings.archive_max_size).add(record)
+        kit_of(self.app).archive().add(record)
         logger.error("delayed task %s[%s] refused and archived: %s", call.task, call.task_id, exc)
 
     def _publish(self, call: ScheduledCall) -> None:
@@ -88,13 +86,23 @@ class Forwarder(LeaderLoop):
         logger.info("forwarded delayed task %s[%s]", call.task, call.task_id)
 
 
-def install_forwarder(app: Celery) -> None:
-    """Run a forwarder in each worker's main process, from ready to shutdown."""
+class DurableDelay(LeaderMiddleware):
+    """A delay above KIT_DURABLE_DELAY_THRESHOLD waits in Redis (:mod:`project.delay.scheduled`),
+    not in a worker's memory; each worker runs a :class:`Forwarder`, one of them leading."""
 
-    def forwarder() -> Forwarder | None:
-        settings = current_settings()
+    def before_apply(
+        self, task: Any, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> Any | None:
+        threshold = kit_of(task.app).settings.delay.durable_delay_threshold
+        if threshold <= 0:
+            return None
+        delay = delay_of(options.get("countdown"), options.get("eta"))
+        if delay <= threshold:
+            return None
+        return schedule_durably(task, args, kwargs, options, delay)
+
+    def make_loop(self, consumer: Any) -> Forwarder | None:
+        settings = kit_of(consumer.app).settings.delay
         if settings.durable_delay_threshold <= 0:
             return None
-        return Forwarder(app, settings.forwarder_interval)
-
-    run_in_workers(app, "forwarder", forwarder)
+        return Forwarder(consumer.app, settings.forwarder_interval)

@@ -28,8 +28,8 @@ import redis
 from opentelemetry import propagate, trace
 
 from project import keys
-from project.broker.connections import as_text, redis_client
-from project.config import current_settings
+from project.broker.connections import as_text
+from project.lifecycle.kit import kit_of
 
 __all__ = ["CLAIM_TIMEOUT", "DurableSchedule", "ScheduledCall", "delay_of", "schedule_durably"]
 
@@ -192,7 +192,7 @@ def schedule_durably(
             due=time.time() + delay,
         )
         try:
-            DurableSchedule(redis_client(current_settings().redis_url)).add(call)
+            DurableSchedule(kit_of(task.app).redis).add(call)
         except TypeError as exc:
             logger.warning("%s[%s] kept in worker memory, not Redis: %s", task.name, task_id, exc)
             return None

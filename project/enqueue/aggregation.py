@@ -39,10 +39,10 @@ from celery import Celery
 from opentelemetry import metrics, propagate, trace
 
 from project import keys
-from project.broker.connections import as_text, redis_client
-from project.config import current_settings
-from project.coordination.leader import LeaderLoop, run_in_workers
+from project.broker.connections import as_text
+from project.coordination.leader import LeaderLoop, LeaderMiddleware
 from project.errors import ValidationError
+from project.lifecycle.kit import default_kit, kit_of
 
 __all__ = [
     "CLAIM_TIMEOUT",
@@ -54,8 +54,8 @@ __all__ = [
     "Aggregator",
     "Batch",
     "Flusher",
+    "Flushing",
     "enqueue_grouped",
-    "install_flusher",
     "link_members",
 ]
 
@@ -160,8 +160,10 @@ def enqueue_grouped(
     grace: float = DEFAULT_GRACE,
     queue: str | None = None,
     client: redis.Redis | None = None,
+    app: Celery | None = None,
 ) -> int:
-    """Add ``item`` (JSON) to ``group``, for ``aggregator`` (a task or its name).
+    """Add ``item`` (JSON) to ``group``, for ``aggregator`` (a task or its name, on ``app``:
+    by default the task's own app, or :data:`project.app`).
 
     Returns the number of members now waiting in the group. Raises :class:`ValidationError`
     for a bad group, limit or item, before anything is written.
@@ -177,7 +179,7 @@ def enqueue_grouped(
             f"aggregation: the item is {len(encoded)} bytes, over {MAX_ITEM_BYTES}; "
             "store large data elsewhere and hold a reference"
         )
-    client = client or redis_client(current_settings().redis_url)
+    client = client or default_kit(app or getattr(aggregator, "_app", None)).redis
     group_id = _group_id(name, group)
     with _tracer.start_as_current_span(f"hold/{name}", kind=trace.SpanKind.PRODUCER) as span:
         span.set_attributes({"aggregation.aggregator": name, "aggregation.group": group})
@@ -288,9 +290,9 @@ class Flusher(LeaderLoop):
     thread_name = "kit-aggregation"
 
     def __init__(self, app: Celery, interval: float = FLUSH_INTERVAL) -> None:
-        super().__init__(keys.AGGREGATION_LOCK, interval)
+        super().__init__(kit_of(app).redis, keys.AGGREGATION_LOCK, interval)
         self.app = app
-        self.store = Aggregator(redis_client(current_settings().redis_url))
+        self.store = Aggregator(kit_of(app).redis)
 
     def round(self) -> int:
         """Publish every ready batch (stale claims first). Returns how many."""
@@ -354,6 +356,8 @@ def _span_context(traceparent: str) -> trace.SpanContext:
     ).get_span_context()
 
 
-def install_flusher(app: Celery) -> None:
-    """Run a flusher in each worker's main process, from ready to shutdown."""
-    run_in_workers(app, "aggregation", lambda: Flusher(app))
+class Flushing(LeaderMiddleware):
+    """Each worker runs a :class:`Flusher`; one of them leads."""
+
+    def make_loop(self, consumer: Any) -> Flusher:
+        return Flusher(consumer.app)

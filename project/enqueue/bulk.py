@@ -32,8 +32,6 @@ from kombu.utils.uuid import uuid
 from opentelemetry import metrics, trace
 
 from project import keys
-from project.broker.connections import redis_client
-from project.config import current_settings
 from project.coordination.locks import RedisLock
 from project.enqueue.dedup import (
     DEFAULT_UNIQUE_TTL,
@@ -43,6 +41,8 @@ from project.enqueue.dedup import (
     _queue_of,
     unique_key,
 )
+from project.lifecycle.celery_hooks import publishing
+from project.lifecycle.kit import kit_of
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BulkResult", "Duplicate", "enqueue_many"]
 
@@ -219,16 +219,17 @@ class _Publisher:
         if routed.get("priority") is not None:
             properties["priority"] = routed["priority"]
         body = message.body
-        signals.before_task_publish.send(
-            sender=name,
-            body=body,
-            exchange=exchange,
-            routing_key=routing_key,
-            headers=headers,
-            properties=properties,
-            declare=[],
-            retry_policy=None,
-        )
+        with publishing(kit_of(app)):  # the kit's middleware stamp and count it
+            signals.before_task_publish.send(
+                sender=name,
+                body=body,
+                exchange=exchange,
+                routing_key=routing_key,
+                headers=headers,
+                properties=properties,
+                declare=[],
+                retry_policy=None,
+            )
         content_type, content_encoding, data = serialization.dumps(body, serializer="json")
         prepared = self.channel.prepare_message(
             data,
@@ -288,7 +289,7 @@ def enqueue_many(
     if not prepared:
         return BulkResult()
     app = prepared[0][0].app
-    client = redis_client(current_settings().redis_url)
+    client = kit_of(app).redis
     outcome = BulkResult()
     with _tracer.start_as_current_span("enqueue_many", kind=trace.SpanKind.PRODUCER) as span:
         allowed, outcome.duplicates, held = _take_locks(prepared, client)

@@ -30,16 +30,19 @@ from celery.result import AsyncResult
 from opentelemetry import metrics, trace
 
 from project import keys
-from project.broker.connections import redis_client
-from project.config import current_settings
 from project.coordination.locks import RedisLock
 from project.errors import DuplicateTaskError, TaskIdConflictError
+from project.lifecycle.kit import kit_of
+from project.lifecycle.middleware import Defer, Middleware, Skip
 
 __all__ = [
     "DEFAULT_TASK_ID_TTL",
     "DEFAULT_UNIQUE_TTL",
+    "SKIPPED",
+    "LockRelease",
     "ReleasePolicy",
     "SingleFlight",
+    "SingleFlightRun",
     "enqueue_unique",
     "enqueue_with_id",
     "release_finished",
@@ -51,6 +54,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_UNIQUE_TTL = 3600.0  # seconds: the longest a unique lock outlives a vanished task
 DEFAULT_TASK_ID_TTL = 86_400.0  # seconds: the longest an id stays reserved for a lost task
 DEFAULT_SINGLE_FLIGHT_TTL = 60.0  # seconds: a dead runner's lock is free after this
+
+#: Result state of a single-flight task skipped because its key was running elsewhere.
+SKIPPED = "SKIPPED"
 
 HEADER_UNIQUE_KEY = "kit_unique_key"
 HEADER_UNIQUE_POLICY = "kit_unique_policy"
@@ -102,8 +108,8 @@ def _queue_of(signature: Signature) -> str:
     return str(getattr(task, "default_queue", None) or "default")
 
 
-def _client() -> Any:
-    return redis_client(current_settings().redis_url)
+def _client(app: Any) -> Any:
+    return kit_of(app).redis
 
 
 def enqueue_unique(
@@ -128,7 +134,7 @@ def enqueue_unique(
     )
     # The id the lock names, chosen here rather than by freezing a clone: cheaper, same effect.
     task_id = str(signature.options.get("task_id") or uuid.uuid4())
-    lock = RedisLock(_client(), keys.UNIQUE_PREFIX + lock_key, task_id, ttl)
+    lock = RedisLock(_client(signature.app), keys.UNIQUE_PREFIX + lock_key, task_id, ttl)
     # A refused duplicate is the lock doing its job, not an error: an event, not a failed span.
     with _tracer.start_as_current_span(
         f"enqueue_unique/{signature.task}",
@@ -157,7 +163,7 @@ def enqueue_with_id(
 ) -> AsyncResult:
     """Publish ``signature`` under ``task_id``; :class:`TaskIdConflictError` while a task with
     that id is pending, scheduled, retrying or running. The id is free again once it finished."""
-    lock = RedisLock(_client(), keys.TASK_ID_PREFIX + task_id, task_id, ttl)
+    lock = RedisLock(_client(signature.app), keys.TASK_ID_PREFIX + task_id, task_id, ttl)
     if not lock.acquire():
         raise TaskIdConflictError(task_id)
     try:
@@ -169,13 +175,12 @@ def enqueue_with_id(
         raise
 
 
-def release_finished(request: Any, task_id: str, outcome: str) -> None:
+def release_finished(client: Any, request: Any, task_id: str, outcome: str) -> None:
     """Free the locks a finished task holds, by its headers; ``outcome``: success|archived.
 
     Called by the worker, never raises: a lock that cannot be freed expires with its TTL.
     """
     try:
-        client = _client()
         if request.get(HEADER_TASK_ID_LOCK):
             RedisLock(client, keys.TASK_ID_PREFIX + task_id, task_id, 1).release()
         lock_key = request.get(HEADER_UNIQUE_KEY)
@@ -194,8 +199,10 @@ class SingleFlight:
     If the worker dies, renewal stops and the lock expires within ``ttl`` seconds.
     """
 
-    def __init__(self, key: str, task_id: str, ttl: float = DEFAULT_SINGLE_FLIGHT_TTL) -> None:
-        self.lock = RedisLock(_client(), keys.RUNNING_PREFIX + key, task_id, ttl)
+    def __init__(
+        self, client: Any, key: str, task_id: str, ttl: float = DEFAULT_SINGLE_FLIGHT_TTL
+    ) -> None:
+        self.lock = RedisLock(client, keys.RUNNING_PREFIX + key, task_id, ttl)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._interval = ttl / 3
@@ -227,3 +234,42 @@ class SingleFlight:
             self.lock.release()
         except Exception:
             logger.warning("single-flight lock %s not released", self.lock.key, exc_info=True)
+
+
+class SingleFlightRun(Middleware):
+    """``single_flight = True``: one running instance per key across all workers."""
+
+    def before_run(self, task: Any) -> Defer | Skip | None:
+        if not getattr(task, "single_flight", False):
+            return None
+        request = task.request
+        flight = SingleFlight(
+            _client(task.app),
+            task.single_flight_key(request.args or (), request.kwargs or {}),
+            str(request.id),
+            task.single_flight_ttl,
+        )
+        if flight.acquire():
+            request.kit_flight = flight  # released by after_run
+            return None
+        holder = flight.holder()
+        if task.single_flight_busy == "skip":
+            logger.info("%s[%s] skipped: %s is running it", task.name, request.id, holder)
+            return Skip(SKIPPED, {"running": holder})
+        return Defer(task.retry_countdown())
+
+    def after_run(self, task: Any) -> None:
+        flight = getattr(task.request, "kit_flight", None)
+        if flight is not None:
+            task.request.kit_flight = None
+            flight.release()
+
+
+class LockRelease(Middleware):
+    """Frees a finished task's unique and task-id locks (:class:`ReleasePolicy`)."""
+
+    def on_success(self, task: Any, retval: Any) -> None:
+        release_finished(_client(task.app), task.request, str(task.request.id), "success")
+
+    def on_failure(self, task: Any, exc: BaseException, einfo: Any) -> None:
+        release_finished(_client(task.app), task.request, str(task.request.id), "archived")

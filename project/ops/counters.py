@@ -19,10 +19,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 
-__all__ = ["FLUSH_INTERVAL", "OUTCOMES", "RETENTION", "Tally", "record", "totals"]
+from project.lifecycle.middleware import Middleware
+
+__all__ = ["FLUSH_INTERVAL", "OUTCOMES", "RETENTION", "Counters", "Tally", "record", "totals"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +118,26 @@ def totals(
             start = (qi * len(OUTCOMES) + oi) * per
             result[queue][outcome] = sum(int(v) for v in values[start : start + per] if v)
     return result
+
+
+class Counters(Middleware):
+    """Counts each finished task by queue and outcome (``processed``, ``failed``)."""
+
+    def __init__(self, client: Callable[[], redis.Redis]) -> None:
+        self.tally = Tally(client)
+
+    def on_success(self, task: Any, retval: Any) -> None:
+        self.tally.add(_queue(task), "processed")
+
+    def on_failure(self, task: Any, exc: BaseException, einfo: Any) -> None:
+        self.tally.add(_queue(task), "failed")
+
+    def process_shutdown(self) -> None:
+        self.tally.flush()
+
+    def worker_shutdown(self, consumer: Any) -> None:
+        self.tally.flush()
+
+
+def _queue(task: Any) -> str:
+    return str((task.request.delivery_info or {}).get("routing_key") or "unknown")

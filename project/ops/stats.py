@@ -19,9 +19,9 @@ from celery import Celery
 from project import keys
 from project.broker.pause import paused_queues
 from project.broker.queues import PUBLISHED_AT_HEADER, queue_keys
-from project.config import Settings
 from project.delay.scheduled import ScheduledCall
 from project.ops import counters as stats
+from project.settings import Settings
 
 __all__ = ["QueueStats", "Snapshot", "collect"]
 
@@ -59,7 +59,7 @@ class Snapshot:
 def collect(
     app: Celery, client: redis.Redis, settings: Settings, *, timeout: float = 1.0
 ) -> Snapshot:
-    names = list(settings.queue_weights)
+    names = list(settings.broker.queue_weights)
     rows = {q: QueueStats(q) for q in names}
     paused = paused_queues(client)
     now = time.time()

@@ -13,7 +13,7 @@ from typing import Any
 
 from redbeat import RedBeatScheduler
 
-from project.config import current_settings
+from project.lifecycle.kit import kit_of
 
 __all__ = ["BEAT_KEY_PREFIX", "KitScheduler", "beat_config"]
 
@@ -27,10 +27,8 @@ class KitScheduler(RedBeatScheduler):  # type: ignore[misc]
         # the schedule can leave out entries whose task is not installed.
         import beat_schedule
 
-        settings = current_settings()
-        self.app.conf.beat_schedule = beat_schedule.active_entries(
-            self.app.tasks, settings.beat_overrides
-        )
+        overrides = kit_of(self.app).settings.beat.overrides
+        self.app.conf.beat_schedule = beat_schedule.active_entries(self.app.tasks, overrides)
         super().setup_schedule()
 
 

@@ -2,36 +2,37 @@
 
 ``setup_telemetry(role)`` configures this process's providers, exporters and instrumentation
 (the stock Celery instrumentation plus :class:`~project.telemetry.hooks.TaskTelemetry`). Celery
-processes call it themselves through :class:`WorkerTelemetry` (connected by the app): each
-prefork child after ``fork`` and beat at start-up, and they flush as they exit, so
-``worker_max_tasks_per_child`` recycling loses no span. Web apps that enqueue call
-``setup_telemetry("producer")`` once at start-up (see ``examples/``).
+processes call it themselves through the :class:`~project.telemetry.middleware.Telemetry`
+middleware of the kit's app: each prefork child after ``fork`` and beat at start-up, and they
+flush as they exit, so ``worker_max_tasks_per_child`` recycling loses no span. Web apps that
+enqueue call ``setup_telemetry("producer")`` once at start-up (see ``examples/``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from celery import signals
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 
-from project.config import current_settings, load_telemetry_settings
 from project.telemetry.hooks import TaskTelemetry
-from project.telemetry.logs import TASK_LOG_FORMAT, install_log_correlation
+from project.telemetry.logs import TASK_LOG_FORMAT
 from project.telemetry.metrics import METRIC_NAMES, TaskMetrics, register_worker_gauges
 from project.telemetry.providers import Providers, create_providers
+from project.telemetry.settings import load_telemetry_settings
+
+if TYPE_CHECKING:
+    from project.lifecycle.kit import Kit
 
 __all__ = [
     "METRIC_NAMES",
     "TASK_LOG_FORMAT",
-    "WorkerTelemetry",
+    "active_hooks",
     "setup_telemetry",
     "shutdown_telemetry",
 ]
@@ -51,10 +52,13 @@ _state: _ProcessTelemetry | None = None
 
 
 def setup_telemetry(
-    role: str = "producer", worker: str | None = None, snapshot_dir: Path | None = None
+    role: str = "producer",
+    worker: str | None = None,
+    snapshot_dir: Path | None = None,
+    kit: Kit | None = None,
 ) -> Providers | None:
     """Configure telemetry for this process once; ``None`` when disabled (OTEL_SDK_DISABLED)
-    or when nothing is to be exported."""
+    or when nothing is to be exported. ``kit``: the worker's app (its queue gauges)."""
     global _state
     settings = load_telemetry_settings()
     if settings.disabled:
@@ -80,16 +84,14 @@ def setup_telemetry(
         instrumentor.instrument(
             tracer_provider=providers.tracer_provider, meter_provider=NoOpMeterProvider()
         )
+    from project.lifecycle import celery_hooks
+
+    # After the stock instrumentation's receiver: its span is current in before_publish.
+    celery_hooks.move_publish_receiver_last()
     meter = providers.meter_provider.get_meter("project")
     hooks = TaskTelemetry(TaskMetrics(meter))
-    hooks.instrument()  # after the stock instrumentation: its span is current in our hooks
-    if role == "worker":
-        from project.broker.connections import redis_client
-
-        app_settings = current_settings()
-        register_worker_gauges(
-            meter, redis_client(app_settings.redis_url), app_settings.queue_weights
-        )
+    if role == "worker" and kit is not None:
+        register_worker_gauges(meter, kit.redis, kit.settings.broker.queue_weights)
     _state = _ProcessTelemetry(os.getpid(), providers, hooks, settings.flush_timeout)
     return providers
 
@@ -100,78 +102,13 @@ def shutdown_telemetry() -> None:
     state, _state = _state, None
     if state is None or state.pid != os.getpid():
         return
-    state.hooks.uninstrument()
     try:
         state.providers.shutdown(state.flush_timeout)
     except Exception:
         logger.debug("telemetry shutdown failed", exc_info=True)
 
 
-class WorkerTelemetry:
-    """Connects telemetry to the worker and beat life cycle; ``instrument`` is idempotent."""
-
-    def __init__(self) -> None:
-        self.hostname: str | None = None
-        self.snapshot_dir: Path | None = None  # set in the main process, inherited by children
-        self._metrics_server: Any = None
-        self._connected = False
-
-    def instrument(self) -> None:
-        if self._connected:
-            return
-        load_telemetry_settings()  # a malformed OTEL_* variable stops start-up here, not later
-        install_log_correlation()
-        signals.worker_init.connect(self.on_worker_init, weak=False)
-        signals.worker_process_init.connect(self.on_process_init, weak=False)
-        signals.worker_process_shutdown.connect(self.on_process_shutdown, weak=False)
-        signals.worker_shutdown.connect(self.on_worker_shutdown, weak=False)
-        signals.beat_init.connect(self.on_beat_init, weak=False)
-        self._connected = True
-
-    def uninstrument(self) -> None:
-        if not self._connected:
-            return
-        signals.worker_init.disconnect(self.on_worker_init)
-        signals.worker_process_init.disconnect(self.on_process_init)
-        signals.worker_process_shutdown.disconnect(self.on_process_shutdown)
-        signals.worker_shutdown.disconnect(self.on_worker_shutdown)
-        signals.beat_init.disconnect(self.on_beat_init)
-        self._connected = False
-
-    def on_worker_init(self, sender: Any = None, **_: Any) -> None:
-        self.hostname = getattr(sender, "hostname", None)
-        settings = load_telemetry_settings()
-        if not settings.disabled and settings.metrics_exporter == "prometheus":
-            from project.telemetry.prometheus import serve_metrics, snapshot_directory
-
-            self.snapshot_dir = snapshot_directory(os.getpid())
-            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
-            self._metrics_server = serve_metrics(
-                self.snapshot_dir, settings.prometheus_host, settings.prometheus_port
-            )
-            logger.info(
-                "serving metrics on http://%s:%d/metrics",
-                settings.prometheus_host,
-                settings.prometheus_port,
-            )
-        pool = getattr(sender, "pool_cls", None)
-        pool_module = getattr(pool, "__module__", str(pool))
-        # Prefork: set up in each child after fork (gRPC channels and exporter threads do not
-        # survive fork). Other pools run tasks in this process: set up here.
-        if "prefork" not in pool_module:
-            setup_telemetry("worker", self.hostname, self.snapshot_dir)
-
-    def on_process_init(self, **_: Any) -> None:
-        setup_telemetry("worker", self.hostname, self.snapshot_dir)
-
-    def on_process_shutdown(self, **_: Any) -> None:
-        shutdown_telemetry()
-
-    def on_worker_shutdown(self, **_: Any) -> None:
-        shutdown_telemetry()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server = None
-
-    def on_beat_init(self, **_: Any) -> None:
-        setup_telemetry("beat")
+def active_hooks() -> TaskTelemetry | None:
+    """This process's task hooks, when it exports telemetry."""
+    state = _state
+    return state.hooks if state is not None and state.pid == os.getpid() else None

@@ -1,8 +1,9 @@
-"""Celery signal hooks that add to ``opentelemetry-instrumentation-celery`` what it lacks.
+"""The kit's task telemetry: what it adds to ``opentelemetry-instrumentation-celery``.
 
 The stock instrumentation makes the producer and consumer spans and carries the context in the
 message headers; every workflow step published from inside a task therefore continues its trace.
-These hooks, connected *after* it so its span is the current one, add:
+These hooks, called by the :class:`~project.telemetry.middleware.Telemetry` middleware while the
+stock span is the current one, add:
 
 * on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows.canvas);
 * on an aggregated task's run span: a link to each absorbed member's span (project.enqueue.aggregation);
@@ -11,18 +12,15 @@ These hooks, connected *after* it so its span is the current one, add:
   instrumentation leaves a retried attempt looking successful);
 * the task metrics of :mod:`project.telemetry.metrics`, with bounded attributes.
 
-Every hook returns early rather than raise: telemetry never fails a task.
+The pipeline calls them and never lets one raise: telemetry never fails a task.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from celery import signals
 from celery.exceptions import Retry
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -37,67 +35,23 @@ __all__ = ["TaskTelemetry"]
 logger = logging.getLogger(__name__)
 
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def _never_raises(hook: F) -> F:
-    @functools.wraps(hook)
-    def guarded(*args: Any, **kwargs: Any) -> None:
-        try:
-            hook(*args, **kwargs)
-        except Exception:
-            logger.debug("telemetry hook %s failed", hook.__name__, exc_info=True)
-
-    return guarded  # type: ignore[return-value]
-
-
 def _queue_of(request: Any) -> str:
     delivery = getattr(request, "delivery_info", None) or {}
     return str(delivery.get("routing_key") or "unknown")
 
 
 class TaskTelemetry:
-    """The kit's task hooks for one process; ``instrument``/``uninstrument`` are symmetric."""
+    """The kit's task hooks for one process (made by ``setup_telemetry``)."""
 
     def __init__(self, metrics: TaskMetrics) -> None:
         self.metrics = metrics
         self._started: dict[str, float] = {}
-        self._connected = False
-
-    def instrument(self) -> None:
-        if self._connected:
-            return
-        signals.before_task_publish.connect(self.on_before_publish, weak=False)
-        signals.task_prerun.connect(self.on_prerun, weak=False)
-        signals.task_success.connect(self.on_success, weak=False)
-        signals.task_retry.connect(self.on_retry, weak=False)
-        signals.task_failure.connect(self.on_failure, weak=False)
-        signals.task_postrun.connect(self.on_postrun, weak=False)
-        self._connected = True
-
-    def uninstrument(self) -> None:
-        if not self._connected:
-            return
-        signals.before_task_publish.disconnect(self.on_before_publish)
-        signals.task_prerun.disconnect(self.on_prerun)
-        signals.task_success.disconnect(self.on_success)
-        signals.task_retry.disconnect(self.on_retry)
-        signals.task_failure.disconnect(self.on_failure)
-        signals.task_postrun.disconnect(self.on_postrun)
-        self._connected = False
 
     # -- producer ----------------------------------------------------------------------------
 
-    @_never_raises
     def on_before_publish(
-        self,
-        sender: str | None = None,
-        headers: dict[str, Any] | None = None,
-        routing_key: str | None = None,
-        **_: Any,
+        self, sender: str, headers: dict[str, Any], routing_key: str | None = None
     ) -> None:
-        if headers is None:
-            return
         _mark_workflow(headers.get(HEADER_WORKFLOW_ID))
         if headers.get("retries"):
             return  # a retry's republish is counted by kit.tasks.retried, not as new work
@@ -106,10 +60,8 @@ class TaskTelemetry:
 
     # -- consumer ----------------------------------------------------------------------------
 
-    @_never_raises
-    def on_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        if task is None or task_id is None:
-            return
+    def on_prerun(self, task: Any) -> None:
+        task_id = str(task.request.id)
         now = time.time()
         self._started[task_id] = time.perf_counter()
         request = task.request
@@ -137,17 +89,11 @@ class TaskTelemetry:
                 max(0.0, now - ready_at), {"task.name": task.name, "task.queue": queue}
             )
 
-    @_never_raises
-    def on_success(self, sender: Any = None, **_: Any) -> None:
-        if sender is None:
-            return
+    def on_success(self, sender: Any) -> None:
         attributes = self._finish(sender, "success")
         self.metrics.processed.add(1, attributes)
 
-    @_never_raises
-    def on_retry(self, sender: Any = None, reason: Any = None, **_: Any) -> None:
-        if sender is None:
-            return
+    def on_retry(self, sender: Any, reason: Any) -> None:
         if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):
             reason = reason.exc  # the error that caused the retry, not Celery's wrapper
         span = trace.get_current_span()
@@ -160,18 +106,13 @@ class TaskTelemetry:
         attributes = self._finish(sender, "retry")
         self.metrics.retried.add(1, {**attributes, "exception.type": exc_type})
 
-    @_never_raises
-    def on_failure(self, sender: Any = None, exception: Any = None, **_: Any) -> None:
-        if sender is None:
-            return
+    def on_failure(self, sender: Any, exception: Any) -> None:
         exc_type = type(exception).__name__ if exception is not None else "unknown"
         attributes = self._finish(sender, "failure")
         self.metrics.failed.add(1, {**attributes, "exception.type": exc_type})
 
-    @_never_raises
-    def on_postrun(self, task_id: str | None = None, **_: Any) -> None:
-        if task_id is not None:
-            self._started.pop(task_id, None)
+    def on_postrun(self, task: Any) -> None:
+        self._started.pop(str(task.request.id), None)
 
     def _finish(self, task: Any, outcome: str) -> dict[str, str]:
         """Record the attempt's duration and outcome; return the task's metric attributes."""

@@ -1,7 +1,7 @@
 """Tracer and meter providers for one process, with OTLP exporters and a Resource.
 
 The standard ``OTEL_*`` variables apply: the kit decides whether and how to export (see
-:class:`~project.config.TelemetrySettings`); the exporters read endpoint, headers, certificates,
+:class:`~project.telemetry.settings.TelemetrySettings`); the exporters read endpoint, headers, certificates,
 timeout and compression themselves, and the SDK reads the sampler and resource attributes.
 
 With no endpoint configured nothing is exported, and nothing is logged about it beyond one
@@ -36,9 +36,9 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from project.config import TelemetrySettings
 from project.telemetry.breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
 from project.telemetry.redaction import RedactingSpanExporter
+from project.telemetry.settings import TelemetrySettings
 
 __all__ = ["Providers", "build_resource", "create_providers"]
 

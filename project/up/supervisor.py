@@ -31,9 +31,10 @@ import redis
 
 from project import keys
 from project.broker.connections import connect
-from project.config import Settings, redacted_url
+from project.broker.urls import redacted as redacted_url
 from project.coordination.locks import RedisLock
 from project.errors import AlreadyRunningError, RedisUnavailableError
+from project.settings import Settings
 from project.up.redis_server import RedisServer
 
 __all__ = ["Supervisor"]
@@ -96,8 +97,8 @@ class Supervisor:
     def __init__(self, settings: Settings, out: IO[str] | None = None) -> None:
         self.settings = settings
         self.out = out or sys.stdout
-        self.state_dir = Path(settings.state_dir).resolve()
-        self.redis_url = settings.redis_url
+        self.state_dir = Path(settings.up.state_dir).resolve()
+        self.redis_url = settings.redis.url
         self.embedded: RedisServer | None = None
         self.children: dict[str, _Child] = {}
         self._lock_file: IO[str] | None = None
@@ -116,7 +117,7 @@ class Supervisor:
         self._lock_directory()
         try:
             self._ensure_redis()
-            client = connect(self.redis_url, self.settings, socket_timeout=5.0)
+            client = connect(self.redis_url, self.settings.redis, socket_timeout=5.0)
             lock = self._lock_redis(client)
             try:
                 return self._run_children(lock)
@@ -156,7 +157,9 @@ class Supervisor:
     def _ensure_redis(self) -> None:
         shown = redacted_url(self.redis_url)
         if _answers(
-            connect(self.redis_url, self.settings, socket_timeout=1.0, socket_connect_timeout=1.0)
+            connect(
+                self.redis_url, self.settings.redis, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
         ):
             self.say(f"using Redis at {shown}")
             return
@@ -192,13 +195,13 @@ class Supervisor:
 
     def _run_children(self, lock: RedisLock) -> int:
         env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
-        auth = self.settings.flower_basic_auth
+        auth = self.settings.up.flower_basic_auth
         if auth is None:
             auth = f"admin:{secrets.token_urlsafe(12)}"
             self.say(f"FLOWER_BASIC_AUTH is not set; generated for this run: {auth}")
         env["FLOWER_BASIC_AUTH"] = auth  # an env var, not argv: argv is visible in `ps`
-        env["FLOWER_PORT"] = str(self.settings.flower_port)
-        env["FLOWER_ADDRESS"] = self.settings.flower_address
+        env["FLOWER_PORT"] = str(self.settings.up.flower_port)
+        env["FLOWER_ADDRESS"] = self.settings.up.flower_address
         # Flower keeps its task history across restarts.
         env.setdefault("FLOWER_PERSISTENT", "True")
         env.setdefault("FLOWER_DB", str(self.state_dir / "flower.db"))
@@ -223,7 +226,7 @@ class Supervisor:
         self.children[name] = _Child(name, args, env, self.out)
 
     def _announce_flower(self) -> None:
-        host, port = self.settings.flower_address, self.settings.flower_port
+        host, port = self.settings.up.flower_address, self.settings.up.flower_port
         deadline = time.monotonic() + 60
         while not self._stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
@@ -253,7 +256,7 @@ class Supervisor:
         self._stop.set()
 
     def _stop_children(self) -> None:
-        grace = self.settings.soft_shutdown_timeout
+        grace = self.settings.broker.soft_shutdown_timeout
         plans: dict[str, tuple[tuple[signal.Signals, float], ...]] = {
             "beat": ((signal.SIGTERM, CHILD_STOP_MARGIN),),
             "flower": ((signal.SIGTERM, CHILD_STOP_MARGIN),),

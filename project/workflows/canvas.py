@@ -38,8 +38,6 @@ from celery.canvas import group as celery_group
 from opentelemetry import trace
 
 from project import keys
-from project.broker.connections import redis_client
-from project.config import current_settings
 from project.coordination.locks import RedisLock
 from project.enqueue.dedup import (
     DEFAULT_UNIQUE_TTL,
@@ -48,6 +46,7 @@ from project.enqueue.dedup import (
     ReleasePolicy,
 )
 from project.errors import DuplicateTaskError
+from project.lifecycle.kit import default_kit, kit_of
 from project.workflows.state import (
     HEADER_WORKFLOW_ID,
     Progress,
@@ -80,9 +79,7 @@ StepLike: TypeAlias = "Signature | str"  # a task name or a signature
 
 
 def _app() -> Celery:
-    from project import app
-
-    return app
+    return default_kit().app
 
 
 def step(
@@ -234,7 +231,8 @@ def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHan
         steps=[StepRecord(str(leaf.id), str(leaf.task), path, role) for leaf, path, role in found],
         meta=dict(meta or {}),
     )
-    client = redis_client(current_settings().redis_url)
+    kit = kit_of(app)
+    client = kit.redis
     with _tracer.start_as_current_span(f"workflow/{record.kind}") as span:
         span.set_attributes(
             {
@@ -244,7 +242,7 @@ def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHan
             }
         )
         locks = _take_unique_locks([leaf for leaf, _, _ in found], client)
-        record.save(client, current_settings().result_expires)
+        record.save(client, kit.settings.broker.result_expires)
         try:
             canvas.apply_async()
         except BaseException:
@@ -257,8 +255,9 @@ def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHan
 
 def load(workflow_id: str, app: Celery | None = None) -> WorkflowHandle | None:
     """The handle of a workflow started anywhere, or None if unknown (or expired)."""
-    record = WorkflowRecord.load(redis_client(current_settings().redis_url), workflow_id)
-    return None if record is None else WorkflowHandle(app or _app(), record)
+    app = app or _app()
+    record = WorkflowRecord.load(kit_of(app).redis, workflow_id)
+    return None if record is None else WorkflowHandle(app, record)
 
 
 class WorkflowHandle:
@@ -319,9 +318,8 @@ class WorkflowHandle:
         """
         pending = [s.id for s in self.steps() if not s.finished]
         self.record.cancelled = True
-        self.record.save(
-            redis_client(current_settings().redis_url), current_settings().result_expires
-        )
+        kit = kit_of(self.app)
+        self.record.save(kit.redis, kit.settings.broker.result_expires)
         if pending:
             self.app.control.revoke(pending)
         return pending

@@ -24,12 +24,12 @@ from typing import Any
 import redis
 
 from project import keys
-from project.config import Settings
 from project.errors import PermanentError, TransientError
 from project.storage import LocalStorage
 from tasks.email import smtp
 from tasks.email.message import Attachment, build_message, message_id_for
 from tasks.email.ratelimit import RateLimiter
+from tasks.email.settings import MailSettings
 from tasks.email.templates import Rendered, render
 from tasks.email.validation import Mailbox, MailRequest, parse_address
 
@@ -82,19 +82,19 @@ def _unconfirmed(message_id: str, why: str) -> DeliveryUnconfirmedError:
     )
 
 
-def sender_of(request: MailRequest, settings: Settings) -> Mailbox:
+def sender_of(request: MailRequest, settings: MailSettings) -> Mailbox:
     if request.sender is not None:
         return request.sender
-    if settings.smtp_from is None:
+    if settings.sender is None:
         raise PermanentError("email:deliver: no sender; pass sender= or set SMTP_FROM")
-    return parse_address(settings.smtp_from, "SMTP_FROM")
+    return parse_address(settings.sender, "SMTP_FROM")
 
 
-def compose_content(request: MailRequest, settings: Settings) -> Rendered:
+def compose_content(request: MailRequest, settings: MailSettings) -> Rendered:
     if request.template is None:
         return Rendered(request.subject, request.body, request.html)
     return render(
-        settings.mail_template_dir,
+        settings.template_dir,
         request.template,
         request.context,
         need_subject=request.subject is None,
@@ -115,7 +115,7 @@ def deliver(
     request: MailRequest,
     *,
     task_id: str | None,
-    settings: Settings,
+    settings: MailSettings,
     storage: LocalStorage,
     ledger: Ledger,
     limiter: RateLimiter,
@@ -134,15 +134,15 @@ def deliver(
         raise _unconfirmed(message_id, "an earlier attempt was interrupted during DATA")
     limiter.acquire(message_id, request.domains)
     content = compose_content(request, settings)
-    attachments = read_attachments(request, storage, settings.mail_max_bytes)
+    attachments = read_attachments(request, storage, settings.max_bytes)
     message = build_message(request, sender, content, attachments, message_id)
     size = len(message.as_bytes())
-    if size > settings.mail_max_bytes:
+    if size > settings.max_bytes:
         raise PermanentError(
             f"email:deliver: the message is {size} bytes encoded, over the limit of "
-            f"{settings.mail_max_bytes} (KIT_MAIL_MAX_BYTES)"
+            f"{settings.max_bytes} (KIT_MAIL_MAX_BYTES)"
         )
-    config = smtp.SmtpSettings.from_settings(settings)
+    config = settings.smtp
     recipients = [box.address for box in request.recipients]
     began = False
 

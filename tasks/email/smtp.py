@@ -26,43 +26,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-from project.config import Settings
 from project.errors import PermanentError, TransientError
+from tasks.email.settings import SmtpSettings
 
 __all__ = ["Accepted", "DeliveryUnconfirmed", "SmtpSettings", "send"]
 
 
 class DeliveryUnconfirmed(Exception):
     """The whole message was sent but the server's verdict never arrived."""
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    security: str  # none, starttls, tls
-    username: str | None
-    password: str | None
-    ca_file: str | None
-    timeout: float
-    command_timeout: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SmtpSettings:
-        return cls(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            security=settings.smtp_security,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            ca_file=settings.smtp_ca_file,
-            timeout=settings.smtp_timeout,
-            command_timeout=settings.smtp_command_timeout,
-        )
-
-    def tls_context(self) -> ssl.SSLContext:
-        """Verifying context: the system's CAs, or only SMTP_CA_FILE when it is set."""
-        return ssl.create_default_context(cafile=self.ca_file)
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,15 @@ from typing import Any, ClassVar
 
 from celery.canvas import Signature
 
-from project import app, current_settings
-from project.broker.connections import redis_client
+from project import kit_task
+from project.config import current
 from project.errors import ValidationError
 from project.lifecycle.task import KitTask
 from project.storage import default_storage
 from tasks.email import telemetry
 from tasks.email.delivery import Ledger, deliver
 from tasks.email.ratelimit import RateLimiter, Throttled
+from tasks.email.settings import MailSettings
 from tasks.email.validation import MailRequest, parse_deliver
 
 __all__ = ["EmailTask", "deliver_email"]
@@ -42,7 +43,7 @@ TASK_NAME = "email:deliver"
 
 
 def _parse(args: Sequence[Any], kwargs: Mapping[str, Any]) -> MailRequest:
-    return parse_deliver(tuple(args or ()), dict(kwargs or {}), current_settings().mail_max_bytes)
+    return parse_deliver(tuple(args or ()), dict(kwargs or {}), current(MailSettings).max_bytes)
 
 
 class EmailTask(KitTask):
@@ -55,10 +56,10 @@ class EmailTask(KitTask):
 
     def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
         self.parse(args or (), kwargs or {})
-        _validate_steps(options.get("chain") or ())
+        _validate_steps(self.app, options.get("chain") or ())
 
 
-def _validate_steps(steps: Sequence[Any]) -> None:
+def _validate_steps(app: Any, steps: Sequence[Any]) -> None:
     """E-mail steps later in a chain: immutable (``.si``), with valid arguments."""
     for step in steps:
         signature = Signature.from_dict(step, app=app) if isinstance(step, dict) else step
@@ -71,13 +72,13 @@ def _validate_steps(steps: Sequence[Any]) -> None:
         _parse(tuple(signature.args), dict(signature.kwargs))
 
 
-@app.task(name=TASK_NAME, base=EmailTask, bind=True, default_queue="default")
+@kit_task(name=TASK_NAME, base=EmailTask, bind=True, default_queue="default")
 def deliver_email(self: EmailTask, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Send one message: to, subject, body (and/or html, or a template), cc, bcc, reply_to,
     sender, headers, attachments."""
     request = self.parse(args, kwargs)
-    settings = current_settings()
-    client = redis_client(settings.redis_url)
+    settings = current(MailSettings)
+    client = self.kit.redis
     telemetry.describe(request)
     try:
         result = deliver(
@@ -85,8 +86,8 @@ def deliver_email(self: EmailTask, *args: Any, **kwargs: Any) -> dict[str, Any]:
             task_id=self.request.id,
             settings=settings,
             storage=default_storage(),
-            ledger=Ledger(client, settings.mail_dedup_ttl),
-            limiter=RateLimiter(client, settings.mail_rate_limit, settings.mail_rate_scope),
+            ledger=Ledger(client, settings.dedup_ttl),
+            limiter=RateLimiter(client, settings.rate_limit, settings.rate_scope),
         )
     except Throttled as throttled:
         telemetry.count("throttled", request.domains)

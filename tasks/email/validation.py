@@ -320,3 +320,16 @@ def _payload_size(request: MailRequest) -> int:
     except (TypeError, ValueError):
         raise ValidationError(f"{TASK}: context must be JSON data") from None
     return sum(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+
+
+def _check_deliver(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    from project.config import current
+    from tasks.email.settings import MailSettings
+
+    parse_deliver(tuple(args), dict(kwargs), current(MailSettings).max_bytes)
+
+
+#: The producer-side check by task name (the ``celery_kit.checks`` entry point): a producer
+#: that sends ``email:deliver`` by name, without the catalog's tasks or Jinja2, is still
+#: refused a bad payload before anything is published.
+CHECKS = {"email:deliver": _check_deliver}

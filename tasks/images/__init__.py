@@ -1,7 +1,8 @@
-"""Image processing for the image task catalog (``tasks/images.py``), as plain functions.
+"""The image catalog: its tasks (:mod:`.tasks`, :mod:`.batch`), the plain functions behind them,
+its settings and its ``kit batch`` / ``kit workflow`` commands (:mod:`.cli`).
 
 * :mod:`.validation` (with :mod:`.arguments`): the tasks' arguments, parsed the same way at
-  enqueue time and in the worker;
+  enqueue time and in the worker (importable without Pillow, for producers);
 * :mod:`.decode`: safe decoding (format allow-list, decompression-bomb and truncation refusal)
   and normalisation (EXIF orientation, palette, CMYK, 16-bit, animation, ICC);
 * :mod:`.ops`: resize, crop, watermark on PIL images;
@@ -9,10 +10,3 @@
 * :mod:`.jobs`: each operation end to end over a :class:`~project.storage.Storage`;
 * :mod:`.telemetry`: span attributes and the ``kit.image.duration`` histogram.
 """
-
-from __future__ import annotations
-
-from tasks.images.jobs import compress, resize, thumbnail, watermark
-from tasks.images.validation import Limits
-
-__all__ = ["Limits", "compress", "resize", "thumbnail", "watermark"]

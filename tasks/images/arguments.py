@@ -11,8 +11,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from PIL import ImageColor
-
 from project.errors import ValidationError
 from project.storage import clean_path
 
@@ -87,6 +85,8 @@ class Arguments:
         try:
             if not isinstance(value, str) or len(value) > 32:
                 raise ValueError(value)
+            from PIL import ImageColor  # here: a producer checks arguments without Pillow
+
             rgb = ImageColor.getrgb(value)
         except ValueError:
             raise self.fail(name, "a colour name or #rrggbb") from None

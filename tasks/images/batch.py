@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from project import app
+from project import kit_task
 from project.errors import ValidationError
 from project.lifecycle.task import KitTask
 from project.storage import default_storage
@@ -34,7 +34,7 @@ from project.workflows.canvas import (
     tolerant,
 )
 from project.workflows.state import TOLERATED_ERROR
-from tasks.images.tasks import PARSERS, _limits
+from tasks.images.validation import PARSERS, Limits
 
 __all__ = [
     "DEFAULT_OPERATIONS",
@@ -56,7 +56,7 @@ STEPS_KEY = "kit_steps"  # the outputs of the steps before, carried along the ch
 _KEEP_SUFFIX = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 
-@app.task(name=TOLERANT_TASK, bind=True, base=KitTask)
+@kit_task(name=TOLERANT_TASK, bind=True, base=KitTask)
 def tolerant_step(self: KitTask, *previous: Any, step: Mapping[str, Any]) -> Any:
     """Run ``step`` (``{"task", "args", "kwargs"}``) here; its error becomes the result."""
     before = previous[0] if previous else None
@@ -87,7 +87,7 @@ def _caught(step: Mapping[str, Any], exc: BaseException, history: list[Any]) -> 
     }
 
 
-@app.task(name="batch:summary", base=KitTask, default_queue="default")
+@kit_task(name="batch:summary", base=KitTask, default_queue="default")
 def summary(results: Sequence[Any], *, sources: Sequence[str], summary_path: str) -> dict[str, Any]:
     """Write (and return) the batch's summary: per image its outputs and sizes, or its error."""
     images: list[dict[str, Any]] = []
@@ -138,7 +138,7 @@ def _image_chain(
         kwargs.setdefault("dest_path", f"{output_dir}/{name}.{operation}{ext}")
         if index == 0:
             kwargs["source_path"] = source
-        PARSERS[f"image:{operation}"]((), kwargs, _limits(), index > 0)  # caller's mistake
+        PARSERS[f"image:{operation}"]((), kwargs, Limits.current(), index > 0)  # caller's mistake
         steps.append(tolerant(step(f"image:{operation}", **kwargs)))
     return chain(*steps)
 

@@ -26,15 +26,24 @@ from rich.table import Table
 from rich.text import Text
 
 from project.cli.ops import redis_call
-from project.config import current_settings
+from project.config import current
 from project.errors import ValidationError
-from project.storage import clean_path
+from project.storage import StorageSettings, clean_path
 from project.workflows.canvas import TOLERANT_TASK, WorkflowHandle, load
 from project.workflows.state import TOLERATED_ERROR, Progress, StepStatus
 from tasks.images.batch import DEFAULT_OPERATIONS, OPERATION_DEFAULTS, STEPS_KEY, process_images
 from tasks.images.decode import EXTENSION_FORMATS  # what the decoders accept, by extension
 
-__all__ = ["COMMANDS", "ImageRow", "batch", "find_images", "image_rows", "status_document", "watch", "workflow"]
+__all__ = [
+    "COMMANDS",
+    "ImageRow",
+    "batch",
+    "find_images",
+    "image_rows",
+    "status_document",
+    "watch",
+    "workflow",
+]
 
 USAGE, TIMED_OUT, INTERRUPTED = 2, 124, 130
 IMAGE_SUFFIXES = frozenset(EXTENSION_FORMATS)
@@ -240,7 +249,7 @@ def batch_images(folder: str, ops: str, output: str, no_wait: bool, timeout: flo
     if unknown or not operations:
         fail(f"--ops: unknown {', '.join(unknown) or 'empty'}; use {', '.join(OPERATION_DEFAULTS)}")
     try:
-        sources = find_images(folder, Path(current_settings().image_storage_root))
+        sources = find_images(folder, Path(current(StorageSettings).root))
         handle = redis_call(lambda: process_images(sources, operations, output_dir=output))
     except ValidationError as exc:
         fail(str(exc))

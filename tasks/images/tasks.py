@@ -20,38 +20,22 @@ Queues: ``resize``, ``compress`` and ``thumbnail`` serve uploads a user may be w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from celery.canvas import Signature
 
-from project import app, current_settings
+from project import kit_task
 from project.lifecycle.task import KitTask
 from project.storage import default_storage
 from tasks.images import jobs
-from tasks.images.validation import (
-    Limits,
-    parse_compress,
-    parse_resize,
-    parse_thumbnail,
-    parse_watermark,
-)
+from tasks.images.validation import PARSERS, Limits
 
 __all__ = ["ImageTask", "compress", "resize", "thumbnail", "watermark"]
 
-Parser = Callable[[Sequence[Any], Mapping[str, Any], Limits, bool], Any]
-
-#: How each task's arguments are parsed, by task name (shared with the producer-side check).
-PARSERS: dict[str, Parser] = {
-    "image:resize": parse_resize,
-    "image:watermark": parse_watermark,
-    "image:compress": parse_compress,
-    "image:thumbnail": parse_thumbnail,
-}
-
 
 def _limits() -> Limits:
-    return Limits.from_settings(current_settings())
+    return Limits.current()
 
 
 class ImageTask(KitTask):
@@ -64,10 +48,10 @@ class ImageTask(KitTask):
 
     def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
         self.parse(args or (), kwargs or {})
-        _validate_steps(options.get("chain") or ())
+        _validate_steps(self.app, options.get("chain") or ())
 
 
-def _validate_steps(steps: Sequence[Any]) -> None:
+def _validate_steps(app: Any, steps: Sequence[Any]) -> None:
     """The rest of a chain (Celery passes it in reverse order), image steps checked now."""
     for step in steps:
         signature = Signature.from_dict(step, app=app) if isinstance(step, dict) else step
@@ -77,25 +61,25 @@ def _validate_steps(steps: Sequence[Any]) -> None:
             parser(tuple(signature.args), dict(signature.kwargs), _limits(), chained)
 
 
-@app.task(name="image:resize", base=ImageTask, bind=True, default_queue="default")
+@kit_task(name="image:resize", base=ImageTask, bind=True, default_queue="default")
 def resize(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
     """Resize (fit, fill or exact) with Lanczos; no upscaling unless ``upscale=True``."""
     return jobs.resize(self.parse(previous, kwargs), default_storage(), _limits())
 
 
-@app.task(name="image:watermark", base=ImageTask, bind=True, default_queue="low")
+@kit_task(name="image:watermark", base=ImageTask, bind=True, default_queue="low")
 def watermark(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
     """A text or image watermark at a corner, the centre, or tiled."""
     return jobs.watermark(self.parse(previous, kwargs), default_storage(), _limits())
 
 
-@app.task(name="image:compress", base=ImageTask, bind=True, default_queue="default")
+@kit_task(name="image:compress", base=ImageTask, bind=True, default_queue="default")
 def compress(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
     """Re-encode as JPEG, WebP or PNG, optionally stripped and within a byte budget."""
     return jobs.compress(self.parse(previous, kwargs), default_storage(), _limits())
 
 
-@app.task(name="image:thumbnail", base=ImageTask, bind=True, default_queue="default")
+@kit_task(name="image:thumbnail", base=ImageTask, bind=True, default_queue="default")
 def thumbnail(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
     """Several thumbnail sizes from one decode."""
     return jobs.thumbnail(self.parse(previous, kwargs), default_storage(), _limits())

@@ -13,15 +13,16 @@ previous image task's result (its ``path``), passed by Celery as the one positio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from project.config import Settings
+from project.config import current
 from project.errors import ValidationError
 from project.storage import clean_path
 from tasks.images.arguments import Arguments
+from tasks.images.settings import ImageSettings
 
 __all__ = [
     "ANIMATED_FORMATS",
@@ -70,13 +71,18 @@ class Limits:
     max_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: ImageSettings) -> Limits:
         return cls(
-            max_pixels=settings.image_max_pixels,
-            max_frames=settings.image_max_frames,
-            max_dimension=settings.image_max_dimension,
-            max_bytes=settings.image_max_bytes,
+            max_pixels=settings.max_pixels,
+            max_frames=settings.max_frames,
+            max_dimension=settings.max_dimension,
+            max_bytes=settings.max_bytes,
         )
+
+    @classmethod
+    def current(cls) -> Limits:
+        """This process's limits (KIT_IMAGE_*)."""
+        return cls.from_settings(current(ImageSettings))
 
     def check_output(self, task: str, width: int, height: int, frames: int = 1) -> None:
         """Refuse an output too large to make: the requested size is a bomb of its own."""
@@ -322,3 +328,27 @@ def parse_thumbnail(
     for width, height in sizes:
         limits.check_output("image:thumbnail", width, height)
     return ThumbnailParams(common, tuple(sizes), mode)
+
+
+Parser = Callable[[Sequence[Any], Mapping[str, Any], Limits, bool], Any]
+
+#: How each task's arguments are parsed, by task name (the worker and the producer).
+PARSERS: dict[str, Parser] = {
+    "image:resize": parse_resize,
+    "image:watermark": parse_watermark,
+    "image:compress": parse_compress,
+    "image:thumbnail": parse_thumbnail,
+}
+
+
+def _checker(parser: Parser) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
+    def check(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        parser(tuple(args), dict(kwargs), Limits.current(), False)
+
+    return check
+
+
+#: The producer-side checks by task name (the ``celery_kit.checks`` entry point): a producer
+#: that sends ``image:*`` by name, without the catalog's tasks or Pillow, is still refused a
+#: bad payload before anything is published.
+CHECKS = {name: _checker(parser) for name, parser in PARSERS.items()}

@@ -16,8 +16,8 @@ import redis
 from opentelemetry import metrics
 
 from project.broker.queues import queue_keys
-from project.config import Settings
 from project.ops import counters as stats
+from tasks.maintenance.settings import MaintenanceSettings
 
 __all__ = ["HealthReport", "check_health"]
 
@@ -68,7 +68,11 @@ class HealthReport:
 
 
 def check_health(
-    app: Any, client: redis.Redis, settings: Settings, ping_timeout: float = 1.0
+    app: Any,
+    client: redis.Redis,
+    queues: list[str],
+    settings: MaintenanceSettings,
+    ping_timeout: float = 1.0,
 ) -> HealthReport:
     report = HealthReport()
     try:
@@ -85,7 +89,6 @@ def check_health(
     _workers.set(report.workers)
     if report.workers == 0:
         report.breach("workers", "no worker answered a ping: tasks are not being processed")
-    queues = list(settings.queue_weights)
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:
             for key in queue_keys(queue):

@@ -8,11 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from project import KitTask, app
-from project.broker.connections import redis_client
-from project.config import current_settings
+from project import KitTask, kit_task
+from project.config import current
 from project.errors import ValidationError
-from project.retries.archive import Archive
 from tasks.maintenance.backup import backup_database
 from tasks.maintenance.cleanup import (
     CleanupReport,
@@ -21,13 +19,14 @@ from tasks.maintenance.cleanup import (
     remove_old_files,
 )
 from tasks.maintenance.health import check_health
+from tasks.maintenance.settings import MaintenanceSettings
 
 __all__ = ["backup_database_task", "cleanup_old_data", "health_check"]
 
 
-@app.task(name="backup:database", default_queue="low", max_retries=3)
+@kit_task(name="backup:database", default_queue="low", max_retries=3)
 def backup_database_task(database: str = "main") -> dict[str, object]:
-    settings = current_settings()
+    settings = current(MaintenanceSettings)
     url = settings.databases.get(database)
     if url is None:
         known = ", ".join(sorted(settings.databases)) or "none: set DATABASE_URL"
@@ -52,20 +51,21 @@ class CleanupTask(KitTask):
             _check_retention(kwargs["retention_days"])
 
 
-@app.task(name="cleanup:old_data", base=CleanupTask, default_queue="low")
-def cleanup_old_data(retention_days: float = 30) -> dict[str, object]:
+@kit_task(name="cleanup:old_data", base=CleanupTask, bind=True, default_queue="low")
+def cleanup_old_data(self: KitTask, retention_days: float = 30) -> dict[str, object]:
     _check_retention(retention_days)  # again: a message may come from anywhere
-    settings = current_settings()
+    settings = current(MaintenanceSettings)
     cutoff = cutoff_for(retention_days)
     report = CleanupReport()
     for root in dict.fromkeys([settings.backup_dir, *settings.cleanup_dirs]):
         remove_old_files(Path(root).resolve(), cutoff, report)
-    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    archive = self.kit.archive()
     report.archived_records = remove_old_archive_records(archive, cutoff)
     return report.as_dict()
 
 
-@app.task(name="health:check")
-def health_check() -> dict[str, Any]:
-    settings = current_settings()
-    return check_health(app, redis_client(settings.redis_url), settings).as_dict()
+@kit_task(name="health:check", base=KitTask, bind=True)
+def health_check(self: KitTask) -> dict[str, Any]:
+    kit = self.kit
+    queues = list(kit.settings.broker.queue_weights)
+    return check_health(self.app, kit.redis, queues, current(MaintenanceSettings)).as_dict()

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-import project.config
-from project.broker.connections import redis_client
+from project.lifecycle.kit import default_kit
 from project.retries.archive import Archive, ArchivedTask
 from project.up.redis_server import free_port
 from tests.support.cli import run_kit
@@ -25,8 +24,7 @@ def kit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def _archive() -> Archive:
-    settings = project.config.current_settings()
-    return Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    return default_kit().archive()
 
 
 def _archived_count_task(key: str, queue: str = "default") -> ArchivedTask:
@@ -44,10 +42,9 @@ def _archived_count_task(key: str, queue: str = "default") -> ArchivedTask:
 
 @pytest.fixture
 def short_threshold() -> Iterator[None]:
-    original = project.config.current_settings()
-    project.config._current = dataclasses.replace(original, durable_delay_threshold=1.0)
-    yield
-    project.config._current = original
+    kit = default_kit()
+    with kit.override(delay=dataclasses.replace(kit.settings.delay, durable_delay_threshold=1.0)):
+        yield
 
 
 def test_stats_counts_match_what_was_enqueued(short_threshold: None, redis: Any) -> None:
@@ -94,7 +91,7 @@ def test_archived_ls_show_and_delete(redis: Any) -> None:
 def test_requeueing_five_thousand_archived_tasks_runs_each_exactly_once(
     start_worker: Any, redis: Any
 ) -> None:
-    client = redis_client(project.config.current_settings().redis_url)
+    client = default_kit().redis
     with client.pipeline(transaction=False) as pipe:
         for i in range(5000):
             record = _archived_count_task(f"r{i}")
@@ -120,7 +117,7 @@ def test_a_requeue_that_died_half_way_loses_no_record(redis: Any) -> None:
 
     record = _archived_count_task("held")
     redis.set(f"kit:requeueing:{record.id}", record.to_json())  # moved aside, never published
-    assert restore_held(redis_client(project.config.current_settings().redis_url)) == 1
+    assert restore_held(default_kit().redis) == 1
     assert _archive().get(record.id) is not None
 
 

@@ -8,29 +8,29 @@ import sys
 
 import pytest
 
-from project.config import load_settings
 from project.errors import ConfigError
+from project.settings import load_settings
 from tests.support.workers import ROOT
 
 
 def test_defaults_match_the_documented_values() -> None:
     settings = load_settings({})
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
-    assert settings.result_backend == "redis://127.0.0.1:6379/1"
-    assert settings.queue_weights == {"critical": 6, "default": 3, "low": 1}
-    assert settings.strict_priority is False
-    assert settings.prefetch_multiplier == 1
-    assert (settings.soft_time_limit, settings.time_limit) == (300, 360)
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"
+    assert settings.redis.result_backend == "redis://127.0.0.1:6379/1"
+    assert settings.broker.queue_weights == {"critical": 6, "default": 3, "low": 1}
+    assert settings.broker.strict_priority is False
+    assert settings.broker.prefetch_multiplier == 1
+    assert (settings.tasks.soft_time_limit, settings.tasks.time_limit) == (300, 360)
 
 
 def test_result_backend_defaults_to_the_next_database_of_the_broker() -> None:
     settings = load_settings({"REDIS_URL": "redis://:secret@cache.internal:6380/4"})
-    assert settings.result_backend == "redis://:secret@cache.internal:6380/5"
+    assert settings.redis.result_backend == "redis://:secret@cache.internal:6380/5"
 
 
 def test_queue_weights_parse_with_spaces_and_extra_queues() -> None:
     settings = load_settings({"KIT_QUEUE_WEIGHTS": " critical = 10, default=5 ,low=1,images=2"})
-    assert settings.queue_weights == {"critical": 10, "default": 5, "low": 1, "images": 2}
+    assert settings.broker.queue_weights == {"critical": 10, "default": 5, "low": 1, "images": 2}
 
 
 @pytest.mark.parametrize(

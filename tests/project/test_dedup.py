@@ -21,6 +21,7 @@ from project.enqueue.dedup import (
     release_finished,
     unique_key,
 )
+from project.lifecycle.kit import default_kit
 from tests.support.polling import eventually
 from tests.support.workers import ROOT
 
@@ -149,17 +150,15 @@ def test_until_ttl_policy_holds_past_success_then_expires(celery_worker: Any, re
 
 
 def test_a_late_finisher_never_frees_the_new_holders_lock(redis: Any) -> None:
-    from project.broker.connections import redis_client
-    from project.config import current_settings
 
-    client = redis_client(current_settings().redis_url)
+    client = default_kit().redis
     late = RedisLock(client, "kit:unique:handover", "task-a", ttl=0.2)
     assert late.acquire()
     eventually(lambda: late.holder() is None, 5)  # task A overran its lock's TTL
     new = RedisLock(client, "kit:unique:handover", "task-b", ttl=30)
     assert new.acquire()
 
-    release_finished({"kit_unique_key": "handover"}, "task-a", "success")
+    release_finished(client, {"kit_unique_key": "handover"}, "task-a", "success")
     assert late.release() is False
     assert late.renew() is False
     assert new.holder() == "task-b"

@@ -69,7 +69,7 @@ def kit_up(tmp_path: Path, kit_env: dict[str, str]) -> Iterator[KitUp]:
 
 def _app_for(url: str) -> Any:
     from project.application import create_app
-    from project.config import load_settings
+    from project.settings import load_settings
 
     return create_app(load_settings({"REDIS_URL": url}))
 

@@ -7,18 +7,16 @@ from typing import Any
 
 import pytest
 
-from project import Archive, current_settings
 from project.application import create_app
-from project.broker.connections import redis_client
-from project.config import load_settings
+from project.lifecycle.kit import default_kit
 from project.retries.archive import ArchivedTask, Reason
+from project.settings import load_settings
 from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
 
 
 def _archived(task_id: str) -> ArchivedTask:
-    settings = current_settings()
-    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    archive = default_kit().archive()
     return eventually(lambda: archive.get(task_id), 30)
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from project import Archive, current_settings
-from project.broker.connections import redis_client
+from project import Archive
+from project.lifecycle.kit import default_kit
 from project.retries.archive import ArchivedTask, Reason
 from tests.support.polling import eventually
 
@@ -16,8 +16,7 @@ BASE = 0.2  # KIT_RETRY_BACKOFF in tests/conftest.py
 
 
 def _archive() -> Archive:
-    settings = current_settings()
-    return Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    return default_kit().archive()
 
 
 def _archived(task_id: str, timeout: float = 30.0) -> ArchivedTask:

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-import project.config
-from project.broker.connections import redis_client
 from project.broker.queues import queue_keys
 from project.delay.scheduled import DurableSchedule, ScheduledCall, delay_of
+from project.lifecycle.kit import default_kit
 from tests.support.polling import eventually
 
 THRESHOLD = "1"  # seconds: a 4-second delay takes the same path as a two-minute one
@@ -23,16 +22,14 @@ WORKER_ENV = {"KIT_DURABLE_DELAY_THRESHOLD": THRESHOLD, "KIT_FORWARDER_INTERVAL"
 @pytest.fixture
 def short_threshold() -> Iterator[None]:
     """This process enqueues with the same threshold the workers get."""
-    original = project.config.current_settings()
-    project.config._current = dataclasses.replace(
-        original, durable_delay_threshold=float(THRESHOLD)
-    )
-    yield
-    project.config._current = original
+    kit = default_kit()
+    delay = dataclasses.replace(kit.settings.delay, durable_delay_threshold=float(THRESHOLD))
+    with kit.override(delay=delay):
+        yield
 
 
 def _schedule() -> DurableSchedule:
-    return DurableSchedule(redis_client(project.config.current_settings().redis_url))
+    return DurableSchedule(default_kit().redis)
 
 
 def _queued(redis: Any) -> int:
@@ -130,7 +127,7 @@ def test_a_retry_with_a_long_backoff_is_durable(
 
 
 def test_a_delayed_task_refused_when_due_is_archived_not_retried_forever(redis: Any) -> None:
-    from project import Archive, app
+    from project import app
     from project.delay.forwarder import Forwarder
     from project.retries.archive import Reason
 
@@ -143,8 +140,7 @@ def test_a_delayed_task_refused_when_due_is_archived_not_retried_forever(redis: 
         assert forwarder.run_once() == 0  # nothing left to try again
     finally:
         forwarder.stop()
-    settings = project.config.current_settings()
-    record = Archive(redis_client(settings.redis_url), settings.archive_max_size).get("t-bad")
+    record = default_kit().archive().get("t-bad")
     assert record is not None and record.reason == Reason.PERMANENT
     assert record.error_type == "ValidationError" and "'..'" in record.error
     assert _schedule().count() == 0 and _queued(redis) == 0

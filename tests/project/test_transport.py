@@ -14,7 +14,7 @@ from kombu.messaging import Consumer
 
 from project.application import create_app
 from project.broker.transport import QoS
-from project.config import load_settings
+from project.settings import load_settings
 from project.up.redis_server import RedisServer
 
 

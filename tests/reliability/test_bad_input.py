@@ -22,7 +22,7 @@ from kombu.exceptions import EncodeError
 import tests.support.tasks  # noqa: F401 - registers tests.add and tests.mark here too
 from project import ValidationError, enqueue_grouped
 from project.broker.queues import queue_keys
-from project.config import current_settings
+from project.lifecycle.kit import default_kit
 from project.retries.archive import Archive, Reason
 from tests.support import images as gen
 
@@ -228,7 +228,7 @@ def test_hostile_messages_are_archived_at_once_and_the_worker_keeps_serving(
         env={"KIT_IMAGE_STORAGE_ROOT": str(root), "KIT_IMAGE_MAX_PIXELS": "4000000"},
     )
     ids = {name: publish() for name, publish in _worker_cases().items()}
-    archive = Archive(redis, current_settings().archive_max_size)
+    archive = Archive(redis, default_kit().settings.retries.archive_max_size)
 
     def unarchived() -> list[str]:
         return [name for name, task_id in ids.items() if archive.get(task_id) is None]

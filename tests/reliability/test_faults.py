@@ -14,7 +14,7 @@ import pytest
 import redis as redis_py
 
 from project.application import create_app
-from project.config import load_settings
+from project.settings import load_settings
 from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
 

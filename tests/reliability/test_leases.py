@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from project.lifecycle.kit import default_kit
 from tests.support.polling import eventually
 
 SHORT_LEASE = {"KIT_VISIBILITY_TIMEOUT": "3"}  # seconds; the kit's default is 60
@@ -76,15 +77,12 @@ def test_a_held_eta_task_is_never_delivered_twice(start_worker: Any, redis: Any)
 def test_a_task_that_kills_its_process_is_retried_then_archived_not_requeued_forever(
     start_worker: Any, redis: Any
 ) -> None:
-    from project import Archive, current_settings
-    from project.broker.connections import redis_client
     from project.retries.archive import Reason
     from tests.support.tasks import add, crash
 
     start_worker(concurrency=1)
     result = crash.delay("pill")
-    settings = current_settings()
-    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    archive = default_kit().archive()
     record = eventually(lambda: archive.get(result.id), 90)
     assert record.error_type == "WorkerLostError", record
     assert record.reason in (Reason.RETRIES_EXHAUSTED, Reason.UNEXPECTED), record

@@ -73,7 +73,7 @@ def _shares() -> list[int]:
 def _produce(url: str, index: int, count: int) -> None:
     """Publish ``count`` ``tests.count`` tasks, round-robin over the three queues."""
     from project.application import create_app
-    from project.config import load_settings
+    from project.settings import load_settings
 
     app = create_app(load_settings({"REDIS_URL": url}))
     keys = _keys(index, count)

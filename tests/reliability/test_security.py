@@ -15,8 +15,8 @@ import pytest
 import redis as redis_py
 
 from project.application import create_app
-from project.config import load_settings
 from project.errors import ConfigError
+from project.settings import load_settings
 from tests.support.cli import run_kit
 from tests.support.otlp import OTLPReceiver, telemetry_env
 from tests.support.tls import TLSRedisServer, make_certificates

@@ -18,7 +18,7 @@ import pytest
 
 from project.application import create_app
 from project.broker.connections import connect
-from project.config import load_settings
+from project.settings import load_settings
 from tests.support.polling import eventually
 from tests.support.sentinel import MASTER, SentinelSetup
 
@@ -85,7 +85,7 @@ def test_a_primary_failover_while_tasks_flow(
         eventually(lambda: setup.primary_port() != old_port, 60, interval=0.2)
         assert published.wait(120)
 
-        client = connect(setup.url, settings, decode_responses=True, socket_timeout=5)
+        client = connect(setup.url, settings.redis, decode_responses=True, socket_timeout=5)
 
         def processed() -> int:
             return sum(1 for v in client.mget([f"test:count:{k}" for k in accepted]) if v)

@@ -7,12 +7,12 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from project import PermanentError, TransientError, app, current_settings
-from project.broker.connections import redis_client
+from project import PermanentError, TransientError, app
+from project.lifecycle.kit import default_kit
 
 
 def _redis() -> Any:
-    return redis_client(current_settings().redis_url)
+    return default_kit().redis
 
 
 @app.task(name="tests.record_queue", bind=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,14 +9,16 @@ import pytest
 
 
 @pytest.fixture
-def image_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def image_root(tmp_path: Path) -> Iterator[Path]:
     """``KIT_IMAGE_STORAGE_ROOT`` for this test, with a low pixel limit (bombs stay cheap)."""
     from project import config
+    from project.storage import StorageSettings
+    from tasks.images.settings import ImageSettings
 
     root = tmp_path / "images"
     root.mkdir()
-    settings = dataclasses.replace(
-        config.current_settings(), image_storage_root=str(root), image_max_pixels=4_000_000
-    )
-    monkeypatch.setattr(config, "_current", settings)
-    yield root
+    with (
+        config.override(StorageSettings(root=str(root))),
+        config.override(ImageSettings(max_pixels=4_000_000)),
+    ):
+        yield root

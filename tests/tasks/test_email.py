@@ -16,11 +16,13 @@ import pytest
 from celery import chain
 
 import project.config
-from project import Archive, ValidationError
-from project.broker.connections import redis_client
+from project import ValidationError
 from project.broker.queues import queue_keys
 from project.delay.forwarder import Forwarder
+from project.lifecycle.kit import default_kit
 from project.retries.archive import ArchivedTask, Reason
+from project.storage import StorageSettings
+from tasks.email.settings import MailSettings, SmtpSettings
 from tasks.email.tasks import deliver_email
 from tests.support.polling import eventually
 from tests.support.smtp import Received, SMTPServer
@@ -37,31 +39,32 @@ def smtp_server() -> Iterator[SMTPServer]:
 
 
 @pytest.fixture
-def mail_settings(smtp_server: SMTPServer, tmp_path: Path) -> Iterator[project.config.Settings]:
+def mail_settings(smtp_server: SMTPServer, tmp_path: Path) -> Iterator[MailSettings]:
     """The worker sends to ``smtp_server`` in clear text; attachments and templates in tmp."""
-    original = project.config.current_settings()
     (tmp_path / "storage").mkdir()
     (tmp_path / "templates").mkdir()
-    patched = dataclasses.replace(
-        original,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp_server.port,
-        smtp_security="none",
-        smtp_from="Kit <noreply@kit.example>",
-        smtp_timeout=5.0,
-        smtp_command_timeout=10.0,
-        image_storage_root=str(tmp_path / "storage"),
-        mail_template_dir=str(tmp_path / "templates"),
-        retry_backoff=0.1,
+    mail = MailSettings(
+        smtp=SmtpSettings(
+            host="127.0.0.1",
+            port=smtp_server.port,
+            security="none",
+            timeout=5.0,
+            command_timeout=10.0,
+        ),
+        sender="Kit <noreply@kit.example>",
+        template_dir=str(tmp_path / "templates"),
     )
-    project.config._current = patched
-    yield patched
-    project.config._current = original
+    kit = default_kit()
+    with (
+        project.config.override(mail),
+        project.config.override(StorageSettings(root=str(tmp_path / "storage"))),
+        kit.override(retries=dataclasses.replace(kit.settings.retries, backoff=0.1)),
+    ):
+        yield mail
 
 
 def _archived(task_id: str) -> ArchivedTask:
-    settings = project.config.current_settings()
-    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    archive = default_kit().archive()
     return eventually(lambda: archive.get(task_id), TIMEOUT)
 
 
@@ -77,9 +80,9 @@ def _header_lines(raw: bytes) -> list[bytes]:
 
 
 def test_a_full_message_arrives_as_sent(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
-    storage = Path(mail_settings.image_storage_root)
+    storage = Path(project.config.current(StorageSettings).root)
     (storage / "docs").mkdir()
     (storage / "docs" / "chart.png").write_bytes(PNG)
     (storage / "docs" / "notes.txt").write_bytes(b"plain notes\r\n")
@@ -141,9 +144,9 @@ def test_a_full_message_arrives_as_sent(
 
 
 def test_templates_render_subject_text_and_escaped_html(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
-    templates = Path(str(mail_settings.mail_template_dir))
+    templates = Path(str(mail_settings.template_dir))
     (templates / "welcome.subject.txt").write_text("Welcome, {{ name }}!\n")
     (templates / "welcome.txt").write_text("Hi {{ name }}, your plan: {{ plan }}.\n")
     (templates / "welcome.html").write_text("<p>Hi {{ name }}</p>\n")
@@ -170,13 +173,13 @@ def test_templates_render_subject_text_and_escaped_html(
 def test_template_problems_are_archived_at_once(
     celery_worker: Any,
     smtp_server: SMTPServer,
-    mail_settings: project.config.Settings,
+    mail_settings: MailSettings,
     files: dict[str, str],
     context: dict[str, str],
     message: str,
 ) -> None:
     for name, text in files.items():
-        (Path(str(mail_settings.mail_template_dir)) / name).write_text(text)
+        (Path(str(mail_settings.template_dir)) / name).write_text(text)
     result = deliver_email.delay(to="ada@example.com", template="t", context=context)
     record = _archived(result.id)
     assert record.reason == Reason.PERMANENT and record.attempts == 1
@@ -185,7 +188,7 @@ def test_template_problems_are_archived_at_once(
 
 
 def test_421_then_250_is_retried_once_and_delivered_once(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     smtp_server.script_data(["421 4.3.2 Service busy, try later"])
     result = deliver_email.delay(to="ada@example.com", subject="s", body="b").get(TIMEOUT)
@@ -195,7 +198,7 @@ def test_421_then_250_is_retried_once_and_delivered_once(
 
 
 def test_550_is_archived_after_one_attempt_with_the_reply(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     smtp_server.script_data(["550 5.7.1 Message rejected as spam"])
     result = deliver_email.delay(to="ada@example.com", subject="s", body="b")
@@ -206,7 +209,7 @@ def test_550_is_archived_after_one_attempt_with_the_reply(
 
 
 def test_a_refused_mailbox_is_archived_and_nobody_gets_the_message(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     smtp_server.refuse("ghost@example.com", "550 5.1.1 <ghost@example.com>: no such user")
     result = deliver_email.delay(to=["ada@example.com", "ghost@example.com"], subject="s", body="b")
@@ -217,7 +220,7 @@ def test_a_refused_mailbox_is_archived_and_nobody_gets_the_message(
 
 
 def test_a_drop_after_data_is_never_delivered_twice(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     smtp_server.script_data(["drop"])
     result = deliver_email.delay(to="ada@example.com", subject="s", body="b")
@@ -233,7 +236,7 @@ def test_a_drop_after_data_is_never_delivered_twice(
 
 
 def test_an_accepted_message_is_not_sent_again_under_the_same_id(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     first = deliver_email.apply_async(
         kwargs={"to": "a@example.com", "subject": "s", "body": "b"}, task_id="order-42-receipt"
@@ -250,7 +253,7 @@ def test_an_accepted_message_is_not_sent_again_under_the_same_id(
 def test_a_long_delay_is_forwarded_and_delivered(
     celery_worker: Any,
     smtp_server: SMTPServer,
-    mail_settings: project.config.Settings,
+    mail_settings: MailSettings,
     redis: Any,
 ) -> None:
     result = deliver_email.apply_async(
@@ -266,18 +269,17 @@ def test_a_long_delay_is_forwarded_and_delivered(
 def test_rate_limited_mail_waits_without_holding_the_worker(
     celery_worker: Any,
     smtp_server: SMTPServer,
-    mail_settings: project.config.Settings,
+    mail_settings: MailSettings,
 ) -> None:
     # One message per 4 s per domain, on a worker with a single slot: the second message to
     # example.com waits for its slot while the example.org message goes out.
-    project.config._current = dataclasses.replace(
-        mail_settings, mail_rate_limit=(1, 4.0), mail_rate_scope="domain"
-    )
-    first = deliver_email.delay(to="a@example.com", subject="1", body="b")
-    second = deliver_email.delay(to="b@example.com", subject="2", body="b")
-    other = deliver_email.delay(to="c@example.org", subject="3", body="b")
-    for result in (first, second, other):
-        assert result.get(TIMEOUT)["status"] == "sent"
+    limited = dataclasses.replace(mail_settings, rate_limit=(1, 4.0), rate_scope="domain")
+    with project.config.override(limited):
+        first = deliver_email.delay(to="a@example.com", subject="1", body="b")
+        second = deliver_email.delay(to="b@example.com", subject="2", body="b")
+        other = deliver_email.delay(to="c@example.org", subject="3", body="b")
+        for result in (first, second, other):
+            assert result.get(TIMEOUT)["status"] == "sent"
     subjects = [_parsed(r)["Subject"] for r in smtp_server.received]
     assert subjects == ["1", "3", "2"]
 
@@ -360,7 +362,7 @@ def test_later_email_steps_of_a_chain_are_checked_at_enqueue(redis: Any) -> None
 
 
 def test_a_chain_of_emails_sends_each_in_order(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     steps = [deliver_email.si(to="a@example.com", subject=str(i), body="b") for i in range(3)]
     chain(*steps).delay().get(TIMEOUT)
@@ -368,7 +370,7 @@ def test_a_chain_of_emails_sends_each_in_order(
 
 
 def test_a_payload_sent_around_the_check_is_archived_by_the_worker(
-    celery_worker: Any, smtp_server: SMTPServer, mail_settings: project.config.Settings
+    celery_worker: Any, smtp_server: SMTPServer, mail_settings: MailSettings
 ) -> None:
     result = project.app.send_task(
         "email:deliver",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from project.lifecycle.kit import default_kit
 from project.retries.archive import Reason
 from tasks.email.tasks import deliver_email
 from tests.support.otlp import OTLPReceiver, Span
@@ -44,8 +45,6 @@ def _values(span: Span) -> Iterator[Any]:
 def test_a_subprocess_worker_sends_and_reports_domains_never_addresses(
     receiver: OTLPReceiver, smtp_server: SMTPServer, start_worker: Any
 ) -> None:
-    from project import Archive, current_settings
-    from project.broker.connections import redis_client
 
     worker = start_worker(
         env={
@@ -64,8 +63,7 @@ def test_a_subprocess_worker_sends_and_reports_domains_never_addresses(
         assert sent.get(TIMEOUT)["status"] == "sent"
         smtp_server.refuse("bob@example.org", "550 5.1.1 <bob@example.org>: no such user")
         refused = deliver_email.delay(to="bob@example.org", subject="hi", body="b")
-        settings = current_settings()
-        archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+        archive = default_kit().archive()
         record = eventually(lambda: archive.get(refused.id), TIMEOUT)
         assert record.reason == Reason.PERMANENT
         assert "550 5.1.1 <bob@example.org>: no such user" in record.error  # kept for operators

@@ -9,10 +9,10 @@ import pytest
 from celery import chain
 from PIL import Image
 
-from project import Archive, ValidationError, current_settings
-from project.broker.connections import redis_client
+from project import ValidationError
 from project.broker.queues import queue_keys
 from project.errors import TransientError
+from project.lifecycle.kit import default_kit
 from project.retries.archive import ArchivedTask, Reason
 from project.storage import LocalStorage
 from tasks.images.tasks import compress, resize, thumbnail, watermark
@@ -24,8 +24,7 @@ TIMEOUT = 30
 
 
 def _archived(task_id: str) -> ArchivedTask:
-    settings = current_settings()
-    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    archive = default_kit().archive()
     return eventually(lambda: archive.get(task_id), TIMEOUT)
 
 

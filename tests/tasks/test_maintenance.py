@@ -18,25 +18,25 @@ import pytest
 
 import project.config
 from project.broker.connections import redis_client
+from project.broker.settings import RedisSettings
 from project.errors import ValidationError
-from project.retries.archive import Archive, ArchivedTask
+from project.lifecycle.kit import default_kit
+from project.retries.archive import ArchivedTask
+from tasks.maintenance.settings import MaintenanceSettings
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Iterator[project.config.Settings]:
+def settings(tmp_path: Path) -> Iterator[MaintenanceSettings]:
     """Settings of this test: a backup directory, a clean-up root, an SQLite database."""
-    original = project.config.current_settings()
     database = tmp_path / "app.sqlite3"
-    patched = dataclasses.replace(
-        original,
+    patched = MaintenanceSettings(
         databases={"main": f"sqlite:///{database}"},
         backup_dir=str(tmp_path / "backups"),
         backup_keep=2,
         cleanup_dirs=(str(tmp_path / "outputs"),),
     )
-    project.config._current = patched
-    yield patched
-    project.config._current = original
+    with project.config.override(patched):
+        yield patched
 
 
 def _make_sqlite(path: Path, rows: int) -> None:
@@ -51,7 +51,7 @@ def _rows(path: Path) -> list[tuple[int, str]]:
 
 
 def test_sqlite_backup_restores_to_the_same_rows(
-    celery_worker: Any, settings: project.config.Settings, tmp_path: Path
+    celery_worker: Any, settings: MaintenanceSettings, tmp_path: Path
 ) -> None:
     from tasks.maintenance.tasks import backup_database_task
 
@@ -66,7 +66,7 @@ def test_sqlite_backup_restores_to_the_same_rows(
 
 
 def test_backups_are_rotated_keeping_the_newest(
-    celery_worker: Any, settings: project.config.Settings, tmp_path: Path
+    celery_worker: Any, settings: MaintenanceSettings, tmp_path: Path
 ) -> None:
     from tasks.maintenance.tasks import backup_database_task
 
@@ -80,7 +80,7 @@ def test_backups_are_rotated_keeping_the_newest(
 
 
 def test_unknown_database_is_a_permanent_error(
-    celery_worker: Any, settings: project.config.Settings
+    celery_worker: Any, settings: MaintenanceSettings
 ) -> None:
     from tasks.maintenance.tasks import backup_database_task
 
@@ -102,7 +102,7 @@ def _postgres_url() -> str | None:
 
 
 def test_postgresql_backup_restores_to_the_same_rows(
-    celery_worker: Any, settings: project.config.Settings
+    celery_worker: Any, settings: MaintenanceSettings
 ) -> None:
     from tasks.maintenance.tasks import backup_database_task
 
@@ -127,10 +127,9 @@ def test_postgresql_backup_restores_to_the_same_rows(
     try:
         psql(name, "CREATE TABLE items (id serial primary key, label text)")
         psql(name, "INSERT INTO items (label) SELECT 'item ' || g FROM generate_series(1, 300) g")
-        project.config._current = dataclasses.replace(
-            settings, databases={"main": f"{server}/{name}"}
-        )
-        report = backup_database_task.delay("main").get(timeout=120)
+        postgres = dataclasses.replace(settings, databases={"main": f"{server}/{name}"})
+        with project.config.override(postgres):
+            report = backup_database_task.delay("main").get(timeout=120)
         assert report["kind"] == "postgresql"
         subprocess.run(
             ["pg_restore", "--no-owner", "-d", f"{server}/{restored}", report["path"]],
@@ -146,7 +145,7 @@ def test_postgresql_backup_restores_to_the_same_rows(
 
 
 def test_cleanup_removes_exactly_the_old_files_and_records(
-    celery_worker: Any, settings: project.config.Settings, tmp_path: Path
+    celery_worker: Any, settings: MaintenanceSettings, tmp_path: Path
 ) -> None:
     from tasks.maintenance.tasks import cleanup_old_data
 
@@ -165,7 +164,7 @@ def test_cleanup_removes_exactly_the_old_files_and_records(
     (outputs / "link-out").symlink_to(outside)
     os.utime(outputs / "link-out", (old_day, old_day), follow_symlinks=False)
 
-    archive = Archive(redis_client(settings.redis_url), settings.archive_max_size)
+    archive = default_kit().archive()
     archive.add(ArchivedTask("old", "t", "permanent", "E", "e", archived_at=old_day))
     archive.add(ArchivedTask("new", "t", "permanent", "E", "e"))
 
@@ -202,7 +201,7 @@ def test_health_check_reports_each_threshold_breach(start_worker: Any, redis: An
     from project.ops import counters as stats
     from tasks.maintenance.tasks import health_check
 
-    client = redis_client(project.config.current_settings().redis_url)
+    client = default_kit().redis
     for _ in range(8):
         redis.lpush("low", "{}")  # a backlog in `low`, which this worker does not consume
     for _ in range(9):
@@ -221,20 +220,21 @@ def test_health_check_reports_no_workers_and_an_unreachable_redis(tmp_path: Path
     from project.up.redis_server import RedisServer
     from tasks.maintenance.health import check_health
 
-    settings = project.config.current_settings()
+    settings = MaintenanceSettings()
+    queues = ["critical", "default", "low"]
     server = RedisServer(tmp_path / "gone").start()
-    client = redis_client(server.url)
+    client = redis_client(RedisSettings(url=server.url))
     app_for_server = _app_for(server.url)
-    report = check_health(app_for_server, client, settings, ping_timeout=0.5)
+    report = check_health(app_for_server, client, queues, settings, ping_timeout=0.5)
     assert [b["check"] for b in report.breaches] == ["workers"]
     server.kill()
-    report = check_health(app_for_server, client, settings, ping_timeout=0.5)
+    report = check_health(app_for_server, client, queues, settings, ping_timeout=0.5)
     assert [b["check"] for b in report.breaches] == ["redis"]
     assert not report.redis_up
 
 
 def _app_for(url: str) -> Any:
     from project.application import create_app
-    from project.config import load_settings
+    from project.settings import load_settings
 
     return create_app(load_settings({"REDIS_URL": url}))

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from project.broker.connections import redis_client
+from project.broker.settings import RedisSettings
 from tasks.email.ratelimit import RateLimiter, Throttled
 
 
 def _limiter(redis_url: str, scope: str = "domain") -> RateLimiter:
-    return RateLimiter(redis_client(redis_url), (2, 60.0), scope)
+    return RateLimiter(redis_client(RedisSettings(url=redis_url)), (2, 60.0), scope)
 
 
 def test_a_burst_passes_then_each_waiter_gets_its_own_later_slot(redis_url: str) -> None:
@@ -60,7 +61,7 @@ def test_a_message_whose_slot_came_passes_without_a_new_token(redis: Any, redis_
 
 
 def test_no_limit_configured_never_throttles(redis: Any, redis_url: str) -> None:
-    limiter = RateLimiter(redis_client(redis_url), None)
+    limiter = RateLimiter(redis_client(RedisSettings(url=redis_url)), None)
     for i in range(50):
         limiter.acquire(f"<{i}@k>", ["example.com"])
     assert redis.keys("kit:mail:*") == []

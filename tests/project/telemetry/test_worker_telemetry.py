@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from project.config import load_telemetry_settings
 from project.errors import ConfigError
+from project.telemetry.settings import load_telemetry_settings
 from project.up.redis_server import free_port
 from tests.support.otlp import OTLPReceiver
 from tests.support.polling import eventually

@@ -1,0 +1,97 @@
+"""The broker's settings: which Redis, how it is reached, and how workers consume it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from project.broker.urls import next_database
+from project.config.env import Env
+from project.errors import ConfigError
+
+__all__ = ["BrokerSettings", "RedisSettings"]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_QUEUE_WEIGHTS = "critical=6,default=3,low=1"
+DEFAULT_PREFETCH_MULTIPLIER = 1
+DEFAULT_VISIBILITY_TIMEOUT = 60  # seconds: live workers renew their leases (project.broker.lease)
+DEFAULT_RESULT_EXPIRES = 86_400  # seconds (one day)
+DEFAULT_SOFT_SHUTDOWN_TIMEOUT = 30.0  # seconds, Asynq's ShutdownTimeout
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where the broker and the results live, and how to reach them (hashable: one client per
+    distinct value, see :func:`project.broker.connections.redis_client`)."""
+
+    url: str = DEFAULT_REDIS_URL
+    result_backend: str = ""
+    # rediss:// only: PEM files; the server's certificate is always verified (host name too).
+    tls_ca_file: str = ""  # "" trusts the system's CA bundle
+    tls_cert_file: str = ""  # a client certificate, for servers that ask for one
+    tls_key_file: str = ""
+    # sentinel:// URLs only: the name Sentinel monitors the primary under.
+    sentinel_master: str = ""
+
+    @classmethod
+    def from_env(cls, env: Env) -> RedisSettings:
+        url = env.redis_url("REDIS_URL", DEFAULT_REDIS_URL)
+        tls_cert = env.optional_file("KIT_REDIS_TLS_CERT_FILE")
+        tls_key = env.optional_file("KIT_REDIS_TLS_KEY_FILE")
+        if bool(tls_cert) != bool(tls_key):
+            raise ConfigError(
+                "KIT_REDIS_TLS_KEY_FILE" if tls_cert else "KIT_REDIS_TLS_CERT_FILE",
+                "",
+                "a PEM file whenever the other of KIT_REDIS_TLS_CERT_FILE / "
+                "KIT_REDIS_TLS_KEY_FILE is set (a client certificate needs its key)",
+            )
+        sentinel_master = env.text("KIT_SENTINEL_MASTER", "")
+        if url.startswith("sentinel://") and not sentinel_master:
+            raise ConfigError(
+                "KIT_SENTINEL_MASTER",
+                "",
+                "the primary's name in Sentinel (sentinel monitor <name> ...) whenever "
+                "REDIS_URL is a sentinel:// URL",
+            )
+        return cls(
+            url=url,
+            result_backend=env.redis_url("KIT_RESULT_BACKEND", next_database(url)),
+            tls_ca_file=env.optional_file("KIT_REDIS_TLS_CA_FILE"),
+            tls_cert_file=tls_cert,
+            tls_key_file=tls_key,
+            sentinel_master=sentinel_master,
+        )
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Queues and how a worker consumes them."""
+
+    queue_weights: dict[str, int] = field(
+        default_factory=lambda: {"critical": 6, "default": 3, "low": 1}
+    )
+    strict_priority: bool = False
+    task_events: bool = True  # Flower's live task views; off for throughput
+    concurrency: int | None = None  # None: Celery's default, one process per CPU
+    prefetch_multiplier: int = DEFAULT_PREFETCH_MULTIPLIER
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT  # seconds
+    result_expires: int = DEFAULT_RESULT_EXPIRES  # seconds
+    soft_shutdown_timeout: float = DEFAULT_SOFT_SHUTDOWN_TIMEOUT  # seconds
+
+    @classmethod
+    def from_env(cls, env: Env) -> BrokerSettings:
+        return cls(
+            queue_weights=env.weights("KIT_QUEUE_WEIGHTS", DEFAULT_QUEUE_WEIGHTS),
+            strict_priority=env.boolean("KIT_STRICT_PRIORITY", False),
+            task_events=env.boolean("KIT_TASK_EVENTS", True),
+            concurrency=env.optional_integer("KIT_CONCURRENCY", minimum=1),
+            prefetch_multiplier=env.integer(
+                "KIT_PREFETCH_MULTIPLIER", DEFAULT_PREFETCH_MULTIPLIER, minimum=1
+            ),
+            visibility_timeout=env.integer(
+                "KIT_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, minimum=1
+            ),
+            result_expires=env.integer("KIT_RESULT_EXPIRES", DEFAULT_RESULT_EXPIRES, minimum=1),
+            soft_shutdown_timeout=env.number(
+                "KIT_SOFT_SHUTDOWN_TIMEOUT", DEFAULT_SOFT_SHUTDOWN_TIMEOUT, minimum=0.0
+            ),
+        )
