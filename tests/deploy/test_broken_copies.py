@@ -162,10 +162,10 @@ BREAKAGES = [
     ),
     Breakage(
         "k8s-dangling-hpa-target",
-        "k8s/worker-hpa.yaml",
+        "k8s-hpa/worker-hpa.yaml",
         "    name: celery-kit-worker\n  min",
         "    name: celery-kit-workers\n  min",
-        lambda r: check_kubernetes(r / "k8s"),
+        lambda r: check_kubernetes(r / "k8s-hpa"),
         "scales missing",
     ),
     Breakage(

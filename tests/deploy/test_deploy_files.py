@@ -43,9 +43,19 @@ def compose() -> dict[str, Any]:
     return render_compose(COMPOSE, ENV_EXAMPLE)
 
 
+def _by_kind_and_name(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["kind"], r["metadata"]["name"]): r for r in render_kustomization(directory)}
+
+
 @pytest.fixture(scope="module")
 def k8s() -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["kind"], r["metadata"]["name"]): r for r in render_kustomization(DEPLOY / "k8s")}
+    return _by_kind_and_name(DEPLOY / "k8s")
+
+
+@pytest.fixture(scope="module")
+def k8s_hpa() -> dict[tuple[str, str], dict[str, Any]]:
+    """The overlay for clusters without KEDA: the HPA instead of the ScaledObject."""
+    return _by_kind_and_name(DEPLOY / "k8s-hpa")
 
 
 def _container(resource: dict[str, Any]) -> dict[str, Any]:
@@ -209,8 +219,8 @@ def test_k8s_worker_has_a_disruption_budget(k8s: dict[tuple[str, str], Any]) -> 
     assert pdb["spec"]["selector"]["matchLabels"] == worker_labels
 
 
-def test_k8s_workers_scale_on_queue_depth(k8s: dict[tuple[str, str], Any]) -> None:
-    hpa = k8s["HorizontalPodAutoscaler", "celery-kit-worker"]["spec"]
+def test_k8s_workers_scale_on_queue_depth(k8s_hpa: dict[tuple[str, str], Any]) -> None:
+    hpa = k8s_hpa["HorizontalPodAutoscaler", "celery-kit-worker"]["spec"]
     assert hpa["scaleTargetRef"]["name"] == "celery-kit-worker"
     assert [m["external"]["metric"]["name"] for m in hpa["metrics"]] == ["kit_queue_depth"]
     assert hpa["minReplicas"] < hpa["maxReplicas"]

@@ -8,13 +8,13 @@ exporter does (deploy/otel-collector/config.yaml), so these are the names Promet
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 import uuid
 from typing import Any
 
 import pytest
 
+from tests.deploy.live import free_port
 from tests.deploy.validators import (
     DEPLOY,
     alert_rules,
@@ -22,7 +22,6 @@ from tests.deploy.validators import (
     label_names,
     metric_names,
 )
-from tests.support.polling import eventually
 
 # Labels Prometheus adds at scrape time (job, instance) or that histograms carry (le).
 SCRAPE_LABELS = {"job", "instance", "le"}
@@ -38,12 +37,6 @@ def _queries() -> dict[str, str]:
     ):
         queries[f"dashboard {title} #{index}"] = expr
     return queries
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _exported(port: int) -> tuple[set[str], set[str]]:
@@ -66,9 +59,10 @@ def test_every_metric_in_alerts_and_dashboard_is_exported_by_a_real_worker(
     start_worker: Any,
 ) -> None:
     from tests.deploy.metric_tasks import enqueue_add
+    from tests.support.polling import eventually
     from tests.support.tasks import flaky, permanent
 
-    port = _free_port()
+    port = free_port()
     start_worker(
         concurrency=1,
         env={

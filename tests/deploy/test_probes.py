@@ -12,12 +12,14 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.deploy.validators import DEPLOY, load_yaml_documents
-from tests.support.workers import ROOT, WorkerProcess
+from tests.deploy.validators import DEPLOY, ROOT, load_yaml_documents
+
+if TYPE_CHECKING:
+    from tests.support.workers import WorkerProcess
 
 PROBE_TIMEOUT = 60.0  # seconds: a cold `celery inspect` imports the kit
 
