@@ -1,38 +1,68 @@
 """``python -m benchmarks <command>``: the kit's benchmarks; ``all`` runs the whole suite.
 
-Each run starts its own Redis and workers and removes them on the way out, also on Ctrl-C or
-SIGTERM (turned into the same KeyboardInterrupt so one cleanup path serves both).
+Run from the repository root (benchmarks/ is not installed): each command starts its own
+Redis, workers and OTLP receiver and removes them on the way out, also on Ctrl-C or SIGTERM
+(turned into the same KeyboardInterrupt so one cleanup path serves both). Where each
+command's code lives: ``benchmarks/<family>/command.py`` (see :mod:`benchmarks`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
-import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.commands import enqueue_command, telemetry_command
-from benchmarks.core.machine import machine_facts
-from benchmarks.core.measure import POLL_INTERVAL, BenchmarkError
-from benchmarks.core.processes import ROOT, ProducerError, private_redis
-from benchmarks.enqueue.bulk import bulk_command
-from benchmarks.images.scenario import add_parser as add_images_parser
-from benchmarks.images.scenario import run as images_command
-from benchmarks.suite.report import payload, suite_markdown
-from benchmarks.suite.run import FULL, QUICK, SECTIONS, run_suite
+from benchmarks.core.measure import BenchmarkError
+from benchmarks.core.processes import ROOT, ProducerError
+from benchmarks.enqueue import command as enqueue
+from benchmarks.images import command as images
+from benchmarks.images.scenario import DEFAULT_TARGETS
+from benchmarks.suite import command as suite
+from benchmarks.suite.run import FULL, QUICK, SECTIONS
+from benchmarks.telemetry import command as telemetry
+from benchmarks.throughput import command as throughput
 from benchmarks.throughput.overrides import OverrideError
-from benchmarks.throughput.report import markdown, summarize, write_files, write_results
-from benchmarks.throughput.scenario import run_scenarios, select
+
+__all__ = ["build_parser", "main"]
 
 DEFAULT_TASKS = 5000
 QUICK_TASKS = 500
 DEFAULT_REPEAT = 3
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results"
+
+Command = Callable[[argparse.Namespace, str], int]
+#: The commands that run one benchmark a number of tasks at a time: (name, help, its code)
+COUNTED: tuple[tuple[str, str, Command], ...] = (
+    (
+        "throughput",
+        "worker tasks/s on no-op tasks: stock Celery vs the kit vs the kit minus one default",
+        throughput.run,
+    ),
+    (
+        "telemetry",
+        "kit worker tasks/s with telemetry off, exporting over OTLP, collector down, no endpoint",
+        telemetry.run,
+    ),
+    (
+        "enqueue",
+        "producer enqueues/s: apply_async vs enqueue_unique, telemetry off and on",
+        enqueue.enqueue,
+    ),
+    ("bulk", "producer tasks/s: enqueue_many vs a loop of apply_async (target 10x)", enqueue.bulk),
+)
+SCENARIO_HELP = {
+    "throughput": "run only this scenario (repeatable); default: all",
+    "telemetry": "run only this scenario (repeatable): off, otlp, collector-down, "
+    "no-endpoint; default: all",
+}
+COMMANDS: dict[str, Command] = {
+    **{name: code for name, _, code in COUNTED},
+    "images": images.run,
+    "all": suite.run,
+}
 
 
 def _positive(text: str) -> int:
@@ -42,52 +72,17 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    throughput = commands.add_parser(
-        "throughput",
-        help="worker tasks/s on no-op tasks: stock Celery vs the kit vs the kit minus one default",
-    )
-    throughput.add_argument(
-        "--tasks",
-        type=_positive,
-        default=None,
-        help=f"tasks per run (default {DEFAULT_TASKS}, {QUICK_TASKS} with --quick)",
-    )
-    throughput.add_argument(
-        "--repeat",
-        type=_positive,
-        default=DEFAULT_REPEAT,
-        help=f"runs per scenario, interleaved (default {DEFAULT_REPEAT})",
-    )
-    throughput.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{QUICK_TASKS} tasks per run unless --tasks says otherwise",
-    )
-    throughput.add_argument(
-        "--scenario",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="run only this scenario (repeatable); default: all",
-    )
-    throughput.add_argument(
+def _output_dir(sub: argparse.ArgumentParser, *names: str) -> None:
+    sub.add_argument(
         "--output-dir",
         type=Path,
         default=DEFAULT_OUTPUT,
-        help="where throughput.md and throughput.json go (default benchmarks/results)",
+        help=f"where {' and '.join(names)} go (default benchmarks/results)",
     )
-    for name, help_text in (
-        (
-            "telemetry",
-            "kit worker tasks/s with telemetry off, exporting over OTLP, collector "
-            "down, no endpoint",
-        ),
-        ("enqueue", "producer enqueues/s: apply_async vs enqueue_unique, telemetry off and on"),
-        ("bulk", "producer tasks/s: enqueue_many vs a loop of apply_async (target 10x)"),
-    ):
+
+
+def _add_counted(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, help_text, _ in COUNTED:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument(
             "--tasks",
@@ -106,46 +101,64 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help=f"{QUICK_TASKS} tasks per run unless --tasks says otherwise",
         )
-        sub.add_argument(
-            "--output-dir",
-            type=Path,
-            default=DEFAULT_OUTPUT,
-            help=f"where {name}.md and {name}.json go (default benchmarks/results)",
-        )
-        if name == "telemetry":
+        if name in SCENARIO_HELP:
             sub.add_argument(
-                "--scenario",
-                action="append",
-                default=[],
-                metavar="KEY",
-                help="run only this scenario (repeatable): off, otlp, collector-down, "
-                "no-endpoint; default: all",
+                "--scenario", action="append", default=[], metavar="KEY", help=SCENARIO_HELP[name]
             )
-    add_images_parser(commands, DEFAULT_OUTPUT)
-    suite = commands.add_parser(
+        _output_dir(sub, f"{name}.md", f"{name}.json")
+
+
+def _add_images(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "images", help="JPEG decode+resize: the kit's draft/reduce path vs a naive full decode"
+    )
+    sub.add_argument(
+        "--size",
+        type=images.parse_size,
+        default=None,
+        help="source WxH (default 4000x3000, 1600x1200 with --quick)",
+    )
+    sub.add_argument(
+        "--targets",
+        type=lambda t: tuple(int(v) for v in t.split(",")),
+        default=DEFAULT_TARGETS,
+        help="output widths, comma-separated",
+    )
+    sub.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help=f"timed runs per path (default {images.DEFAULT_REPEAT}, {images.QUICK_REPEAT} quick)",
+    )
+    sub.add_argument("--quick", action="store_true", help="a smaller source, fewer runs")
+    _output_dir(sub, "images.md", "images.json")
+
+
+def _add_suite(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
         "all",
         help="the whole suite: enqueue, processing, latency, telemetry, memory, images; "
         "one table with the targets' pass/fail",
     )
-    suite.add_argument(
+    sub.add_argument(
         "--quick",
         action="store_true",
         help="tiny counts, one repetition: proves every scenario runs (CI)",
     )
-    suite.add_argument(
+    sub.add_argument(
         "--repeat",
         type=_positive,
         default=None,
         help=f"repetitions per scenario (default {FULL.repeat}, {QUICK.repeat} with --quick)",
     )
-    suite.add_argument(
+    sub.add_argument(
         "--only",
         action="append",
         default=[],
         choices=SECTIONS,
         help="run only this section (repeatable); default: all",
     )
-    suite.add_argument(
+    sub.add_argument(
         "--layout",
         action="append",
         default=[],
@@ -153,52 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker layouts for processing and latency (repeatable; also the "
         "candidates in benchmarks.layouts.catalog); default: the suite's",
     )
-    suite.add_argument(
-        "--output-dir",
-        type=Path,
-        default=DEFAULT_OUTPUT,
-        help="where all.md and all.json go (default benchmarks/results)",
-    )
+    _output_dir(sub, "all.md", "all.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_counted(commands)
+    _add_images(commands)
+    _add_suite(commands)
     return parser
-
-
-def suite_command(args: argparse.Namespace, command: str) -> int:
-    config = QUICK if args.quick else FULL
-    if args.repeat:
-        config = dataclasses.replace(config, repeat=args.repeat)
-    began = time.monotonic()
-    results = run_suite(config, args.only or SECTIONS, args.layout)
-    wall = time.monotonic() - began
-    text = suite_markdown(results, command) + f"Total wall time: {wall:.0f} s.\n"
-    print(text)
-    md_path, json_path = write_files(
-        args.output_dir, "all", text, {**payload(results, command), "wall_seconds": wall}
-    )
-    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
-    return 0
-
-
-def throughput_command(args: argparse.Namespace, command: str) -> int:
-    tasks: int = args.tasks or (QUICK_TASKS if args.quick else DEFAULT_TASKS)
-    scenarios = select(args.scenario)
-    with private_redis() as redis, tempfile.TemporaryDirectory(prefix="kit-bench-logs-") as logs:
-        facts = machine_facts(redis.version())
-        runs = run_scenarios(redis, scenarios, tasks=tasks, repeat=args.repeat, workdir=Path(logs))
-    params: dict[str, object] = {
-        "command": command,
-        "tasks_per_run": tasks,
-        "repeat": args.repeat,
-        "order": f"{args.repeat} interleaved round(s) of: " + ", ".join(s.key for s in scenarios),
-        "poll_interval_ms": POLL_INTERVAL * 1000,
-        "worker": "default CLI flags and concurrency, Celery's default log level",
-        "measure": "acknowledged messages (queue lists + unacked hash), first to last",
-    }
-    summaries = summarize(scenarios, runs)
-    text = markdown(summaries, runs, facts, params)
-    print(text)
-    md_path, json_path = write_results(args.output_dir, summaries, runs, facts, params, text)
-    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
-    return 0
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -208,23 +185,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command in {name for name, _, _ in COUNTED}:
+        args.tasks = args.tasks or (QUICK_TASKS if args.quick else DEFAULT_TASKS)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        command = " ".join(["python -m benchmarks", *argv])
-        if args.command == "throughput":
-            return throughput_command(args, command)
-        if args.command == "images":
-            return images_command(args, command)
-        if args.command == "all":
-            return suite_command(args, command)
-        tasks: int = args.tasks or (QUICK_TASKS if args.quick else DEFAULT_TASKS)
-        if args.command == "telemetry":
-            return telemetry_command(tasks, args.repeat, args.output_dir, command, args.scenario)
-        if args.command == "enqueue":
-            return enqueue_command(tasks, args.repeat, args.output_dir, command)
-        if args.command == "bulk":
-            return bulk_command(tasks, args.repeat, args.output_dir, command)
-        raise AssertionError(f"unhandled command {args.command}")
+        return COMMANDS[args.command](args, " ".join(["python -m benchmarks", *argv]))
     except (BenchmarkError, OverrideError, ProducerError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.util
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import celery
 import kombu
@@ -20,9 +24,44 @@ import redis
 
 from benchmarks.core.processes import ROOT
 
-__all__ = ["machine_facts"]
+__all__ = ["NeedsLibrary", "available", "library_versions", "machine_facts"]
 
 KIT_PATHS = ("project", "tasks", "beat_schedule.py")
+#: The libraries besides Celery whose versions the suite's report names.
+LIBRARIES = ("dramatiq", "rq", "opentelemetry-sdk", "pillow")
+
+
+class NeedsLibrary(Protocol):
+    """A scenario that needs a library the kit does not install (Dramatiq, RQ: the ``bench``
+    extra); ``requires`` names its module, or is None."""
+
+    @property
+    def requires(self) -> str | None: ...
+
+
+T = TypeVar("T", bound=NeedsLibrary)
+
+
+def available(items: Iterable[T]) -> tuple[list[T], list[T]]:
+    """(runnable, skipped): the items whose required module is importable, and the others,
+    which a report lists as skipped rather than failing the run."""
+    runnable: list[T] = []
+    skipped: list[T] = []
+    for item in items:
+        missing = item.requires and importlib.util.find_spec(item.requires) is None
+        (skipped if missing else runnable).append(item)
+    return runnable, skipped
+
+
+def library_versions() -> dict[str, str]:
+    """The installed version of each of :data:`LIBRARIES` (``not installed`` when absent)."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def _git(*args: str) -> str:

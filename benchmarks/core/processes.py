@@ -1,10 +1,10 @@
-"""Processes a benchmark owns: its private Redis and one Celery worker at a time.
+"""Processes a benchmark owns: its private Redis, its workers and its producer subprocesses.
 
-Workers run in their own session (process group), so a Ctrl-C in the terminal reaches only the
-benchmark, which then kills each group it started: ``finally`` blocks for the normal path, an
-``atexit`` hook as the last resort. Workers are SIGKILLed, not shut down warmly: a run is over
-once its tasks are counted, Redis is flushed before the next one, and the kit's soft shutdown
-would otherwise wait up to 30 s per run.
+Workers and producers run in their own session (process group), so a Ctrl-C in the terminal
+reaches only the benchmark, which then kills each group it started: ``finally`` blocks for the
+normal path, an ``atexit`` hook as the last resort. Workers are SIGKILLed, not shut down
+warmly: a run is over once its tasks are counted, Redis is flushed before the next one, and
+the kit's soft shutdown would otherwise wait up to 30 s per run.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_TIMEOUT = 10.0  # seconds for a SIGKILLed process group to be reaped
-PRODUCER_TIMEOUT = 600.0  # seconds for one producer subprocess (benchmarks.enqueue.producer)
+PRODUCER_TIMEOUT = 600.0  # seconds for one producer subprocess
+PRODUCER_MODULE = "benchmarks.core.producer"
 LOG_TAIL_LINES = 30
 
 #: Inherited variables that would change what a worker does behind the scenario's back:
@@ -230,15 +231,11 @@ class ProducerError(RuntimeError):
 
 
 def run_producer(
-    variant: str,
-    count: int,
-    env: Mapping[str, str],
-    timeout: float = PRODUCER_TIMEOUT,
-    module: str = "benchmarks.enqueue.producer",
+    entry: str, count: int, env: Mapping[str, str], timeout: float = PRODUCER_TIMEOUT
 ) -> dict[str, object]:
-    """``python -m benchmarks.enqueue.producer <variant> <count>`` in its own process group;
-    its JSON result. The group is killed if it outlives ``timeout`` or we are interrupted."""
-    args = [sys.executable, "-m", module, variant, str(count)]
+    """``python -m benchmarks.core.producer <entry> <count>`` in its own process group; its
+    JSON result. The group is killed if it outlives ``timeout`` or we are interrupted."""
+    args = [sys.executable, "-m", PRODUCER_MODULE, entry, str(count)]
     process = subprocess.Popen(
         args,
         cwd=str(ROOT),

@@ -1,52 +1,64 @@
 """Producer-side enqueue rate into Redis, no worker running: what a web request pays to enqueue.
 
-Variants: a loop of ``apply_async``, a loop of ``enqueue_unique`` and one bulk ``enqueue_many``
-call, each with telemetry off and on; Dramatiq's ``send`` and RQ's ``enqueue`` for reference.
+:data:`VARIANTS` (the ``enqueue`` command and the suite): a loop of ``apply_async``, a loop of
+``enqueue_unique`` and one bulk ``enqueue_many`` call, each with telemetry off and on, and
+Dramatiq's ``send`` and RQ's ``enqueue`` on the same Redis as a reference point for what a
+Redis enqueue can cost (they run only when installed). The questions are whether
+``enqueue_unique`` (one ``SET NX PX`` before the publish) keeps at least 0.8 of plain
+``apply_async``'s rate, with telemetry off and with it on, and whether ``enqueue_many`` is 10x
+the loop. :data:`BULK_VARIANTS` (the ``bulk`` command) put ``enqueue_many`` with and without
+``unique=True`` beside the same loop, telemetry off.
 
-The issue's question is whether ``enqueue_unique`` (one ``SET NX PX`` before the publish) keeps
-at least 0.8 of plain ``apply_async``'s rate, with telemetry off and with it on; so both are
-measured both ways, interleaved, each run in a fresh producer process
-(:mod:`benchmarks.enqueue.producer`) against an emptied Redis, with distinct arguments per task
-so no ``enqueue_unique`` is a duplicate. Dramatiq's ``send`` and RQ's ``enqueue`` on the same
-Redis are a reference point for what a Redis enqueue can cost; they run only when installed.
-
-With telemetry on, the producer exports to the local receiver; the spans received per task are
+Every run is a fresh producer process (:mod:`benchmarks.enqueue.producer`) against an emptied
+Redis, interleaved, and the kit's variants are checked to have published every message. With
+telemetry on, the producer exports to the local receiver; the spans received per enqueue are
 reported, since a producer whose span queue overflowed (spans dropped) would look cheaper.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.core.measure import BenchmarkError, QueueProbe
 from benchmarks.core.otlp_sink import OTLPSink
 from benchmarks.core.processes import PrivateRedis, child_env, run_producer
+from benchmarks.core.rounds import Turn, interleave
+from benchmarks.core.stats import RateSummary, summarize
 from benchmarks.enqueue.producer import WARMUP
 
-__all__ = ["VARIANTS", "EnqueueRun", "Variant", "available", "run_enqueue"]
+__all__ = [
+    "BULK_VARIANTS",
+    "VARIANTS",
+    "EnqueueRun",
+    "Variant",
+    "run_enqueue",
+    "summaries",
+    "summary_dicts",
+]
 
 #: Same as the telemetry benchmark: metrics exported every 5 s.
 METRIC_INTERVAL_MS = "5000"
+PRODUCER = "benchmarks.enqueue.producer"
 
 
 @dataclass(frozen=True)
 class Variant:
     key: str
     label: str
-    entry: str  # benchmarks.enqueue.producer variant
-    telemetry: bool
+    entry: str  # the function in benchmarks.enqueue.producer
+    telemetry: bool = False
     requires: str | None = None  # module that must be importable (a reference library)
     env: Mapping[str, str] = field(default_factory=dict)
     #: Tasks per run, as a multiple of --tasks: bulk publishing is ten times faster, and a run
     #: of a few milliseconds would measure the clock more than the enqueue.
     scale: int = 1
 
-    def child_env(self, redis_url: str, endpoint: str) -> dict[str, str]:
+    def child_env(self, redis_url: str, endpoint: str | None) -> dict[str, str]:
         extra = {"REDIS_URL": redis_url, **self.env}
         if self.telemetry:
+            if endpoint is None:
+                raise BenchmarkError(f"{self.key} exports telemetry: it needs a receiver")
             extra.update(
                 OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
                 OTEL_METRIC_EXPORT_INTERVAL=METRIC_INTERVAL_MS,
@@ -57,8 +69,8 @@ class Variant:
 
 
 VARIANTS: tuple[Variant, ...] = (
-    Variant("apply_async", "Celery apply_async (kit app)", "apply_async", telemetry=False),
-    Variant("enqueue_unique", "kit enqueue_unique", "enqueue_unique", telemetry=False),
+    Variant("apply_async", "Celery apply_async (kit app)", "apply_async"),
+    Variant("enqueue_unique", "kit enqueue_unique", "enqueue_unique"),
     Variant(
         "apply_async-otel",
         "Celery apply_async (kit app), telemetry on",
@@ -68,7 +80,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(
         "enqueue_unique-otel", "kit enqueue_unique, telemetry on", "enqueue_unique", telemetry=True
     ),
-    Variant("enqueue_many", "kit enqueue_many (bulk)", "enqueue_many", telemetry=False, scale=4),
+    Variant("enqueue_many", "kit enqueue_many (bulk)", "enqueue_many", scale=4),
     Variant(
         "enqueue_many-otel",
         "kit enqueue_many (bulk), telemetry on",
@@ -76,25 +88,15 @@ VARIANTS: tuple[Variant, ...] = (
         telemetry=True,
         scale=4,
     ),
-    Variant(
-        "dramatiq",
-        "Dramatiq send (reference)",
-        "dramatiq_send",
-        telemetry=False,
-        requires="dramatiq",
-    ),
-    Variant("rq", "RQ enqueue (reference)", "rq_enqueue", telemetry=False, requires="rq"),
+    Variant("dramatiq", "Dramatiq send (reference)", "dramatiq_send", requires="dramatiq"),
+    Variant("rq", "RQ enqueue (reference)", "rq_enqueue", requires="rq"),
 )
 
-
-def available(variants: Sequence[Variant]) -> tuple[list[Variant], list[Variant]]:
-    """(runnable, skipped): reference libraries are optional, not installed by the kit."""
-    runnable: list[Variant] = []
-    skipped: list[Variant] = []
-    for variant in variants:
-        missing = variant.requires and importlib.util.find_spec(variant.requires) is None
-        (skipped if missing else runnable).append(variant)
-    return runnable, skipped
+BULK_VARIANTS: tuple[Variant, ...] = (
+    Variant("loop", "apply_async loop", "apply_async"),
+    Variant("enqueue_many", "enqueue_many", "enqueue_many"),
+    Variant("enqueue_many_unique", "enqueue_many, unique=True", "enqueue_many_unique"),
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class EnqueueRun:
 
     @property
     def rate(self) -> float:
-        return self.count / self.seconds
+        return self.count / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -128,54 +130,60 @@ class EnqueueRun:
 
 def run_enqueue(
     redis: PrivateRedis,
-    sink: OTLPSink,
+    sink: OTLPSink | None,
     variants: Sequence[Variant],
     *,
     tasks: int,
     repeat: int,
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    unit: str = "enqueues/s",
 ) -> list[EnqueueRun]:
-    """Every variant ``repeat`` times, interleaved, each into an empty Redis."""
-    runs: list[EnqueueRun] = []
-    total_runs = repeat * len(variants)
-    for rep in range(repeat):
-        for variant in variants:
-            run = run_once(redis, sink, variant, tasks=tasks, repeat=rep, order=len(runs))
-            runs.append(run)
-            spans = f"; spans {run.spans}" if run.spans else ""
-            progress(
-                f"[{run.order + 1}/{total_runs}] {variant.key}: {run.rate:,.0f} enqueues/s "
-                f"({run.count} in {run.seconds:.2f} s{spans})"
-            )
-    return runs
+    """Every variant ``repeat`` times, interleaved, each into an empty Redis; ``sink`` is the
+    receiver the telemetry-on variants export to (None when no variant does)."""
+
+    def run(variant: Variant, turn: Turn) -> EnqueueRun:
+        redis.flushall()
+        if sink is not None:
+            sink.reset()
+        count = tasks * variant.scale
+        env = variant.child_env(redis.url, sink.endpoint if sink else None)
+        result = run_producer(f"{PRODUCER}:{variant.entry}", count, env)
+        if variant.requires is None:  # the kit's own: every call must have published a message
+            published = QueueProbe.discover(redis.client).remaining()
+            if published != count + WARMUP:
+                raise BenchmarkError(
+                    f"{variant.key}: {published} messages in Redis, expected {count + WARMUP}"
+                )
+        return EnqueueRun(
+            variant=variant.key,
+            repeat=turn.repeat,
+            order=turn.order,
+            count=count,
+            seconds=float(str(result["seconds"])),
+            spans=sink.spans() if sink else {},
+            metric_requests=sink.metric_requests() if sink else 0,
+            redis_keys=int(redis.client.dbsize()),
+        )
+
+    def describe(variant: Variant, run: EnqueueRun) -> list[str]:
+        spans = f"; spans {run.spans}" if run.spans else ""
+        return [
+            f"{variant.key}: {run.rate:,.0f} {unit} ({run.count} in {run.seconds:.2f} s{spans})"
+        ]
+
+    return interleave(variants, repeat, run, describe)
 
 
-def run_once(
-    redis: PrivateRedis,
-    sink: OTLPSink,
-    variant: Variant,
-    *,
-    tasks: int,
-    repeat: int,
-    order: int,
-) -> EnqueueRun:
-    redis.flushall()
-    sink.reset()
-    tasks *= variant.scale
-    result = run_producer(variant.entry, tasks, variant.child_env(redis.url, sink.endpoint))
-    if variant.requires is None:  # the kit's own: every call must have published a message
-        published = QueueProbe.discover(redis.client).remaining()
-        if published != tasks + WARMUP:
-            raise BenchmarkError(
-                f"{variant.key}: {published} messages in Redis, expected {tasks + WARMUP}"
-            )
-    return EnqueueRun(
-        variant=variant.key,
-        repeat=repeat,
-        order=order,
-        count=tasks,
-        seconds=float(str(result["seconds"])),
-        spans=sink.spans(),
-        metric_requests=sink.metric_requests(),
-        redis_keys=int(redis.client.dbsize()),
-    )
+def summaries(
+    variants: Sequence[Variant], runs: Sequence[EnqueueRun]
+) -> list[tuple[Variant, RateSummary]]:
+    """Each variant that ran, in table order, with its rates."""
+    rates = summarize((r.variant, r.rate) for r in runs)
+    return [(v, rates[v.key]) for v in variants if v.key in rates]
+
+
+def summary_dicts(found: Sequence[tuple[Variant, RateSummary]]) -> list[dict[str, object]]:
+    """The summaries as the JSON files record them."""
+    return [
+        {"variant": v.key, "label": v.label, "telemetry": v.telemetry, **s.as_dict()}
+        for v, s in found
+    ]

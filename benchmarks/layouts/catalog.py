@@ -1,44 +1,50 @@
-"""Worker layouts the processing and latency benchmarks compare, and how each one runs.
+"""Worker layouts the processing, latency and memory benchmarks compare, and how each runs.
 
 A layout is a framework (stock Celery, the kit, Dramatiq, RQ) plus the processes that make up
 its workers on this machine: the command line of each, its environment, and for the kit any
-Celery settings it changes through :mod:`benchmarks.throughput.overrides`. Each process is
-started with :class:`~benchmarks.core.processes.Worker` in its own process group and killed with it.
+Celery settings it changes through :mod:`benchmarks.throughput.overrides`. Every framework runs
+the same task bodies (:mod:`benchmarks.core.bodies`): stock Celery's and the kit's apps are the
+throughput benchmark's (:mod:`benchmarks.throughput.plain_app`,
+:mod:`benchmarks.throughput.kit_tasks`), Dramatiq's actors are
+:mod:`benchmarks.layouts.dramatiq_tasks`, RQ imports the bodies by dotted path. Each process is
+started with :class:`~benchmarks.core.processes.Worker` in its own process group and killed
+with it.
 
 :data:`LAYOUTS` are the ones the suite runs. :data:`CANDIDATES` are the kit layouts measured to
-choose :data:`RECOMMENDED` (run them with ``python -m benchmarks processing --layout KEY``);
-the README records the comparison and the choice.
+choose :data:`RECOMMENDED` (run them with ``python -m benchmarks all --only processing
+--layout KEY``); the README records the comparison and the choice.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import redis as redis_lib
 
+from benchmarks.core.bodies import BROKER_URL_ENV, QUEUE
 from benchmarks.core.bodies import URL_ENV as STAMP_URL_ENV
 from benchmarks.core.measure import BenchmarkError, QueueProbe
 from benchmarks.core.processes import PrivateRedis, Worker, WorkerGroup, child_env
-from benchmarks.layouts.publishers import QUEUE, Framework
 from benchmarks.throughput import overrides
-from benchmarks.throughput.plain_app import BROKER_URL_ENV
-from benchmarks.throughput.scenario import KIT_TASKS_MODULE, vet_worker_log
+from benchmarks.throughput.scenario import celery_worker_env, vet_worker_log
 
 __all__ = [
     "CANDIDATES",
     "LAYOUTS",
     "RECOMMENDED",
+    "Framework",
     "Layout",
-    "available",
     "probe_for",
     "select_layouts",
     "start_workers",
     "vet",
 ]
 
+Framework = Literal["plain", "kit", "dramatiq", "rq"]
 _ERROR_MARKS: dict[Framework, tuple[str, ...]] = {
     "plain": ("ERROR/", "CRITICAL/"),
     "kit": ("ERROR/", "CRITICAL/"),
@@ -78,13 +84,12 @@ class Layout:
 
     def env(self, redis_url: str) -> dict[str, str]:
         extra = {STAMP_URL_ENV: redis_url}
-        if self.framework == "kit":
-            extra.update({"REDIS_URL": redis_url, "KIT_IMPORTS": KIT_TASKS_MODULE, **self.kit_env})
-            if self.conf:
-                extra[overrides.ENV_VAR] = overrides.encode(self.conf)
+        if self.framework in ("plain", "kit"):
+            app: Literal["plain", "kit"] = "kit" if self.framework == "kit" else "plain"
+            extra.update(celery_worker_env(app, redis_url, self.kit_env, self.conf))
         elif self.framework == "rq":
             extra["RQ_REDIS_URL"] = redis_url
-        else:  # stock Celery and Dramatiq read the same variable (benchmarks.*_tasks)
+        else:  # Dramatiq reads stock Celery's variable
             extra[BROKER_URL_ENV] = redis_url
         return child_env(extra)
 
@@ -98,70 +103,57 @@ _NO_EVENTS: dict[str, overrides.Scalar] = {
 _PREFETCH_4 = {"KIT_PREFETCH_MULTIPLIER": "4"}
 
 
-def _kit_processes(count: int, *args: str) -> tuple[tuple[str, ...], ...]:
-    """``count`` ``celery worker`` processes with distinct node names."""
-    if count == 1:
-        return ((*_KIT, *args),)
-    return tuple((*_KIT, "-n", f"bench{i + 1}@%h", *args) for i in range(count))
+def _candidate(
+    key: str, pool: str, shape: str, processes: int, args: tuple[str, ...], rates: tuple[int, int]
+) -> Layout:
+    """A kit layout with prefetch 4 and task events off, run as ``processes`` ``celery
+    worker`` processes (distinct node names when more than one) with ``args``."""
+    if processes == 1:
+        argv: tuple[tuple[str, ...], ...] = ((*_KIT, *args),)
+    else:
+        argv = tuple((*_KIT, "-n", f"bench{i + 1}@%h", *args) for i in range(processes))
+    return Layout(
+        key,
+        f"kit, {pool}, prefetch 4, events off",
+        "kit",
+        f"{shape}, prefetch 4, events off",
+        argv,
+        *rates,
+        kit_env=_PREFETCH_4,
+        conf=_NO_EVENTS,
+    )
 
 
 #: The kit layouts tried for throughput. Only pool, processes, concurrency, prefetch and events
 #: change; late ack, results, time limits and the rest of the safe defaults stay.
 CANDIDATES: tuple[Layout, ...] = (
-    Layout(
-        "kit-prefork-fast",
-        "kit, prefork, prefetch 4, events off",
-        "kit",
-        "prefork, 1 x 2 processes, prefetch 4, events off",
-        _kit_processes(1),
-        500,
-        190,
-        kit_env=_PREFETCH_4,
-        conf=_NO_EVENTS,
-    ),
-    Layout(
+    _candidate("kit-prefork-fast", "prefork", "prefork, 1 x 2 processes", 1, (), (500, 190)),
+    _candidate(
         "kit-prefork-8",
-        "kit, prefork 8, prefetch 4, events off",
-        "kit",
-        "prefork, 1 x 8 processes, prefetch 4, events off",
-        _kit_processes(1, "--concurrency", "8"),
-        450,
-        600,
-        kit_env=_PREFETCH_4,
-        conf=_NO_EVENTS,
+        "prefork 8",
+        "prefork, 1 x 8 processes",
+        1,
+        ("--concurrency", "8"),
+        (450, 600),
     ),
-    Layout(
+    _candidate(
         "kit-threads-8",
-        "kit, threads 8, prefetch 4, events off",
-        "kit",
-        "threads, 1 process x 8 threads, prefetch 4, events off",
-        _kit_processes(1, "--pool", "threads", "--concurrency", "8"),
-        500,
-        500,
-        kit_env=_PREFETCH_4,
-        conf=_NO_EVENTS,
+        "threads 8",
+        "threads, 1 process x 8 threads",
+        1,
+        ("--pool", "threads", "--concurrency", "8"),
+        (500, 500),
     ),
-    Layout(
+    _candidate(
         "kit-threads-2x8",
-        "kit, 2 x threads 8, prefetch 4, events off",
-        "kit",
-        "threads, 2 processes x 8 threads, prefetch 4, events off",
-        _kit_processes(2, "--pool", "threads", "--concurrency", "8"),
-        700,
-        700,
-        kit_env=_PREFETCH_4,
-        conf=_NO_EVENTS,
+        "2 x threads 8",
+        "threads, 2 processes x 8 threads",
+        2,
+        ("--pool", "threads", "--concurrency", "8"),
+        (700, 700),
     ),
-    Layout(
-        "kit-solo-2",
-        "kit, 2 x solo, prefetch 4, events off",
-        "kit",
-        "solo, 2 processes x 1, prefetch 4, events off",
-        _kit_processes(2, "--pool", "solo"),
-        700,
-        150,
-        kit_env=_PREFETCH_4,
-        conf=_NO_EVENTS,
+    _candidate(
+        "kit-solo-2", "2 x solo", "solo, 2 processes x 1", 2, ("--pool", "solo"), (700, 150)
     ),
 )
 RECOMMENDED = "kit-threads-2x8"
@@ -186,17 +178,7 @@ LAYOUTS: tuple[Layout, ...] = (
         150,
     ),
     *(
-        Layout(
-            c.key,
-            f"kit recommended ({c.label.removeprefix('kit, ')})",
-            c.framework,
-            c.shape,
-            c.argv,
-            c.noop_rate,
-            c.sleep_rate,
-            c.kit_env,
-            c.conf,
-        )
+        dataclasses.replace(c, label=f"kit recommended ({c.label.removeprefix('kit, ')})")
         for c in CANDIDATES
         if c.key == RECOMMENDED
     ),
@@ -240,16 +222,6 @@ def select_layouts(keys: Sequence[str]) -> tuple[Layout, ...]:
     if unknown:
         raise BenchmarkError(f"unknown layout(s) {unknown}; known: {sorted(known)}")
     return tuple(known[key] for key in dict.fromkeys(keys))
-
-
-def available(layouts: Sequence[Layout]) -> tuple[list[Layout], list[Layout]]:
-    """(runnable, skipped): Dramatiq and RQ are optional (the ``bench`` extra)."""
-    runnable: list[Layout] = []
-    skipped: list[Layout] = []
-    for layout in layouts:
-        missing = layout.requires and importlib.util.find_spec(layout.requires) is None
-        (skipped if missing else runnable).append(layout)
-    return runnable, skipped
 
 
 def start_workers(layout: Layout, redis_url: str, workdir: Path, tag: str) -> WorkerGroup:

@@ -12,23 +12,23 @@ Per layout and repetition, one worker start, then:
 The producer is the benchmark process itself, through each library's ordinary single enqueue
 (:meth:`~benchmarks.layouts.publishers.Publisher.send_stamp`), which passes ``time.time()``
 taken just before the call; the handler subtracts it from its own clock first thing
-(:mod:`benchmarks.core.bodies`). The latency therefore includes the enqueue call itself, Redis, the
-worker's fetch and its dispatch to the pool. Whether the producer kept its pace is reported
-(``achieved`` rate), since on two CPUs it competes with the workers.
+(:func:`benchmarks.core.bodies.stamp`). The latency therefore includes the enqueue call itself,
+Redis, the worker's fetch and its dispatch to the pool. Whether the producer kept its pace is
+reported (``achieved`` rate), since on two CPUs it competes with the workers.
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.core.bodies import KEY
 from benchmarks.core.measure import STALL_TIMEOUT, START_TIMEOUT, BenchmarkError
 from benchmarks.core.processes import PrivateRedis, WorkerGroup
+from benchmarks.core.rounds import Turn, interleave
 from benchmarks.layouts.catalog import Layout, start_workers, vet
 from benchmarks.layouts.publishers import Publisher, publisher_for
 
@@ -88,33 +88,31 @@ def run_latency(
     workdir: Path,
     idle_tasks: int = IDLE_TASKS,
     load_seconds: float = LOAD_SECONDS,
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> list[LatencyRun]:
     """Every layout ``repeat`` times, interleaved; ``max_rates`` by layout key (tasks/s)."""
-    runs: list[LatencyRun] = []
-    total = repeat * len(layouts)
-    for rep in range(repeat):
-        for layout in layouts:
-            order = len(runs) // 2
-            pair = run_once(
-                redis,
-                layout,
-                max_rates[layout.key],
-                repeat=rep,
-                order=order,
-                workdir=workdir,
-                idle_tasks=idle_tasks,
-                load_seconds=load_seconds,
-            )
-            runs.extend(pair)
-            text = "; ".join(
-                f"{r.phase} ({r.achieved_rate:,.0f}/s) "
-                + " ".join(f"{k} {v:.1f}" for k, v in r.stats.items())
-                + " ms"
-                for r in pair
-            )
-            progress(f"[{order + 1}/{total}] latency {layout.key}: {text}")
-    return runs
+
+    def run(layout: Layout, turn: Turn) -> tuple[LatencyRun, LatencyRun]:
+        return run_once(
+            redis,
+            layout,
+            max_rates[layout.key],
+            turn=turn,
+            workdir=workdir,
+            idle_tasks=idle_tasks,
+            load_seconds=load_seconds,
+        )
+
+    def describe(layout: Layout, pair: tuple[LatencyRun, LatencyRun]) -> list[str]:
+        text = "; ".join(
+            f"{r.phase} ({r.achieved_rate:,.0f}/s) "
+            + " ".join(f"{k} {v:.1f}" for k, v in r.stats.items())
+            + " ms"
+            for r in pair
+        )
+        return [f"latency {layout.key}: {text}"]
+
+    pairs = interleave(layouts, repeat, run, describe)
+    return [phase for pair in pairs for phase in pair]
 
 
 def run_once(
@@ -122,18 +120,17 @@ def run_once(
     layout: Layout,
     max_rate: float,
     *,
-    repeat: int,
-    order: int,
+    turn: Turn,
     workdir: Path,
     idle_tasks: int,
     load_seconds: float,
 ) -> tuple[LatencyRun, LatencyRun]:
     redis.flushall()
-    publisher = publisher_for(layout.framework, redis.url, layout.kit_env, layout.conf)
+    publisher = publisher_for(layout, redis.url)
     load_rate = LOAD_FRACTION * max_rate
     load_tasks = max(idle_tasks, round(load_rate * load_seconds))
     try:
-        tag = f"{order:03d}-latency-{layout.key}"
+        tag = f"{turn.order:03d}-latency-{layout.key}"
         with start_workers(layout, redis.url, workdir, tag) as workers:
             _paced(publisher, 1 / IDLE_GAP, WARMUP_TASKS)
             _collect(redis, workers, WARMUP_TASKS, START_TIMEOUT)
@@ -145,9 +142,10 @@ def run_once(
         vet(layout, redis, errors)
     finally:
         publisher.close()
+    rep, order = turn.repeat, turn.order
     return (
-        LatencyRun(layout.key, "idle", repeat, order, 1 / IDLE_GAP, idle_sent, idle),
-        LatencyRun(layout.key, "load", repeat, order, load_rate, load_sent, load),
+        LatencyRun(layout.key, "idle", rep, order, 1 / IDLE_GAP, idle_sent, idle),
+        LatencyRun(layout.key, "load", rep, order, load_rate, load_sent, load),
     )
 
 

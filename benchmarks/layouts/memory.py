@@ -12,14 +12,14 @@ runs the kit's own per-task code (late ack, results, telemetry hooks) like the d
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.core.measure import STALL_TIMEOUT, BenchmarkError, QueueProbe, measure
 from benchmarks.core.processes import PrivateRedis, WorkerGroup
+from benchmarks.core.rounds import Progress, stderr_progress
 from benchmarks.layouts.catalog import Layout, probe_for, start_workers, vet
 from benchmarks.layouts.publishers import publisher_for
 
@@ -87,10 +87,10 @@ def run_memory(
     first: int = FIRST,
     total: int = TOTAL,
     chunk: int = CHUNK,
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    progress: Progress = stderr_progress,
 ) -> MemoryRun:
     redis.flushall()
-    publisher = publisher_for(layout.framework, redis.url, layout.kit_env, layout.conf)
+    publisher = publisher_for(layout, redis.url)
     try:
         publisher.preload("noop", first)
         probe = probe_for(layout, redis.client)

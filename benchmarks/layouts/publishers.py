@@ -16,15 +16,16 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+from benchmarks.core import bodies
+from benchmarks.core.bodies import QUEUE
+from benchmarks.layouts.catalog import Layout
 from benchmarks.throughput.overrides import Scalar
 from benchmarks.throughput.preload import AppKind, producer_app
 from benchmarks.throughput.preload import preload as celery_preload
 
-__all__ = ["Framework", "Kind", "Publisher", "publisher_for"]
+__all__ = ["Kind", "Publisher", "publisher_for"]
 
-Framework = Literal["plain", "kit", "dramatiq", "rq"]
 Kind = Literal["noop", "sleep", "stamp"]
-QUEUE = "bench"  # Dramatiq's and RQ's queue (the modules in benchmarks/ say the same)
 RQ_BATCH = 1000  # jobs per enqueue_many pipeline
 
 
@@ -65,8 +66,9 @@ class CeleryPublisher:
 
 
 class DramatiqPublisher:
-    """A broker of our own (not the module-level one of :mod:`benchmarks.layouts.dramatiq_tasks`,
-    which reads its URL from the environment at import), messages addressed by actor name."""
+    """A broker of our own (not the module-level one of
+    :mod:`benchmarks.layouts.dramatiq_tasks`, which reads its URL from the environment at
+    import), messages addressed by actor name."""
 
     def __init__(self, url: str) -> None:
         self.dramatiq: Any = importlib.import_module("dramatiq")
@@ -96,15 +98,15 @@ class DramatiqPublisher:
 
 
 class RQPublisher:
+    """Jobs name the task bodies by dotted path, which the RQ worker imports."""
+
     def __init__(self, url: str) -> None:
         rq: Any = importlib.import_module("rq")
         redis: Any = importlib.import_module("redis")
         self.rq = rq
         self.connection = redis.Redis.from_url(url)
         self.queue = rq.Queue(QUEUE, connection=self.connection)
-        from benchmarks.layouts.rq_tasks import FUNCTIONS
-
-        self.functions = FUNCTIONS
+        self.functions = {kind: f"{bodies.__name__}.{kind}" for kind in bodies.KINDS}
 
     def preload(self, kind: Kind, count: int) -> None:
         function = self.functions[kind]
@@ -120,14 +122,10 @@ class RQPublisher:
         self.connection.close()
 
 
-def publisher_for(
-    framework: Framework,
-    url: str,
-    kit_env: Mapping[str, str],
-    conf: Mapping[str, Scalar],
-) -> Publisher:
-    if framework == "dramatiq":
+def publisher_for(layout: Layout, url: str) -> Publisher:
+    """A publisher that writes messages as the layout's own producers would."""
+    if layout.framework == "dramatiq":
         return DramatiqPublisher(url)
-    if framework == "rq":
+    if layout.framework == "rq":
         return RQPublisher(url)
-    return CeleryPublisher(framework, url, kit_env, conf)
+    return CeleryPublisher(layout.framework, url, layout.kit_env, layout.conf)

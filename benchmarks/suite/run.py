@@ -1,5 +1,8 @@
 """``python -m benchmarks all``: every benchmark in one run, against one private Redis.
 
+This module runs the sections; :mod:`benchmarks.suite.targets` judges the figures and
+:mod:`benchmarks.suite.command` writes the one table.
+
 Sections, in order: enqueue rate (with bulk ``enqueue_many`` and the reference libraries),
 processing rate per worker layout, latency (which needs the processing rates: its load is half
 of each layout's measured maximum), telemetry overhead, memory after 100,000 tasks, and the
@@ -14,24 +17,20 @@ proves that every scenario runs and every row is reported (the CI smoke test).
 from __future__ import annotations
 
 import dataclasses
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from benchmarks.core.machine import machine_facts
-from benchmarks.core.otlp_sink import OTLPSink
-from benchmarks.core.processes import PrivateRedis, private_redis
-from benchmarks.enqueue.scenario import VARIANTS, EnqueueRun, Variant, available, run_enqueue
+from benchmarks.core.machine import available, library_versions
+from benchmarks.core.rounds import Progress, stderr_progress
+from benchmarks.core.session import Session, session
+from benchmarks.enqueue.scenario import VARIANTS, EnqueueRun, Variant, run_enqueue
 from benchmarks.images.scenario import DEFAULT_SIZE, DEFAULT_TARGETS, measure_images
 from benchmarks.layouts.catalog import LAYOUTS, RECOMMENDED, Layout, select_layouts
-from benchmarks.layouts.catalog import available as available_layouts
 from benchmarks.layouts.latency import LatencyRun, run_latency
 from benchmarks.layouts.memory import MemoryRun, run_memory
-from benchmarks.layouts.processing import PhaseRun, run_processing, summarize_rates
+from benchmarks.layouts.processing import PhaseRun, rates_by_layout, run_processing
 from benchmarks.telemetry.scenario import (
     BASELINE,
     EXPORTING,
@@ -41,7 +40,15 @@ from benchmarks.telemetry.scenario import (
     telemetry_scenarios,
 )
 
-__all__ = ["FULL", "QUICK", "SECTIONS", "SuiteConfig", "SuiteResults", "run_suite"]
+__all__ = [
+    "FULL",
+    "LATENCY_LAYOUTS",
+    "QUICK",
+    "SECTIONS",
+    "SuiteConfig",
+    "SuiteResults",
+    "run_suite",
+]
 
 SECTIONS = ("enqueue", "processing", "latency", "telemetry", "memory", "images")
 #: The layouts whose latency is measured: the kit's two, stock Celery, and the references
@@ -107,135 +114,116 @@ class SuiteResults:
     def noop_medians(self) -> dict[str, float]:
         return {
             key: s.median
-            for (key, kind), s in summarize_rates(self.processing).items()
+            for (key, kind), s in rates_by_layout(self.processing).items()
             if kind == "noop"
         }
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("dramatiq", "rq", "opentelemetry-sdk", "pillow"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
 
 
 def run_suite(
     config: SuiteConfig,
     sections: Sequence[str],
     layout_keys: Sequence[str],
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    progress: Progress = stderr_progress,
 ) -> SuiteResults:
-    layouts, skipped = available_layouts(select_layouts(layout_keys) if layout_keys else LAYOUTS)
+    layouts, skipped = available(select_layouts(layout_keys) if layout_keys else LAYOUTS)
     for layout in skipped:
         progress(f"skipping layout {layout.key}: {layout.requires} is not installed")
-    with (
-        private_redis() as redis,
-        OTLPSink() as sink,
-        tempfile.TemporaryDirectory(prefix="kit-bench-logs-") as logs,
-    ):
-        workdir = Path(logs)
-        results = SuiteResults(
-            config, {**machine_facts(redis.version()), **_versions()}, layouts, skipped
-        )
+    with session(receiver=True) as bench:
+        results = SuiteResults(config, {**bench.facts, **library_versions()}, layouts, skipped)
         for section in SECTIONS:
             if section not in sections:
                 continue
             progress(f"== {section}")
             began = time.monotonic()
-            _SECTION_RUNNERS[section](results, redis, sink, workdir)
+            _SECTION_RUNNERS[section](results, bench)
             results.seconds[section] = time.monotonic() - began
     return results
 
 
-def _enqueue(results: SuiteResults, redis: PrivateRedis, sink: OTLPSink, _: Path) -> None:
+def _enqueue(results: SuiteResults, bench: Session) -> None:
     variants, skipped = available(VARIANTS)
     results.enqueue_variants, results.skipped_variants = variants, skipped
     c = results.config
-    results.enqueue = run_enqueue(redis, sink, variants, tasks=c.enqueue_tasks, repeat=c.repeat)
-
-
-def _processing(results: SuiteResults, redis: PrivateRedis, _: OTLPSink, workdir: Path) -> None:
-    c = results.config
-    results.processing = run_processing(
-        redis,
-        results.layouts,
-        seconds=c.phase_seconds,
-        minimum=c.minimum_tasks,
-        repeat=c.repeat,
-        workdir=workdir,
+    results.enqueue = run_enqueue(
+        bench.redis, bench.sink, variants, tasks=c.enqueue_tasks, repeat=c.repeat
     )
 
 
-def _latency_layouts(results: SuiteResults) -> list[Layout]:
-    chosen = [layout for layout in results.layouts if layout.key in LATENCY_LAYOUTS]
-    return chosen or list(results.layouts)  # explicit --layout choices outside the default
-
-
-def _latency(results: SuiteResults, redis: PrivateRedis, sink: OTLPSink, workdir: Path) -> None:
+def _rates(
+    results: SuiteResults, bench: Session, layouts: Sequence[Layout], repeat: int
+) -> list[PhaseRun]:
     c = results.config
-    layouts = _latency_layouts(results)
-    rates = results.noop_medians()
-    if missing := [layout for layout in layouts if layout.key not in rates]:
-        # --only latency: the load needs each layout's maximum rate, measured once here.
-        extra = run_processing(
-            redis,
-            missing,
-            seconds=c.phase_seconds,
-            minimum=c.minimum_tasks,
-            repeat=1,
-            workdir=workdir,
-        )
-        results.processing.extend(extra)
-        rates = results.noop_medians()
-    results.latency = run_latency(
-        redis,
+    return run_processing(
+        bench.redis,
         layouts,
-        rates,
+        seconds=c.phase_seconds,
+        minimum=c.minimum_tasks,
+        repeat=repeat,
+        workdir=bench.workdir,
+    )
+
+
+def _processing(results: SuiteResults, bench: Session) -> None:
+    results.processing = _rates(results, bench, results.layouts, results.config.repeat)
+
+
+def _latency(results: SuiteResults, bench: Session) -> None:
+    c = results.config
+    chosen = [layout for layout in results.layouts if layout.key in LATENCY_LAYOUTS]
+    layouts = chosen or list(results.layouts)  # explicit --layout choices outside the default
+    measured = results.noop_medians()
+    if missing := [layout for layout in layouts if layout.key not in measured]:
+        # --only latency: the load needs each layout's maximum rate, measured once here.
+        results.processing.extend(_rates(results, bench, missing, repeat=1))
+    results.latency = run_latency(
+        bench.redis,
+        layouts,
+        results.noop_medians(),
         repeat=c.repeat,
-        workdir=workdir,
+        workdir=bench.workdir,
         idle_tasks=c.latency_idle_tasks,
         load_seconds=c.latency_load_seconds,
     )
 
 
-def _telemetry(results: SuiteResults, redis: PrivateRedis, sink: OTLPSink, workdir: Path) -> None:
+def _telemetry(results: SuiteResults, bench: Session) -> None:
     c = results.config
     scenarios = tuple(
         s
-        for s in telemetry_scenarios(sink.endpoint, closed_endpoint())
+        for s in telemetry_scenarios(bench.sink.endpoint, closed_endpoint())
         if s.key in (BASELINE, EXPORTING)
     )
     results.telemetry = run_telemetry(
-        redis, sink, scenarios, tasks=c.telemetry_tasks, repeat=c.repeat, workdir=workdir
+        bench.redis,
+        bench.sink,
+        scenarios,
+        tasks=c.telemetry_tasks,
+        repeat=c.repeat,
+        workdir=bench.workdir,
     )
 
 
-def _memory(results: SuiteResults, redis: PrivateRedis, _: OTLPSink, workdir: Path) -> None:
+def _memory(results: SuiteResults, bench: Session) -> None:
     c = results.config
     layout = next(
         (x for x in results.layouts if x.key == MEMORY_LAYOUT), select_layouts([MEMORY_LAYOUT])[0]
     )
     results.memory = run_memory(
-        redis,
+        bench.redis,
         layout,
-        workdir=workdir,
+        workdir=bench.workdir,
         first=c.memory_first,
         total=c.memory_total,
         chunk=c.memory_chunk,
     )
 
 
-def _images(results: SuiteResults, *_: object) -> None:
+def _images(results: SuiteResults, _: Session) -> None:
     c = results.config
     results.images, _data = measure_images(c.image_size, c.image_targets, c.image_repeat)
 
 
-_SECTION_RUNNERS: dict[str, Callable[[SuiteResults, PrivateRedis, OTLPSink, Path], None]] = {
+_SECTION_RUNNERS: dict[str, Callable[[SuiteResults, Session], None]] = {
     "enqueue": _enqueue,
     "processing": _processing,
     "latency": _latency,

@@ -2,51 +2,56 @@
 
 * ``off``: OTEL_SDK_DISABLED=true, the baseline;
 * ``otlp``: traces and metrics exported over OTLP/gRPC to a receiver that answers
-  (:class:`~benchmarks.core.otlp_sink.OTLPSink`), the production set-up the issue's >= 0.9 target is
+  (:class:`~benchmarks.core.otlp_sink.OTLPSink`), the production set-up the >= 0.9 target is
   about;
 * ``collector-down``: the endpoint is configured but nothing listens, so every export fails and
   is retried in the exporters' threads: tasks must not wait on it;
 * ``no-endpoint``: OTEL_* unset, where the kit installs no SDK providers (only the stock
   instrumentation that propagates trace context).
 
-Messages are pre-loaded by a producer subprocess with the scenario's own OTEL_* settings, so
-they carry what that deployment's producer writes (trace context, publish-time header) and the
-worker pays for extracting it. That producer exports to the receiver whenever the scenario has
-an endpoint (in ``collector-down`` too: the producer is off the clock; only the message shape
-matters), which checks the producer spans as well. Its spans are counted, then the counts are
-reset before the worker starts, so the worker's spans are counted on their own.
+Each is a throughput :class:`~benchmarks.throughput.scenario.Scenario` of the kit's default
+worker (its tasks: :mod:`benchmarks.throughput.kit_tasks`), run the throughput way
+(:func:`~benchmarks.throughput.scenario.run_worker`) with one difference: messages are
+pre-loaded by a producer subprocess (:mod:`benchmarks.telemetry.producer`) with the scenario's
+own OTEL_* settings, so they carry what that deployment's producer writes (trace context,
+publish-time header) and the worker pays for extracting it. That producer exports to the
+receiver whenever the scenario has an endpoint (in ``collector-down`` too: the producer is off
+the clock; only the message shape matters), which checks the producer spans as well. Its spans
+are counted, then the counts are reset before the worker starts, so the worker's spans are
+counted on their own.
 
-Workers are SIGKILLed at the end of a run (see :mod:`benchmarks.core.processes`), which would lose
-the spans still in their batch processors; in ``otlp`` the benchmark first waits, clock stopped,
-until one ``run/`` span per task has arrived or :data:`SPAN_WAIT` passes.
+Workers are SIGKILLed at the end of a run (see :mod:`benchmarks.core.processes`), which would
+lose the spans still in their batch processors; in ``otlp`` the benchmark first waits, clock
+stopped, until one ``run/`` span per task has arrived or :data:`SPAN_WAIT` passes.
 """
 
 from __future__ import annotations
 
 import socket
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.core.measure import BenchmarkError, QueueProbe, measure
 from benchmarks.core.otlp_sink import OTLPSink
-from benchmarks.core.processes import PrivateRedis, Worker, run_producer
-from benchmarks.throughput.scenario import RunRecord, Scenario, vet_worker_log
+from benchmarks.core.processes import PrivateRedis, run_producer
+from benchmarks.core.report import table
+from benchmarks.core.rounds import Turn, interleave
+from benchmarks.throughput.scenario import RunRecord, Scenario, describe, run_worker
 
 __all__ = [
     "BASELINE",
     "EXPORTING",
     "TARGET",
     "TelemetryRun",
+    "closed_endpoint",
     "run_telemetry",
+    "span_section",
     "telemetry_scenarios",
 ]
 
 BASELINE = "off"
 EXPORTING = "otlp"
-TARGET = 0.9  # the issue's target for otlp / off
+TARGET = 0.9  # otlp / off
 SPAN_WAIT = 15.0  # seconds at most; spans are exported every SPAN_DELAY_MS
 #: Metrics every 5 s instead of the default 60 s: more export work than a default deployment
 #: does, never less. The suite's runs (about 2 s on the clock) end before the first export, so
@@ -57,6 +62,7 @@ METRIC_INTERVAL_MS = "5000"
 #: arrive soon after it (the wait before the kill).
 SPAN_DELAY_MS = "1000"
 ENDPOINT_VAR = "OTEL_EXPORTER_OTLP_ENDPOINT"
+PRODUCER = "benchmarks.telemetry.producer:preload"
 
 
 def closed_endpoint() -> str:
@@ -72,6 +78,7 @@ def telemetry_scenarios(endpoint: str, dead_endpoint: str) -> tuple[Scenario, ..
         "OTEL_METRIC_EXPORT_INTERVAL": METRIC_INTERVAL_MS,
         "OTEL_BSP_SCHEDULE_DELAY": SPAN_DELAY_MS,
     }
+    every = f"metrics every {METRIC_INTERVAL_MS} ms, spans every {SPAN_DELAY_MS} ms"
     return (
         Scenario(
             BASELINE,
@@ -83,16 +90,14 @@ def telemetry_scenarios(endpoint: str, dead_endpoint: str) -> tuple[Scenario, ..
         Scenario(
             EXPORTING,
             "traces + metrics over OTLP/gRPC",
-            f"{ENDPOINT_VAR}=<local receiver>, metrics every {METRIC_INTERVAL_MS} ms, "
-            f"spans every {SPAN_DELAY_MS} ms",
+            f"{ENDPOINT_VAR}=<local receiver>, {every}",
             "kit",
             kit_env={ENDPOINT_VAR: endpoint, **exported},
         ),
         Scenario(
             "collector-down",
             "collector down",
-            f"{ENDPOINT_VAR}=<closed port>, metrics every {METRIC_INTERVAL_MS} ms, "
-            f"spans every {SPAN_DELAY_MS} ms",
+            f"{ENDPOINT_VAR}=<closed port>, {every}",
             "kit",
             kit_env={ENDPOINT_VAR: dead_endpoint, **exported},
         ),
@@ -124,76 +129,58 @@ def run_telemetry(
     tasks: int,
     repeat: int,
     workdir: Path,
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> list[TelemetryRun]:
     """Every scenario ``repeat`` times, interleaved, each from an empty Redis."""
-    runs: list[TelemetryRun] = []
-    total_runs = repeat * len(scenarios)
-    for rep in range(repeat):
-        for scenario in scenarios:
-            order = len(runs)
-            run = run_once(
-                redis,
-                sink,
-                scenario,
-                tasks=tasks,
-                repeat=rep,
-                order=order,
-                log_path=workdir / f"{order:03d}-{scenario.key}.log",
-            )
-            runs.append(run)
-            m = run.record.measurement
-            spans = f"; run spans {run.worker_spans.get('run', 0)}" if run.worker_spans else ""
-            progress(
-                f"[{order + 1}/{total_runs}] {scenario.key}: {m.rate:,.0f} tasks/s "
-                f"({m.counted} in {m.elapsed:.2f} s; start-up {m.startup:.1f} s{spans})"
-            )
-            for line in run.record.log_errors:
-                progress(f"    worker log error (not fatal): {line}")
-    return runs
+
+    def run(scenario: Scenario, turn: Turn) -> TelemetryRun:
+        redis.flushall()
+        sink.reset()
+        env = scenario.env(redis.url)
+        if ENDPOINT_VAR in env:
+            env[ENDPOINT_VAR] = sink.endpoint
+            # Pipelined publishing outruns the default 2048-span queue; keep every producer span.
+            env["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, tasks + 100))
+        preload_seconds = float(str(run_producer(PRODUCER, tasks, env)["seconds"]))
+        producer_spans = sink.spans()
+        sink.reset()
+
+        def wait_for_spans() -> None:
+            if scenario.key == EXPORTING:
+                sink.wait_for_spans("run", tasks, SPAN_WAIT)
+
+        record = run_worker(redis, scenario, tasks, turn, workdir, preload_seconds, wait_for_spans)
+        return TelemetryRun(record, producer_spans, sink.spans(), sink.metric_requests())
+
+    def progress(_: Scenario, run: TelemetryRun) -> list[str]:
+        spans = f"; run spans {run.worker_spans.get('run', 0)}" if run.worker_spans else ""
+        return describe(run.record, spans)
+
+    return interleave(scenarios, repeat, run, progress)
 
 
-def _preload(redis: PrivateRedis, sink: OTLPSink, scenario: Scenario, tasks: int) -> float:
-    env = scenario.env(redis.url)
-    if ENDPOINT_VAR in env:
-        env[ENDPOINT_VAR] = sink.endpoint
-        # Pipelined publishing outruns the default 2048-span queue; keep every producer span.
-        env["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, tasks + 100))
-    result = run_producer("preload", tasks, env)
-    return float(str(result["seconds"]))
-
-
-def run_once(
-    redis: PrivateRedis,
-    sink: OTLPSink,
-    scenario: Scenario,
-    *,
-    tasks: int,
-    repeat: int,
-    order: int,
-    log_path: Path,
-) -> TelemetryRun:
-    redis.flushall()
-    sink.reset()
-    preload_seconds = _preload(redis, sink, scenario, tasks)
-    producer_spans = sink.spans()
-    sink.reset()
-    probe = QueueProbe.discover(redis.client)
-    if (queued := probe.remaining()) != tasks:
-        raise BenchmarkError(f"{scenario.key}: pre-loaded {queued} messages, expected {tasks}")
-    spawned_at = time.monotonic()
-    with Worker(scenario.command(), scenario.env(redis.url), log_path) as worker:
-        measurement = measure(probe, worker, tasks, spawned_at=spawned_at)
-        if scenario.key == EXPORTING:
-            sink.wait_for_spans("run", tasks, SPAN_WAIT)
-        errors = worker.logged_errors()
-    record = RunRecord(
-        scenario=scenario.key,
-        repeat=repeat,
-        order=order,
-        measurement=measurement,
-        preload_seconds=preload_seconds,
-        results_stored=redis.keys_in_db(1),
-        log_errors=vet_worker_log(redis, scenario.key, errors),
+def span_section(runs: Sequence[TelemetryRun]) -> str:
+    """Spans received per task: a rate measured while spans were dropped (or never made) would
+    flatter telemetry, so the reader must see one ``run/`` span per task arrive."""
+    exporting = [r for r in runs if r.producer_spans or r.worker_spans]
+    if not exporting:
+        return ""
+    rows = []
+    for run in exporting:
+        tasks = run.record.measurement.total
+        producer = _per_task(run.producer_spans, tasks)
+        worker = _per_task(run.worker_spans, tasks)
+        rows.append(
+            [run.record.order + 1, run.record.scenario, producer, worker, run.metric_requests]
+        )
+    header = ["Run", "Scenario", "producer spans/task", "worker spans/task"]
+    return (
+        "## Spans received per task (sanity check)\n\n"
+        "The pre-load's producer exports to the receiver whenever the scenario has an endpoint;\n"
+        "the worker's spans reach it only in `otlp`. Expect 1.00 `apply_async` per task from\n"
+        "the producer and 1.00 `run` per task from the worker.\n\n"
+        + table([*header, "worker metric requests"], rows, "rlllr")
     )
-    return TelemetryRun(record, producer_spans, sink.spans(), sink.metric_requests())
+
+
+def _per_task(spans: dict[str, int], tasks: int) -> str:
+    return ", ".join(f"{k} {v / tasks:.2f}" for k, v in sorted(spans.items())) or "none"

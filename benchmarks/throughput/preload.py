@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from celery import Celery
 
+from benchmarks.core import bodies
 from benchmarks.throughput import plain_app
 from benchmarks.throughput.overrides import Scalar, apply_overrides
 
@@ -26,8 +27,6 @@ __all__ = ["AppKind", "preload", "producer_app"]
 
 AppKind = Literal["plain", "kit"]
 TASK_NAME = "bench.noop"
-#: Every benchmark task, registered on the producer too: a message needs the task's options.
-TASK_NAMES = ("bench.noop", "bench.sleep", "bench.stamp")
 BATCH_SIZE = 1000  # messages per pipeline round trip
 
 
@@ -41,14 +40,15 @@ def producer_app(
     """An app that writes messages exactly as the scenario's own producers would."""
     if kind == "plain":
         return plain_app.create_app(url)
+    from project import load_settings
     from project.application import create_app
-    from project.config import load_settings
 
     app = create_app(load_settings({**kit_env, "REDIS_URL": url}))
     apply_overrides(app, overrides)
     app.conf.update(result_backend=None, task_send_sent_event=False)
-    for name in TASK_NAMES:
-        app.task(name=name, shared=False)(_noop)
+    # Every benchmark task, registered on the producer too: a message needs the task's options.
+    for kind_name in bodies.KINDS:
+        app.task(name=f"bench.{kind_name}", shared=False)(_noop)
     return app
 
 

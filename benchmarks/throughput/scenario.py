@@ -2,27 +2,46 @@
 
 Each kit default is reverted on its own, so the table says what each one costs; one more
 scenario reverts them all, so whatever gap to stock Celery remains belongs to the kit's
-transport, queues and app rather than to these settings. Repetitions are interleaved
-(A, B, C, A, B, C ...) so that drift on the machine (thermal, noisy neighbours) is shared by
-all scenarios instead of landing on whichever ran last.
+transport, queues and app rather than to these settings. The scenarios run interleaved
+(:mod:`benchmarks.core.rounds`), each from an empty Redis: the tasks are pre-loaded first
+(:mod:`benchmarks.throughput.preload`), then one worker (:mod:`benchmarks.throughput.kit_tasks`
+or :mod:`benchmarks.throughput.plain_app`) is started and timed until none is left.
+
+:class:`Scenario` and :func:`run_worker` also serve the telemetry benchmark, whose scenarios
+are the kit's default worker with different ``OTEL_*`` settings.
 """
 
 from __future__ import annotations
 
-import sys
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.core.bodies import BROKER_URL_ENV
 from benchmarks.core.measure import BenchmarkError, Measurement, QueueProbe, measure
 from benchmarks.core.processes import PrivateRedis, Worker, child_env
+from benchmarks.core.report import table
+from benchmarks.core.rounds import Turn, interleave
 from benchmarks.throughput import overrides
-from benchmarks.throughput.plain_app import BROKER_URL_ENV
 from benchmarks.throughput.preload import AppKind, preload, producer_app
 from project.keys import ARCHIVE_INDEX
 
-__all__ = ["SCENARIOS", "RunRecord", "Scenario", "run_scenarios", "select", "vet_worker_log"]
+__all__ = [
+    "KIT_TASKS_MODULE",
+    "SCENARIOS",
+    "RunRecord",
+    "Scenario",
+    "celery_worker_env",
+    "describe",
+    "log_errors_section",
+    "raw_rates_section",
+    "run_throughput",
+    "run_worker",
+    "select",
+    "vet_worker_log",
+]
 
 KIT_TASKS_MODULE = "benchmarks.throughput.kit_tasks"
 #: Worker log errors that mean a message was acknowledged without running the task: such a
@@ -35,6 +54,18 @@ FATAL_LOG_MARKERS = (
     "refused message",  # the kit's consumer archiving a message it would not run
 )
 MAX_LOG_ERRORS = 5  # distinct non-fatal error lines kept per run
+
+
+def celery_worker_env(
+    app: AppKind, redis_url: str, kit_env: Mapping[str, str], conf: Mapping[str, overrides.Scalar]
+) -> dict[str, str]:
+    """The variables a stock Celery or kit worker needs on top of the scrubbed environment."""
+    if app == "plain":
+        return {BROKER_URL_ENV: redis_url}
+    extra = {"REDIS_URL": redis_url, "KIT_IMPORTS": KIT_TASKS_MODULE, **kit_env}
+    if conf:
+        extra[overrides.ENV_VAR] = overrides.encode(conf)
+    return extra
 
 
 @dataclass(frozen=True)
@@ -52,12 +83,7 @@ class Scenario:
         return ["-A", target, "worker", *self.worker_args]
 
     def env(self, redis_url: str) -> dict[str, str]:
-        if self.app == "plain":
-            return child_env({BROKER_URL_ENV: redis_url})
-        extra = {"REDIS_URL": redis_url, "KIT_IMPORTS": KIT_TASKS_MODULE, **self.kit_env}
-        if self.conf:
-            extra[overrides.ENV_VAR] = overrides.encode(self.conf)
-        return child_env(extra)
+        return child_env(celery_worker_env(self.app, redis_url, self.kit_env, self.conf))
 
 
 _EARLY_ACK: dict[str, overrides.Scalar] = {"task_acks_late": False}
@@ -72,6 +98,7 @@ _NO_TIME_LIMITS: dict[str, overrides.Scalar] = {
 }
 _PREFETCH_4 = {"KIT_PREFETCH_MULTIPLIER": "4"}
 _NO_TELEMETRY = {"OTEL_SDK_DISABLED": "true"}
+
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("plain", "plain Celery defaults", "stock Celery app, no kit", "plain"),
@@ -119,15 +146,15 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def select(keys: Sequence[str]) -> tuple[Scenario, ...]:
+def select(keys: Sequence[str], scenarios: Sequence[Scenario] = SCENARIOS) -> tuple[Scenario, ...]:
     """The named scenarios in table order; all of them when none is named."""
     if not keys:
-        return SCENARIOS
-    known = {scenario.key for scenario in SCENARIOS}
+        return tuple(scenarios)
+    known = {scenario.key for scenario in scenarios}
     unknown = [key for key in keys if key not in known]
     if unknown:
         raise BenchmarkError(f"unknown scenario(s) {unknown}; known: {sorted(known)}")
-    return tuple(scenario for scenario in SCENARIOS if scenario.key in keys)
+    return tuple(scenario for scenario in scenarios if scenario.key in keys)
 
 
 @dataclass(frozen=True)
@@ -152,68 +179,49 @@ class RunRecord:
         }
 
 
-def run_scenarios(
-    redis: PrivateRedis,
-    scenarios: Sequence[Scenario],
-    *,
-    tasks: int,
-    repeat: int,
-    workdir: Path,
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+def run_throughput(
+    redis: PrivateRedis, scenarios: Sequence[Scenario], *, tasks: int, repeat: int, workdir: Path
 ) -> list[RunRecord]:
     """Every scenario ``repeat`` times, interleaved, each from an empty Redis."""
-    records: list[RunRecord] = []
-    total_runs = repeat * len(scenarios)
-    for rep in range(repeat):
-        for scenario in scenarios:
-            order = len(records)
-            record = run_once(
-                redis,
-                scenario,
-                tasks=tasks,
-                repeat=rep,
-                order=order,
-                log_path=workdir / f"{order:03d}-{scenario.key}.log",
-            )
-            records.append(record)
-            m = record.measurement
-            progress(
-                f"[{order + 1}/{total_runs}] {scenario.key}: {m.rate:,.0f} tasks/s "
-                f"({m.counted} in {m.elapsed:.2f} s; start-up {m.startup:.1f} s)"
-            )
-            for line in record.log_errors:
-                progress(f"    worker log error (not fatal): {line}")
-    return records
+
+    def run(scenario: Scenario, turn: Turn) -> RunRecord:
+        redis.flushall()
+        app = producer_app(scenario.app, redis.url, scenario.kit_env, scenario.conf)
+        began = time.monotonic()
+        try:
+            preload(app, tasks)
+        finally:
+            app.close()
+        return run_worker(redis, scenario, tasks, turn, workdir, time.monotonic() - began)
+
+    return interleave(scenarios, repeat, run, lambda _, record: describe(record))
 
 
-def run_once(
+def run_worker(
     redis: PrivateRedis,
     scenario: Scenario,
-    *,
     tasks: int,
-    repeat: int,
-    order: int,
-    log_path: Path,
+    turn: Turn,
+    workdir: Path,
+    preload_seconds: float,
+    before_kill: Callable[[], object] = lambda: None,
 ) -> RunRecord:
-    redis.flushall()
-    app = producer_app(scenario.app, redis.url, scenario.kit_env, scenario.conf)
-    began = time.monotonic()
-    try:
-        preload(app, tasks)
-    finally:
-        app.close()
-    preload_seconds = time.monotonic() - began
+    """Once the ``tasks`` are pre-loaded: start the scenario's worker, time it until none is
+    left, and vet its log. ``before_kill`` runs with the clock stopped, before the worker is
+    killed (the telemetry benchmark waits there for the last spans)."""
     probe = QueueProbe.discover(redis.client)
     if (queued := probe.remaining()) != tasks:
         raise BenchmarkError(f"{scenario.key}: pre-loaded {queued} messages, expected {tasks}")
+    log_path = workdir / f"{turn.order:03d}-{scenario.key}.log"
     spawned_at = time.monotonic()
     with Worker(scenario.command(), scenario.env(redis.url), log_path) as worker:
         measurement = measure(probe, worker, tasks, spawned_at=spawned_at)
+        before_kill()
         errors = worker.logged_errors()
     return RunRecord(
         scenario=scenario.key,
-        repeat=repeat,
-        order=order,
+        repeat=turn.repeat,
+        order=turn.order,
         measurement=measurement,
         preload_seconds=preload_seconds,
         results_stored=redis.keys_in_db(1),
@@ -221,9 +229,19 @@ def run_once(
     )
 
 
+def describe(record: RunRecord, suffix: str = "") -> list[str]:
+    """A run's progress line, then each non-fatal worker log error."""
+    m = record.measurement
+    return [
+        f"{record.scenario}: {m.rate:,.0f} tasks/s "
+        f"({m.counted} in {m.elapsed:.2f} s; start-up {m.startup:.1f} s{suffix})",
+        *(f"    worker log error (not fatal): {line}" for line in record.log_errors),
+    ]
+
+
 def vet_worker_log(redis: PrivateRedis, key: str, errors: Sequence[str]) -> tuple[str, ...]:
-    """Raise if the worker's errors (or the archive) say a message was acknowledged without
-    running; otherwise the distinct non-fatal error lines, for the report."""
+    """Raise if a Celery worker's errors (or the kit's archive) say a message was acknowledged
+    without running; otherwise the distinct non-fatal error lines, for the report."""
     fatal = [line for line in errors if any(mark in line for mark in FATAL_LOG_MARKERS)]
     if archived := redis.client.zcard(ARCHIVE_INDEX):
         fatal.append(f"{archived} message(s) in the kit's archive ({ARCHIVE_INDEX})")
@@ -241,3 +259,35 @@ def _distinct_messages(lines: Sequence[str]) -> tuple[str, ...]:
     for line in lines:
         seen.setdefault(line.split("] ", 1)[-1], None)
     return tuple(seen)[:MAX_LOG_ERRORS]
+
+
+def raw_rates_section(scenarios: Sequence[Scenario], runs: Sequence[RunRecord]) -> str:
+    """Every run's rate, scenario by scenario: the figures the medians come from."""
+    repeats = max((r.repeat for r in runs), default=-1) + 1
+    rows = []
+    for scenario in scenarios:
+        own = sorted((r for r in runs if r.scenario == scenario.key), key=lambda r: r.repeat)
+        if own:
+            startup = statistics.median(r.measurement.startup for r in own)
+            rates = [f"{r.measurement.rate:,.1f}" for r in own]
+            rows.append([scenario.key, *rates, f"{startup:.1f}", own[-1].results_stored])
+    header = ["Scenario", *(f"run {i + 1}" for i in range(repeats))]
+    header += ["start-up s (median)", "results stored (last run)"]
+    return "## Raw rates (tasks/s, in run order within each scenario)\n\n" + table(
+        header, rows, "l" + "r" * (repeats + 2)
+    )
+
+
+def log_errors_section(runs: Sequence[RunRecord]) -> str:
+    """Errors the workers logged that did not invalidate a run, still worth a reader's eye."""
+    by_message: dict[str, set[str]] = {}
+    for run in runs:
+        for message in run.log_errors:
+            by_message.setdefault(message, set()).add(run.scenario)
+    if not by_message:
+        return ""
+    items = "\n".join(
+        f"- {', '.join(sorted(scenarios))}: `{message}`"
+        for message, scenarios in by_message.items()
+    )
+    return f"## Worker log errors (not about the benchmark task)\n\n{items}"

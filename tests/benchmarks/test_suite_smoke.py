@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from benchmarks.enqueue.scenario import VARIANTS, available
+from benchmarks.core.machine import available
+from benchmarks.enqueue.scenario import VARIANTS
 from benchmarks.layouts.catalog import LAYOUTS, RECOMMENDED
-from benchmarks.layouts.catalog import available as available_layouts
 from benchmarks.suite.run import LATENCY_LAYOUTS, QUICK, SECTIONS
 
 from .support import BenchmarkRun, run_benchmark
@@ -33,7 +33,7 @@ def _positive_rate(cells: list[str]) -> None:
 @pytest.mark.timeout(RUN_TIMEOUT + 30)
 def test_every_scenario_has_its_row(suite: BenchmarkRun) -> None:
     variants, _ = available(VARIANTS)
-    layouts, skipped = available_layouts(LAYOUTS)
+    layouts, skipped = available(LAYOUTS)
     for variant in variants:
         _positive_rate(suite.row("Enqueue", variant.label))
     for title in ("Processing, no-op", "Processing, 10 ms I/O"):
@@ -59,7 +59,7 @@ def test_every_scenario_has_its_row(suite: BenchmarkRun) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(RUN_TIMEOUT + 30)
 def test_every_target_is_judged_beside_its_figure(suite: BenchmarkRun) -> None:
-    layouts, _ = available_layouts(LAYOUTS)
+    layouts, _ = available(LAYOUTS)
     judged = {
         ("Enqueue", "kit enqueue_many (bulk)"),
         ("Processing, no-op", "kit default worker"),
