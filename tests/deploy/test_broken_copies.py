@@ -28,6 +28,7 @@ from tests.deploy.validators import (
     datasource_uids,
     render_compose,
 )
+from tests.deploy.validators.prometheus import promtool_test_rules
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,18 @@ def _dashboard(root: Path) -> Problems:
     return check_dashboard(
         root / "grafana/dashboards/celery-kit.json", datasource_uids(root / "grafana/provisioning")
     )
+
+
+def _k8s(root: Path) -> Problems:
+    return check_kubernetes(root / "k8s")
+
+
+def _k8s_hpa(root: Path) -> Problems:
+    return check_kubernetes(root / "k8s-hpa")
+
+
+def _rule_tests(root: Path) -> Problems:
+    return promtool_test_rules(root / "prometheus/alerts.yml")
 
 
 def _prometheus(root: Path) -> Problems:
@@ -175,6 +188,167 @@ BREAKAGES = [
         "key: flower-auth",
         lambda r: check_kubernetes(r / "k8s"),
         "FLOWER_BASIC_AUTH",
+    ),
+    Breakage(
+        "keda-unknown-field",
+        "k8s/worker-scaledobject.yaml",
+        "  cooldownPeriod: 300",
+        "  cooldownPeriods: 300",
+        _k8s,
+        "cooldownPeriods",
+    ),
+    Breakage(
+        "keda-wrong-type",
+        "k8s/worker-scaledobject.yaml",
+        "minReplicaCount: 3",
+        "minReplicaCount: three",
+        _k8s,
+        "three",
+    ),
+    Breakage(
+        "keda-trigger-metadata-typo",
+        "k8s/worker-scaledobject.yaml",
+        "serverAddress:",
+        "serverAdress:",
+        _k8s,
+        "missing ['serverAddress']",
+    ),
+    Breakage(
+        "keda-trigger-bad-query",
+        "k8s/worker-scaledobject.yaml",
+        "query: sum(max by (task_queue)",
+        "query: sum(max by (task_queue",
+        _k8s,
+        "query does not parse",
+    ),
+    Breakage(
+        "keda-and-hpa-both",
+        "k8s-hpa/kustomization.yaml",
+        "patches:\n",
+        "unused:\n",
+        _k8s_hpa,
+        "unknown fields ['unused']",
+    ),
+    Breakage(
+        "hpa-metric-not-served",
+        "k8s-hpa/worker-hpa.yaml",
+        "name: kit_queue_depth",
+        "name: kit_queue_length",
+        _k8s_hpa,
+        "no adapter rule serves kit_queue_length",
+    ),
+    Breakage(
+        "hpa-without-namespace",
+        "k8s-hpa/worker-hpa.yaml",
+        "  namespace: celery-kit\n",
+        "",
+        _k8s_hpa,
+        "has no namespace",
+    ),
+    Breakage(
+        "adapter-bad-query",
+        "k8s-hpa/prometheus-adapter.yaml",
+        "(<<.Series>>{<<.LabelMatchers>>}))",
+        "(<<.Series>>{<<.LabelMatchers>>})",
+        _k8s_hpa,
+        "metricsQuery does not parse",
+    ),
+    Breakage(
+        "netpol-redis-open-to-all",
+        "k8s/networkpolicies.yaml",
+        "      ports:\n        - port: redis\n",
+        "      ports:\n        - port: redis\n    - {}\n",
+        _k8s,
+        "prometheus reaches redis:6379",
+    ),
+    Breakage(
+        "netpol-otlp-beyond-the-collector",
+        "k8s/networkpolicies.yaml",
+        "        - port: 5432\n",
+        "        - port: 5432\n        - port: 4317\n",
+        _k8s,
+        "worker sends OTLP to hosted-otlp:4317",
+    ),
+    Breakage(
+        "netpol-flower-open",
+        "k8s/networkpolicies.yaml",
+        "              kubernetes.io/metadata.name: ingress-nginx\n",
+        "              {}\n",
+        _k8s,
+        "prometheus reaches flower:5555",
+    ),
+    Breakage(
+        "netpol-selects-nothing",
+        "k8s/networkpolicies.yaml",
+        "      app.kubernetes.io/name: otel-collector\n  policyTypes",
+        "      app.kubernetes.io/name: otel-colector\n  policyTypes",
+        _k8s,
+        "NetworkPolicy/otel-collector: podSelector selects no pod",
+    ),
+    Breakage(
+        "netpol-unknown-port-name",
+        "k8s/networkpolicies.yaml",
+        "        - port: metrics\n",
+        "        - port: metric\n",
+        _k8s,
+        "no selected pod has a port named metric",
+    ),
+    Breakage(
+        "collector-k8s-config-not-mounted",
+        "k8s/otel-collector.yaml",
+        "--config=/etc/otelcol-contrib/config.yaml",
+        "--config=/etc/otelcol/config.yaml",
+        _k8s,
+        "--config names no key",
+    ),
+    Breakage(
+        "collector-k8s-service-without-otlp",
+        "k8s/otel-collector.yaml",
+        "    - name: otlp-grpc\n      port: 4317\n      targetPort: otlp-grpc\n"
+        "      appProtocol: grpc\n",
+        "",
+        _k8s,
+        "does not expose OTLP grpc port 4317",
+    ),
+    Breakage(
+        "collector-k8s-undefined-exporter",
+        "k8s/otel-collector.yaml",
+        "exporters: [otlp/jaeger]",
+        "exporters: [otlp/tempo]",
+        _k8s,
+        "otlp/tempo",
+    ),
+    Breakage(
+        "rules-backlog-threshold",
+        "prometheus/alerts.yml",
+        "> 10000",
+        "> 20000",
+        _rule_tests,
+        "CeleryKitQueueBacklog",
+    ),
+    Breakage(
+        "rules-failure-rate-without-minimum-volume",
+        "prometheus/alerts.yml",
+        ">= 20",
+        ">= 2",
+        _rule_tests,
+        'task_name="rare"',
+    ),
+    Breakage(
+        "rules-workers-down-needs-a-series",
+        "prometheus/alerts.yml",
+        "(sum(kit_workers_alive) or on() vector(0)) < 1",
+        "sum(kit_workers_alive) < 1",
+        _rule_tests,
+        "CeleryKitAllWorkersDown",
+    ),
+    Breakage(
+        "rules-test-annotation",
+        "prometheus/alerts.yml",
+        "cannot reach Redis",
+        "has lost Redis",
+        _rule_tests,
+        "has lost Redis",
     ),
     Breakage(
         "rules-bad-promql",

@@ -12,6 +12,7 @@ ObjectMeta of a built-in kind.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.deploy.validators.autoscaling import autoscaling_problems
 from tests.deploy.validators.collector import collector_deployment_problems
 from tests.deploy.validators.common import Problems, load_yaml_documents, schema_errors
 from tests.deploy.validators.kustomize import (
+    CLUSTER_SCOPED,
     containers,
     label,
     pod_labels,
@@ -55,6 +57,17 @@ def check_kubernetes(directory: Path) -> Problems:
 
 def resource_problems(resource: dict[str, Any]) -> Problems:
     """Schema problems of one resource: a built-in kind, or a custom one shipped here."""
+    return list(_cached_resource_problems(json.dumps(resource, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_resource_problems(canonical: str) -> tuple[str, ...]:
+    """By content: kubernetes-validate reads its schema files on every call, and the broken
+    copies validate the same unchanged resources dozens of times."""
+    return tuple(_resource_problems(json.loads(canonical)))
+
+
+def _resource_problems(resource: dict[str, Any]) -> Problems:
     import kubernetes_validate
 
     kind = (str(resource.get("apiVersion")), str(resource.get("kind")))
@@ -141,6 +154,8 @@ def reference_problems(resources: list[dict[str, Any]]) -> Problems:
                     problems.append(f"{where}: {variable['name']} names missing secret key")
     for resource in resources:
         kind, name = resource["kind"], resource["metadata"]["name"]
+        if kind not in CLUSTER_SCOPED and not resource["metadata"].get("namespace"):
+            problems.append(f"{kind}/{name} has no namespace: it would land in kubectl's current")
         if kind in ("HorizontalPodAutoscaler", "ScaledObject"):
             target = resource["spec"]["scaleTargetRef"]
             target_kind = target.get("kind", "Deployment")

@@ -35,7 +35,7 @@ _KUSTOMIZATION_KEYS = {
 }
 _RENDERED_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "images", "patches"}
 # Kinds the namespace transformer leaves alone (cluster-scoped).
-_CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 
 def render_kustomization(directory: Path) -> list[dict[str, Any]]:
@@ -76,7 +76,7 @@ def _transform(kustomization: Mapping[str, Any], resources: list[dict[str, Any]]
     images = {i["name"]: i for i in kustomization.get("images") or []}
     for resource in resources:
         metadata = resource.setdefault("metadata", {})
-        if namespace and resource["kind"] not in _CLUSTER_SCOPED:
+        if namespace and resource["kind"] not in CLUSTER_SCOPED:
             metadata["namespace"] = namespace
         if extra_labels:
             metadata["labels"] = {**(metadata.get("labels") or {}), **extra_labels}
