@@ -27,6 +27,8 @@ from typing import Protocol
 
 import redis
 
+from benchmarks.core.jsonable import record
+
 __all__ = [
     "POLL_INTERVAL",
     "BenchmarkError",
@@ -85,14 +87,9 @@ class Measurement:
 
     def as_dict(self) -> dict[str, object]:
         """The fields every run record reports, in the JSON files' names."""
-        return {
-            "rate": self.rate,
-            "counted": self.counted,
-            "total": self.total,
-            "elapsed_s": self.elapsed,
-            "startup_s": self.startup,
-            "polls": self.polls,
-        }
+        return record(
+            self, "rate", "counted", "total", "elapsed_s=elapsed", "startup_s=startup", "polls"
+        )
 
 
 class QueueProbe:

@@ -30,20 +30,19 @@ def span_prefix(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+class _Receiver(
+    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
+):
+    """Both OTLP services in one: ``Export`` tells a trace request from a metrics one by its
+    type (each service's handler decodes its own request type before calling it)."""
+
     def __init__(self, sink: OTLPSink) -> None:
         self.sink = sink
 
     def Export(self, request: Any, context: Any) -> Any:
-        self.sink._count_spans(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, sink: OTLPSink) -> None:
-        self.sink = sink
-
-    def Export(self, request: Any, context: Any) -> Any:
+        if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
+            self.sink._count_spans(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
         self.sink._count_metrics(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -56,8 +55,9 @@ class OTLPSink:
         self._spans: Counter[str] = Counter()
         self._metric_requests = 0
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=SERVER_THREADS))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(self), self.server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self.server)
+        receiver = _Receiver(self)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(receiver, self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
 
     @property

@@ -10,13 +10,13 @@ and the files are written here, the same way for all.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-__all__ = ["bullets", "document", "json_safe", "table", "times", "write_report"]
+from benchmarks.core.stats import RateSummary
+
+__all__ = ["bullets", "document", "rate_cells", "table", "times", "write_report"]
 
 _RULE = {"l": "---", "r": "---:"}
 
@@ -35,6 +35,11 @@ def table(
     ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def rate_cells(s: RateSummary) -> list[str]:
+    """Median, min-max and spread: the three cells every rate table shows for a subject."""
+    return [f"{s.median:,.0f}", f"{s.low:,.0f}-{s.high:,.0f}", f"{s.spread_pct:.1f}%"]
 
 
 def times(value: float | None) -> str:
@@ -61,17 +66,6 @@ def document(
     if facts is not None:
         parts.append(f"## Machine\n\n{bullets(facts)}")
     return f"# {title}\n\n" + "\n\n".join(parts) + "\n"
-
-
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity: None instead, at any depth."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def write_report(

@@ -12,6 +12,8 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from benchmarks.core.jsonable import record
+
 __all__ = ["RateSummary", "ratio", "summarize"]
 
 K = TypeVar("K", bound=Hashable)
@@ -46,13 +48,7 @@ class RateSummary:
         return len(self.rates) > 1 and self.low <= other.high and other.low <= self.high
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "rates": self.rates,
-            "median": self.median,
-            "min": self.low,
-            "max": self.high,
-            "spread_pct": self.spread_pct,
-        }
+        return record(self, "rates", "median", "min=low", "max=high", "spread_pct")
 
 
 def summarize(rates: Iterable[tuple[K, float]]) -> dict[K, RateSummary]:

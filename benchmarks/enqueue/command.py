@@ -13,13 +13,15 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 
+from benchmarks.core.jsonable import record
 from benchmarks.core.machine import available
-from benchmarks.core.report import document, table, write_report
+from benchmarks.core.report import document, rate_cells, table, write_report
 from benchmarks.core.rounds import order_note
 from benchmarks.core.session import session
 from benchmarks.core.stats import RateSummary
 from benchmarks.enqueue.producer import WARMUP
 from benchmarks.enqueue.scenario import (
+    BRIEF_FIELDS,
     BULK_VARIANTS,
     VARIANTS,
     EnqueueRun,
@@ -62,7 +64,7 @@ def enqueue(args: argparse.Namespace, command: str) -> int:
     for variant in skipped:
         print(f"skipping {variant.key}: {variant.requires} is not installed", file=sys.stderr)
     with session(receiver=True) as bench:
-        runs = run_enqueue(bench.redis, bench.sink, variants, tasks=tasks, repeat=args.repeat)
+        runs = run_enqueue(bench, variants, tasks=tasks, repeat=args.repeat)
     params: dict[str, object] = {
         "command": command,
         "enqueues_per_run": ", ".join(f"{v.key} {tasks * v.scale}" for v in variants),
@@ -79,13 +81,7 @@ def enqueue(args: argparse.Namespace, command: str) -> int:
     }
     found = summaries(variants, runs)
     rows = [
-        [
-            v.label,
-            "on (OTLP to local receiver)" if v.telemetry else "off",
-            f"{s.median:,.0f}",
-            f"{s.low:,.0f}-{s.high:,.0f}",
-            f"{s.spread_pct:.1f}%",
-        ]
+        [v.label, "on (OTLP to local receiver)" if v.telemetry else "off", *rate_cells(s)]
         for v, s in found
     ]
     header = ["Variant", "Telemetry", "Median enqueues/s", "Min-max enqueues/s", "Spread"]
@@ -162,9 +158,7 @@ def _raw(found: Sequence[tuple[Variant, RateSummary]], runs: Sequence[EnqueueRun
 def bulk(args: argparse.Namespace, command: str) -> int:
     tasks: int = args.tasks
     with session() as bench:
-        runs = run_enqueue(
-            bench.redis, None, BULK_VARIANTS, tasks=tasks, repeat=args.repeat, unit="tasks/s"
-        )
+        runs = run_enqueue(bench, BULK_VARIANTS, tasks=tasks, repeat=args.repeat, unit="tasks/s")
     params: dict[str, object] = {
         "command": command,
         "tasks_per_run": tasks,
@@ -195,7 +189,6 @@ def bulk(args: argparse.Namespace, command: str) -> int:
         params=params,
         facts=bench.facts,
     )
-    brief = ("variant", "repeat", "order", "count", "seconds", "rate")
     payload = {
         "machine": bench.facts,
         "parameters": params,
@@ -205,7 +198,7 @@ def bulk(args: argparse.Namespace, command: str) -> int:
         },
         "target": BULK_TARGET,
         "ratio": ratio,
-        "runs": [{name: r.as_dict()[name] for name in brief} for r in runs],
+        "runs": [record(r, *BRIEF_FIELDS) for r in runs],
     }
     write_report(args.output_dir, "bulk", text, payload)
     return 0

@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from benchmarks.core.jsonable import record
 from benchmarks.core.measure import BenchmarkError, QueueProbe
-from benchmarks.core.otlp_sink import OTLPSink
-from benchmarks.core.processes import PrivateRedis, child_env, run_producer
+from benchmarks.core.processes import child_env, run_producer
 from benchmarks.core.rounds import Turn, interleave
+from benchmarks.core.session import Session
 from benchmarks.core.stats import RateSummary, summarize
 from benchmarks.enqueue.producer import WARMUP
 
@@ -40,6 +41,8 @@ __all__ = [
 #: Same as the telemetry benchmark: metrics exported every 5 s.
 METRIC_INTERVAL_MS = "5000"
 PRODUCER = "benchmarks.enqueue.producer"
+#: A run's fields in the bulk report's JSON (the enqueue report's adds spans and Redis keys).
+BRIEF_FIELDS = ("variant", "repeat", "order", "count", "seconds", "rate")
 
 
 @dataclass(frozen=True)
@@ -115,30 +118,20 @@ class EnqueueRun:
         return self.count / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "variant": self.variant,
-            "repeat": self.repeat,
-            "order": self.order,
-            "count": self.count,
-            "seconds": self.seconds,
-            "rate": self.rate,
-            "spans": self.spans,
-            "metric_requests": self.metric_requests,
-            "redis_keys": self.redis_keys,
-        }
+        return record(self, *BRIEF_FIELDS, "spans", "metric_requests", "redis_keys")
 
 
 def run_enqueue(
-    redis: PrivateRedis,
-    sink: OTLPSink | None,
+    bench: Session,
     variants: Sequence[Variant],
     *,
     tasks: int,
     repeat: int,
     unit: str = "enqueues/s",
 ) -> list[EnqueueRun]:
-    """Every variant ``repeat`` times, interleaved, each into an empty Redis; ``sink`` is the
-    receiver the telemetry-on variants export to (None when no variant does)."""
+    """Every variant ``repeat`` times, interleaved, each into an empty Redis; the session's
+    receiver (if any) is what the telemetry-on variants export to."""
+    redis, sink = bench.redis, bench.receiver
 
     def run(variant: Variant, turn: Turn) -> EnqueueRun:
         redis.flushall()

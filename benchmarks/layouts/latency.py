@@ -23,12 +23,13 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from benchmarks.core.bodies import KEY
+from benchmarks.core.jsonable import record
 from benchmarks.core.measure import STALL_TIMEOUT, START_TIMEOUT, BenchmarkError
 from benchmarks.core.processes import PrivateRedis, WorkerGroup
 from benchmarks.core.rounds import Turn, interleave
+from benchmarks.core.session import Session
 from benchmarks.layouts.catalog import Layout, start_workers, vet
 from benchmarks.layouts.publishers import Publisher, publisher_for
 
@@ -67,12 +68,7 @@ class LatencyRun:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "layout": self.layout,
-            "phase": self.phase,
-            "repeat": self.repeat,
-            "order": self.order,
-            "target_rate": self.target_rate,
-            "achieved_rate": self.achieved_rate,
+            **record(self, "layout", "phase", "repeat", "order", "target_rate", "achieved_rate"),
             "tasks": len(self.latencies_ms),
             **self.stats,
             "max": max(self.latencies_ms, default=float("nan")),
@@ -80,27 +76,18 @@ class LatencyRun:
 
 
 def run_latency(
-    redis: PrivateRedis,
+    bench: Session,
     layouts: Sequence[Layout],
     max_rates: dict[str, float],
     *,
     repeat: int,
-    workdir: Path,
     idle_tasks: int = IDLE_TASKS,
     load_seconds: float = LOAD_SECONDS,
 ) -> list[LatencyRun]:
     """Every layout ``repeat`` times, interleaved; ``max_rates`` by layout key (tasks/s)."""
 
     def run(layout: Layout, turn: Turn) -> tuple[LatencyRun, LatencyRun]:
-        return run_once(
-            redis,
-            layout,
-            max_rates[layout.key],
-            turn=turn,
-            workdir=workdir,
-            idle_tasks=idle_tasks,
-            load_seconds=load_seconds,
-        )
+        return run_once(bench, layout, max_rates[layout.key], turn, idle_tasks, load_seconds)
 
     def describe(layout: Layout, pair: tuple[LatencyRun, LatencyRun]) -> list[str]:
         text = "; ".join(
@@ -116,22 +103,21 @@ def run_latency(
 
 
 def run_once(
-    redis: PrivateRedis,
+    bench: Session,
     layout: Layout,
     max_rate: float,
-    *,
     turn: Turn,
-    workdir: Path,
     idle_tasks: int,
     load_seconds: float,
 ) -> tuple[LatencyRun, LatencyRun]:
+    redis = bench.redis
     redis.flushall()
     publisher = publisher_for(layout, redis.url)
     load_rate = LOAD_FRACTION * max_rate
     load_tasks = max(idle_tasks, round(load_rate * load_seconds))
     try:
         tag = f"{turn.order:03d}-latency-{layout.key}"
-        with start_workers(layout, redis.url, workdir, tag) as workers:
+        with start_workers(layout, redis.url, bench.workdir, tag) as workers:
             _paced(publisher, 1 / IDLE_GAP, WARMUP_TASKS)
             _collect(redis, workers, WARMUP_TASKS, START_TIMEOUT)
             idle_sent = _paced(publisher, 1 / IDLE_GAP, idle_tasks)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from benchmarks.core.jsonable import record
 from benchmarks.core.measure import STALL_TIMEOUT, BenchmarkError, QueueProbe, measure
-from benchmarks.core.processes import PrivateRedis, WorkerGroup
+from benchmarks.core.processes import WorkerGroup
 from benchmarks.core.rounds import Progress, stderr_progress
+from benchmarks.core.session import Session
 from benchmarks.layouts.catalog import Layout, probe_for, start_workers, vet
 from benchmarks.layouts.publishers import publisher_for
 
@@ -50,17 +51,18 @@ class MemoryRun:
         return (self.total_tasks - self.first_tasks) / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "layout": self.layout,
-            "first_tasks": self.first_tasks,
-            "total_tasks": self.total_tasks,
-            "rss_first_bytes": self.rss_first,
-            "rss_last_bytes": self.rss_last,
-            "ratio": self.ratio,
-            "processes": self.processes,
-            "seconds": self.seconds,
-            "sustained_rate": self.rate,
-        }
+        return record(
+            self,
+            "layout",
+            "first_tasks",
+            "total_tasks",
+            "rss_first_bytes=rss_first",
+            "rss_last_bytes=rss_last",
+            "ratio",
+            "processes",
+            "seconds",
+            "sustained_rate=rate",
+        )
 
 
 def rss_bytes(pids: Sequence[int]) -> tuple[int, int]:
@@ -80,22 +82,22 @@ def rss_bytes(pids: Sequence[int]) -> tuple[int, int]:
 
 
 def run_memory(
-    redis: PrivateRedis,
+    bench: Session,
     layout: Layout,
     *,
-    workdir: Path,
     first: int = FIRST,
     total: int = TOTAL,
     chunk: int = CHUNK,
     progress: Progress = stderr_progress,
 ) -> MemoryRun:
+    redis = bench.redis
     redis.flushall()
     publisher = publisher_for(layout, redis.url)
     try:
         publisher.preload("noop", first)
         probe = probe_for(layout, redis.client)
         spawned_at = time.monotonic()
-        with start_workers(layout, redis.url, workdir, f"memory-{layout.key}") as workers:
+        with start_workers(layout, redis.url, bench.workdir, f"memory-{layout.key}") as workers:
             measure(probe, workers, first, spawned_at=spawned_at)
             time.sleep(SETTLE)
             rss_first, _ = rss_bytes(workers.pids)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from benchmarks.core.jsonable import record
 from benchmarks.core.measure import BenchmarkError, Measurement, measure
-from benchmarks.core.processes import PrivateRedis
 from benchmarks.core.rounds import Turn, interleave
+from benchmarks.core.session import Session
 from benchmarks.core.stats import RateSummary, summarize
 from benchmarks.layouts.catalog import Layout, probe_for, start_workers, vet
 from benchmarks.layouts.publishers import publisher_for
@@ -49,10 +49,7 @@ class PhaseRun:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "layout": self.layout,
-            "kind": self.kind,
-            "repeat": self.repeat,
-            "order": self.order,
+            **record(self, "layout", "kind", "repeat", "order"),
             **self.measurement.as_dict(),
             "log_errors": list(self.log_errors),
         }
@@ -64,18 +61,12 @@ def rates_by_layout(runs: Sequence[PhaseRun]) -> dict[tuple[str, str], RateSumma
 
 
 def run_processing(
-    redis: PrivateRedis,
-    layouts: Sequence[Layout],
-    *,
-    seconds: float,
-    minimum: int,
-    repeat: int,
-    workdir: Path,
+    bench: Session, layouts: Sequence[Layout], *, seconds: float, minimum: int, repeat: int
 ) -> list[PhaseRun]:
     """Every layout ``repeat`` times, interleaved, each from an empty Redis."""
 
     def run(layout: Layout, turn: Turn) -> tuple[PhaseRun, PhaseRun]:
-        return run_once(redis, layout, seconds=seconds, minimum=minimum, turn=turn, workdir=workdir)
+        return run_once(bench, layout, seconds=seconds, minimum=minimum, turn=turn)
 
     def describe(layout: Layout, pair: tuple[PhaseRun, PhaseRun]) -> list[str]:
         text = "; ".join(
@@ -92,14 +83,9 @@ def run_processing(
 
 
 def run_once(
-    redis: PrivateRedis,
-    layout: Layout,
-    *,
-    seconds: float,
-    minimum: int,
-    turn: Turn,
-    workdir: Path,
+    bench: Session, layout: Layout, *, seconds: float, minimum: int, turn: Turn
 ) -> tuple[PhaseRun, PhaseRun]:
+    redis = bench.redis
     noop_tasks, sleep_tasks = layout.counts(seconds, minimum)
     redis.flushall()
     publisher = publisher_for(layout, redis.url)
@@ -110,7 +96,7 @@ def run_once(
             raise BenchmarkError(f"{layout.key}: pre-loaded {queued} tasks, expected {noop_tasks}")
         spawned_at = time.monotonic()
         tag = f"{turn.order:03d}-processing-{layout.key}"
-        with start_workers(layout, redis.url, workdir, tag) as workers:
+        with start_workers(layout, redis.url, bench.workdir, tag) as workers:
             noop = measure(probe, workers, noop_tasks, spawned_at=spawned_at)
             published_at = time.monotonic()
             publisher.preload("sleep", sleep_tasks)

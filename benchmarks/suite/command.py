@@ -17,7 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.core.report import document, json_safe, table, write_report
+from benchmarks.core.jsonable import json_safe
+from benchmarks.core.report import document, table, write_report
 from benchmarks.core.stats import RateSummary
 from benchmarks.enqueue.scenario import summaries as enqueue_summaries
 from benchmarks.enqueue.scenario import summary_dicts

@@ -144,9 +144,7 @@ def _enqueue(results: SuiteResults, bench: Session) -> None:
     variants, skipped = available(VARIANTS)
     results.enqueue_variants, results.skipped_variants = variants, skipped
     c = results.config
-    results.enqueue = run_enqueue(
-        bench.redis, bench.sink, variants, tasks=c.enqueue_tasks, repeat=c.repeat
-    )
+    results.enqueue = run_enqueue(bench, variants, tasks=c.enqueue_tasks, repeat=c.repeat)
 
 
 def _rates(
@@ -154,12 +152,7 @@ def _rates(
 ) -> list[PhaseRun]:
     c = results.config
     return run_processing(
-        bench.redis,
-        layouts,
-        seconds=c.phase_seconds,
-        minimum=c.minimum_tasks,
-        repeat=repeat,
-        workdir=bench.workdir,
+        bench, layouts, seconds=c.phase_seconds, minimum=c.minimum_tasks, repeat=repeat
     )
 
 
@@ -176,11 +169,10 @@ def _latency(results: SuiteResults, bench: Session) -> None:
         # --only latency: the load needs each layout's maximum rate, measured once here.
         results.processing.extend(_rates(results, bench, missing, repeat=1))
     results.latency = run_latency(
-        bench.redis,
+        bench,
         layouts,
         results.noop_medians(),
         repeat=c.repeat,
-        workdir=bench.workdir,
         idle_tasks=c.latency_idle_tasks,
         load_seconds=c.latency_load_seconds,
     )
@@ -193,14 +185,7 @@ def _telemetry(results: SuiteResults, bench: Session) -> None:
         for s in telemetry_scenarios(bench.sink.endpoint, closed_endpoint())
         if s.key in (BASELINE, EXPORTING)
     )
-    results.telemetry = run_telemetry(
-        bench.redis,
-        bench.sink,
-        scenarios,
-        tasks=c.telemetry_tasks,
-        repeat=c.repeat,
-        workdir=bench.workdir,
-    )
+    results.telemetry = run_telemetry(bench, scenarios, tasks=c.telemetry_tasks, repeat=c.repeat)
 
 
 def _memory(results: SuiteResults, bench: Session) -> None:
@@ -209,12 +194,7 @@ def _memory(results: SuiteResults, bench: Session) -> None:
         (x for x in results.layouts if x.key == MEMORY_LAYOUT), select_layouts([MEMORY_LAYOUT])[0]
     )
     results.memory = run_memory(
-        bench.redis,
-        layout,
-        workdir=bench.workdir,
-        first=c.memory_first,
-        total=c.memory_total,
-        chunk=c.memory_chunk,
+        bench, layout, first=c.memory_first, total=c.memory_total, chunk=c.memory_chunk
     )
 
 

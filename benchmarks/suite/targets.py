@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from benchmarks.core.jsonable import record
 from benchmarks.core.stats import RateSummary, summarize
 from benchmarks.enqueue.scenario import summaries as enqueue_summaries
 from benchmarks.layouts.catalog import RECOMMENDED
@@ -41,13 +42,7 @@ class Target:
         return f"{self.value:.2f}{self.unit}"
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "key": self.key,
-            "target": self.text,
-            "value": self.value,
-            "passed": self.passed,
-            "within_noise": self.within_noise,
-        }
+        return record(self, "key", "target=text", "value", "passed", "within_noise")
 
 
 def _ratio_target(

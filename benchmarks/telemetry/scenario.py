@@ -30,12 +30,11 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from benchmarks.core.otlp_sink import OTLPSink
-from benchmarks.core.processes import PrivateRedis, run_producer
+from benchmarks.core.processes import run_producer
 from benchmarks.core.report import table
 from benchmarks.core.rounds import Turn, interleave
+from benchmarks.core.session import Session
 from benchmarks.throughput.scenario import RunRecord, Scenario, describe, run_worker
 
 __all__ = [
@@ -122,15 +121,10 @@ class TelemetryRun:
 
 
 def run_telemetry(
-    redis: PrivateRedis,
-    sink: OTLPSink,
-    scenarios: Sequence[Scenario],
-    *,
-    tasks: int,
-    repeat: int,
-    workdir: Path,
+    bench: Session, scenarios: Sequence[Scenario], *, tasks: int, repeat: int
 ) -> list[TelemetryRun]:
     """Every scenario ``repeat`` times, interleaved, each from an empty Redis."""
+    redis, sink = bench.redis, bench.sink
 
     def run(scenario: Scenario, turn: Turn) -> TelemetryRun:
         redis.flushall()
@@ -148,7 +142,7 @@ def run_telemetry(
             if scenario.key == EXPORTING:
                 sink.wait_for_spans("run", tasks, SPAN_WAIT)
 
-        record = run_worker(redis, scenario, tasks, turn, workdir, preload_seconds, wait_for_spans)
+        record = run_worker(bench, scenario, tasks, turn, preload_seconds, wait_for_spans)
         return TelemetryRun(record, producer_spans, sink.spans(), sink.metric_requests())
 
     def progress(_: Scenario, run: TelemetryRun) -> list[str]:

@@ -13,17 +13,20 @@ are the kit's default worker with different ``OTEL_*`` settings.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from benchmarks.core.bodies import BROKER_URL_ENV
-from benchmarks.core.measure import BenchmarkError, Measurement, QueueProbe, measure
+from benchmarks.core.jsonable import record
+from benchmarks.core.measure import POLL_INTERVAL, BenchmarkError, Measurement, QueueProbe, measure
 from benchmarks.core.processes import PrivateRedis, Worker, child_env
 from benchmarks.core.report import table
-from benchmarks.core.rounds import Turn, interleave
+from benchmarks.core.rounds import Turn, interleave, order_note
+from benchmarks.core.session import Session
+from benchmarks.core.stats import RateSummary, summarize
 from benchmarks.throughput import overrides
 from benchmarks.throughput.preload import AppKind, preload, producer_app
 from project.keys import ARCHIVE_INDEX
@@ -40,7 +43,10 @@ __all__ = [
     "run_throughput",
     "run_worker",
     "select",
+    "summaries",
+    "summary_dict",
     "vet_worker_log",
+    "worker_params",
 ]
 
 KIT_TASKS_MODULE = "benchmarks.throughput.kit_tasks"
@@ -169,20 +175,18 @@ class RunRecord:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "scenario": self.scenario,
-            "repeat": self.repeat,
-            "order": self.order,
+            **record(self, "scenario", "repeat", "order"),
             **self.measurement.as_dict(),
-            "preload_s": self.preload_seconds,
-            "results_stored": self.results_stored,
+            **record(self, "preload_s=preload_seconds", "results_stored"),
             "log_errors": list(self.log_errors),
         }
 
 
 def run_throughput(
-    redis: PrivateRedis, scenarios: Sequence[Scenario], *, tasks: int, repeat: int, workdir: Path
+    bench: Session, scenarios: Sequence[Scenario], *, tasks: int, repeat: int
 ) -> list[RunRecord]:
     """Every scenario ``repeat`` times, interleaved, each from an empty Redis."""
+    redis = bench.redis
 
     def run(scenario: Scenario, turn: Turn) -> RunRecord:
         redis.flushall()
@@ -192,27 +196,27 @@ def run_throughput(
             preload(app, tasks)
         finally:
             app.close()
-        return run_worker(redis, scenario, tasks, turn, workdir, time.monotonic() - began)
+        return run_worker(bench, scenario, tasks, turn, time.monotonic() - began)
 
     return interleave(scenarios, repeat, run, lambda _, record: describe(record))
 
 
 def run_worker(
-    redis: PrivateRedis,
+    bench: Session,
     scenario: Scenario,
     tasks: int,
     turn: Turn,
-    workdir: Path,
     preload_seconds: float,
     before_kill: Callable[[], object] = lambda: None,
 ) -> RunRecord:
     """Once the ``tasks`` are pre-loaded: start the scenario's worker, time it until none is
     left, and vet its log. ``before_kill`` runs with the clock stopped, before the worker is
     killed (the telemetry benchmark waits there for the last spans)."""
+    redis = bench.redis
     probe = QueueProbe.discover(redis.client)
     if (queued := probe.remaining()) != tasks:
         raise BenchmarkError(f"{scenario.key}: pre-loaded {queued} messages, expected {tasks}")
-    log_path = workdir / f"{turn.order:03d}-{scenario.key}.log"
+    log_path = bench.workdir / f"{turn.order:03d}-{scenario.key}.log"
     spawned_at = time.monotonic()
     with Worker(scenario.command(), scenario.env(redis.url), log_path) as worker:
         measurement = measure(probe, worker, tasks, spawned_at=spawned_at)
@@ -237,6 +241,41 @@ def describe(record: RunRecord, suffix: str = "") -> list[str]:
         f"({m.counted} in {m.elapsed:.2f} s; start-up {m.startup:.1f} s{suffix})",
         *(f"    worker log error (not fatal): {line}" for line in record.log_errors),
     ]
+
+
+def summaries(
+    scenarios: Sequence[Scenario], runs: Sequence[RunRecord]
+) -> list[tuple[Scenario, RateSummary]]:
+    """Each scenario that ran, in table order, with its rates."""
+    rates = summarize((r.scenario, r.measurement.rate) for r in runs)
+    return [(s, rates[s.key]) for s in scenarios if s.key in rates]
+
+
+def summary_dict(scenario: Scenario, s: RateSummary, **ratios: float | None) -> dict[str, object]:
+    """A scenario's summary as the JSON files record it, its ratios last."""
+    return {
+        "scenario": scenario.key,
+        "label": scenario.label,
+        "change": scenario.change,
+        **s.as_dict(),
+        **ratios,
+    }
+
+
+def worker_params(
+    command: str, args: argparse.Namespace, scenarios: Sequence[Scenario], worker: str
+) -> dict[str, object]:
+    """The parameters every worker-throughput report states (the telemetry one adds more);
+    ``args`` are the command's (``--tasks``, ``--repeat``)."""
+    return {
+        "command": command,
+        "tasks_per_run": args.tasks,
+        "repeat": args.repeat,
+        "order": order_note(args.repeat, (s.key for s in scenarios)),
+        "poll_interval_ms": POLL_INTERVAL * 1000,
+        "worker": worker,
+        "measure": "acknowledged messages (queue lists + unacked hash), first to last",
+    }
 
 
 def vet_worker_log(redis: PrivateRedis, key: str, errors: Sequence[str]) -> tuple[str, ...]:
