@@ -44,7 +44,7 @@ def test_configuration_overrides_adds_and_disables_entries() -> None:
                 }
             )
         }
-    ).beat_overrides
+    ).beat.overrides
     registered = {"health:check", "cleanup:old_data", "report:build"}
     active = beat_schedule.active_entries(registered, overrides)
     assert sorted(active) == ["health:check@5min", "report"]

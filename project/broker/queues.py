@@ -11,7 +11,8 @@ non-empty one. The cycles below give that order:
   only when every higher one is empty (Asynq's ``StrictPriority``).
 
 Weights reach the cycle through the ``queue_weights`` transport option, read by
-:class:`project.broker.transport.Channel`. How per-task priorities combine with queues is decided there.
+:class:`project.broker.transport.Channel`. How per-task priorities combine with queues is
+decided there.
 """
 
 from __future__ import annotations

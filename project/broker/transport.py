@@ -52,9 +52,10 @@ SENTINEL_TRANSPORT = "project.broker.transport:SentinelTransport"
 
 logger = logging.getLogger(__name__)
 
-# (payload, exchange, routing key) of fetched messages whose unacked record failed. Process-wide:
-# the failure ends the channel, and the next connection's channel pushes them back.
-_unrecorded: list[tuple[dict[str, Any], str, str]] = []
+# (payload, exchange, routing key) of fetched messages whose unacked record failed, per broker
+# (two kit apps in one process may use two): the failure ends the channel, and the next
+# connection's channel to the same broker pushes them back.
+_unrecorded: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
 _unrecorded_lock = threading.Lock()
 _requeue_lock = threading.Lock()
 
@@ -125,12 +126,19 @@ class QoS(redis.QoS):
         except self.channel.connection_errors:
             delivery = message.delivery_info
             with _unrecorded_lock:
-                _unrecorded.append((message._raw, delivery["exchange"], delivery["routing_key"]))
+                _unrecorded.setdefault(_broker(self.channel), []).append(
+                    (message._raw, delivery["exchange"], delivery["routing_key"])
+                )
             logger.warning(
                 "Redis went away as message %s was fetched; it goes back to its queue on reconnect",
                 delivery_tag,
             )
             raise
+
+
+def _broker(channel: Any) -> str:
+    """Which broker a channel talks to (its connection's URL)."""
+    return str(channel.connection.client.as_uri(include_password=True))
 
 
 def _detached(exc: AttributeError) -> Exception:
@@ -160,7 +168,7 @@ class Channel(redis.Channel):
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         # Mirrors kombu's Channel._brpop_start; only the key order differs (queue-major).
-        if _unrecorded:
+        if _unrecorded.get(_broker(self)):
             self.requeue_unrecorded()
         if timeout is None:
             timeout = self.brpop_timeout
@@ -216,8 +224,9 @@ class Channel(redis.Channel):
         if not _requeue_lock.acquire(blocking=False):
             return 0  # another channel of this process is at it
         try:
+            broker = _broker(self)
             with _unrecorded_lock:
-                pending = list(_unrecorded)
+                pending = list(_unrecorded.get(broker, ()))
             if not pending:
                 return 0
             try:
@@ -228,7 +237,7 @@ class Channel(redis.Channel):
             except self.connection_errors:
                 return 0  # the next fetch tries again
             with _unrecorded_lock:
-                del _unrecorded[: len(pending)]  # only appends happen meanwhile
+                del _unrecorded[broker][: len(pending)]  # only appends happen meanwhile
         finally:
             _requeue_lock.release()
         logger.warning("requeued %d message(s) fetched while Redis went away", len(pending))

@@ -9,10 +9,13 @@ from typing import Any
 import click
 
 from project.cli.ops import fail, redis_call
-from project.errors import KitError
+from project.errors import ConfigError, KitError
 from project.settings import load_settings
 
-__all__ = ["main"]
+__all__ = ["USAGE", "main"]
+
+#: Exit code of a command that cannot run as configured or asked (click's own, for bad usage).
+USAGE = 2
 
 
 #: Entry-point group through which the task catalog (or a user's package) adds commands to
@@ -49,6 +52,26 @@ class KitGroup(click.Group):
         self._load_plugins()
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any of the kit's own errors ends the command with one line saying what to fix,
+        never a traceback: exit code 2 for a malformed variable (like click's bad usage),
+        1 for the others (Redis unreachable, ``kit up`` already running)."""
+        try:
+            command = [*getattr(ctx, "_protected_args", ()), *ctx.args][:1]
+            if command and command[0] != "up":
+                # The kit's own process: its app is the current one (Celery's result handles
+                # made without an app then clean up through it, even at interpreter exit).
+                from project.lifecycle.kit import default_kit
+
+                default_kit().app.set_current()
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"kit: {exc}", err=True)
+            sys.exit(USAGE)
+        except KitError as exc:
+            click.echo(f"kit: {exc}", err=True)
+            sys.exit(1)
+
 
 @click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -63,12 +86,7 @@ def up() -> None:
     """
     from project.up.supervisor import Supervisor
 
-    try:
-        code = Supervisor(load_settings()).run()
-    except KitError as exc:
-        click.echo(f"kit: {exc}", err=True)
-        sys.exit(1)
-    sys.exit(code)
+    sys.exit(Supervisor(load_settings()).run())
 
 
 @main.group()
@@ -77,12 +95,9 @@ def cron() -> None:
 
 
 def _app() -> Any:
-    try:
-        from project import app
+    from project.lifecycle.kit import default_kit
 
-        return app
-    except KitError as exc:
-        fail(str(exc))
+    return default_kit().app
 
 
 @cron.command("ls")

@@ -37,14 +37,11 @@ def redis_call(call: Callable[[], T]) -> T:
 
 
 def _kit() -> Any:
-    """The kit of :data:`project.app`; a configuration error ends the command with one line."""
-    from project.errors import KitError
+    """The kit of :data:`project.app` (a configuration error ends the command: ``kit``'s group
+    prints it as one line and exits 2)."""
     from project.lifecycle.kit import default_kit
 
-    try:
-        return default_kit()
-    except KitError as exc:
-        fail(str(exc))
+    return default_kit()
 
 
 def _context() -> tuple[Any, redis.Redis, Any]:

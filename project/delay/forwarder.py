@@ -1,9 +1,9 @@
-"""The forwarder: publishes durably delayed tasks (:mod:`project.delay.scheduled`) when they are due.
+"""The forwarder: publishes durably delayed tasks (:mod:`project.delay.scheduled`) when due.
 
-Every worker runs one in its main process; a Redis lock (:mod:`project.coordination.locks`) makes exactly one
-of them active at a time, and another takes over within the lock's TTL if that worker dies. A
-forwarded task keeps its id, arguments and options, and its trace: the publish happens in the
-trace context saved when the task was scheduled.
+Every worker runs one in its main process; a Redis lock (:mod:`project.coordination.locks`) makes
+exactly one of them active at a time, and another takes over within the lock's TTL if that worker
+dies. A forwarded task keeps its id, arguments and options, and its trace: the publish happens in
+the trace context saved when the task was scheduled.
 """
 
 from __future__ import annotations

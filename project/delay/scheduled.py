@@ -4,7 +4,8 @@ Celery's Redis transport hands an ETA task to a worker at once; the worker holds
 due. A restart loses nothing only if the worker got to hand it back, and a visibility timeout
 shorter than the delay redelivers it to a second worker: a duplicate. Like Asynq's scheduled
 set, the kit keeps a task delayed by more than ``KIT_DURABLE_DELAY_THRESHOLD`` seconds in a
-sorted set scored by its due time; a forwarder (:mod:`project.delay.forwarder`) publishes it when due.
+sorted set scored by its due time; a forwarder (:mod:`project.delay.forwarder`) publishes it
+when due.
 
 Layout (:mod:`project.keys`): ``kit:scheduled`` (id → due time), the JSON of each call at
 ``kit:scheduled:task:<id>``, and ``kit:scheduled:inflight`` (id → claim time, while being

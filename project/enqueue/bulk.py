@@ -9,8 +9,8 @@ instrumentation's producer span and context injection, the kit's priority and pu
 stamp), routing, and the kit's durable delays (a long countdown is stored, not batched).
 
 De-duplication: a signature made with ``project.workflows.canvas.step(..., unique="key")`` (or every
-signature, with ``unique=True``, under :func:`project.enqueue.dedup.unique_key`) is published only if
-its ``kit:unique:<key>`` lock was free. All the locks are taken with one pipelined ``SET NX``
+signature, with ``unique=True``, under :func:`project.enqueue.dedup.unique_key`) is published only
+if its ``kit:unique:<key>`` lock was free. All the locks are taken with one pipelined ``SET NX``
 batch; duplicates (also two equal keys within the same call) are skipped and reported.
 
 Delivery: a failed flush raises kombu's ``BatchPublishError``: the tasks of that flush may or

@@ -20,7 +20,8 @@ on_success         result stored, before the ack                  Telemetry, Cou
                                                                   LockRelease
 on_failure         failed for good, before the ack                Telemetry, Retries (archive),
                                                                   Counters, LockRelease
-after_run          after the body, whatever happened              Telemetry, SingleFlightRun
+after_run          after the body, whatever happened              SingleFlightRun
+after_return       last, after the outcome hooks                  Telemetry
 process_shutdown   a process that ran tasks exits                 Telemetry, Counters
 worker_stop        consumer stops (reconnect, shutdown)           Pause, Leases
 worker_shutdown    the worker exits                               Telemetry, Counters, Leases,

@@ -121,6 +121,9 @@ class Middleware:
         """The task failed for good (an error not retried, retries exhausted, hard time
         limit, or its pool process dying too often); its message is acknowledged next."""
 
+    def after_return(self, task: Task, state: str) -> None:
+        """Last, after the outcome hooks, whatever the outcome (``state``: Celery's)."""
+
 
 _HOOKS = (
     "before_apply",
@@ -138,6 +141,7 @@ _HOOKS = (
     "on_success",
     "on_retry",
     "on_failure",
+    "after_return",
 )
 
 
@@ -236,6 +240,9 @@ class Pipeline:
 
     def on_failure(self, task: Task, exc: BaseException, einfo: Any) -> None:
         self._each("on_failure", task, exc, einfo)
+
+    def after_return(self, task: Task, state: str) -> None:
+        self._each("after_return", task, state)
 
 
 def _overrides(middleware: Middleware, hook: str) -> bool:

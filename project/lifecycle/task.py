@@ -205,6 +205,12 @@ class KitTask(Task):  # type: ignore[misc]
     ) -> None:
         self.failed_for_good(exc, task_id, args, kwargs, einfo)
 
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        if not self.request.called_directly:
+            self.kit.pipeline.after_return(self, status)
+
     def failed_for_good(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:

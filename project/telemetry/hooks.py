@@ -6,7 +6,8 @@ These hooks, called by the :class:`~project.telemetry.middleware.Telemetry` midd
 stock span is the current one, add:
 
 * on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows.canvas);
-* on an aggregated task's run span: a link to each absorbed member's span (project.enqueue.aggregation);
+* on an aggregated task's run span: a link to each absorbed member's span
+  (project.enqueue.aggregation);
 * on each attempt's span: task id, name, queue, priority, retry count, attempt number, outcome;
 * on a retried attempt: error status, the exception, and a ``task.retry`` event (the stock
   instrumentation leaves a retried attempt looking successful);

@@ -96,7 +96,7 @@ class Telemetry(Middleware):
         if hooks is not None:
             hooks.on_failure(task, exc)
 
-    def after_run(self, task: Any) -> None:
+    def after_return(self, task: Any, state: str) -> None:
         hooks = active_hooks()
         if hooks is not None:
             hooks.on_postrun(task)

@@ -1,8 +1,9 @@
 """Tracer and meter providers for one process, with OTLP exporters and a Resource.
 
 The standard ``OTEL_*`` variables apply: the kit decides whether and how to export (see
-:class:`~project.telemetry.settings.TelemetrySettings`); the exporters read endpoint, headers, certificates,
-timeout and compression themselves, and the SDK reads the sampler and resource attributes.
+:class:`~project.telemetry.settings.TelemetrySettings`); the exporters read endpoint, headers,
+certificates, timeout and compression themselves, and the SDK reads the sampler and resource
+attributes.
 
 With no endpoint configured nothing is exported, and nothing is logged about it beyond one
 line. With an endpoint that does not answer, export errors are logged once for the whole

@@ -96,7 +96,8 @@ def step(
     """A signature of ``task`` (a name or a signature) with the kit's per-step options.
 
     ``immutable=True`` ignores the previous step's result (Celery's ``.si``); ``unique`` is a
-    de-duplication key (:mod:`project.enqueue.dedup`): the workflow refuses to start while it is held.
+    de-duplication key (:mod:`project.enqueue.dedup`): the workflow refuses to start while it is
+    held.
     """
     if isinstance(task, Signature):
         signature = task.clone(args, kwargs)

@@ -12,8 +12,8 @@ Two states are derived here, because the backend cannot know them:
 * ``REVOKED`` for a step still ``PENDING`` in a cancelled workflow (it was never published, or
   no worker has seen it yet).
 
-A step run through :func:`project.workflows.canvas.tolerant` that caught an error succeeded in Celery's
-eyes (so the chain and chord go on) but counts as failed here, with its error.
+A step run through :func:`project.workflows.canvas.tolerant` that caught an error succeeded in
+Celery's eyes (so the chain and chord go on) but counts as failed here, with its error.
 
 A running step reads ``PENDING`` (the kit does not turn on ``task_track_started``, which would
 cost a backend write per task): progress counts it as pending until it finishes.

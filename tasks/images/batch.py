@@ -4,13 +4,13 @@
 watermark → compress by default), all images in one group, and a chord callback
 (``batch:summary``) that writes a JSON summary: per image, its outputs, their sizes, or its error.
 
-Celery's chord does not run its callback when a header task fails, and a chain stops at its
-first failure; either would let one corrupt image cost the whole batch its summary. So each
-image step runs through ``workflow:tolerant`` (:func:`project.workflows.canvas.tolerant`): it calls the
-image task in-process and turns a permanent error (or transient retries running out) into a
-result marked ``kit_error``; the image's later steps pass that along without running, and the
-callback always gets one entry per image. A tolerated error is not archived: the summary and
-the workflow handle (which counts the step as failed) are where it is reported.
+Celery's chord does not run its callback when a header task fails, and a chain stops at its first
+failure; either would let one corrupt image cost the whole batch its summary. So each image step
+runs through ``workflow:tolerant`` (:func:`project.workflows.canvas.tolerant`): it calls the image
+task in-process and turns a permanent error (or transient retries running out) into a result marked
+``kit_error``; the image's later steps pass that along without running, and the callback always gets
+one entry per image. A tolerated error is not archived: the summary and the workflow handle (which
+counts the step as failed) are where it is reported.
 """
 
 from __future__ import annotations

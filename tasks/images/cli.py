@@ -177,6 +177,23 @@ def watch(handle: WorkflowHandle, timeout: float | None = None) -> list[StepStat
             time.sleep(POLL_INTERVAL)
 
 
+def _watched(handle: WorkflowHandle, timeout: float | None) -> list[StepStatus]:
+    """:func:`watch`, leaving with :func:`_left` on Ctrl-C or the timeout.
+
+    The exit happens after the ``except`` block: inside it, the interrupted frames (and the
+    result handles they hold) would live on in the traceback until the interpreter shuts
+    down, when their clean-up can no longer reach Redis and prints a traceback of its own.
+    """
+    why, code = "", 0
+    try:
+        return watch(handle, timeout)
+    except KeyboardInterrupt:
+        why, code = "interrupted", INTERRUPTED
+    except TimeoutError as exc:
+        why, code = str(exc), TIMED_OUT
+    _left(handle.id, why, code)
+
+
 def _left(workflow_id: str, why: str, code: int) -> NoReturn:
     """Stop watching, not the work: name the workflow and the command that picks it up."""
     click.echo(f"kit: {why}; workflow {workflow_id} is not cancelled and goes on", err=True)
@@ -256,13 +273,8 @@ def batch_images(folder: str, ops: str, output: str, no_wait: bool, timeout: flo
     if no_wait:
         click.echo(handle.id)
         return
-    try:
-        click.echo(f"workflow {handle.id}: {len(sources)} images -> {output}/")
-        steps = watch(handle, timeout)
-    except KeyboardInterrupt:
-        _left(handle.id, "interrupted", INTERRUPTED)
-    except TimeoutError as exc:
-        _left(handle.id, str(exc), TIMED_OUT)
+    click.echo(f"workflow {handle.id}: {len(sources)} images -> {output}/")
+    steps = _watched(handle, timeout)
     rows = image_rows(sources, steps)
     render_images(rows, handle.record.meta.get("summary_path"))
     sys.exit(1 if Progress.of(steps).failed or any(r.status != "ok" for r in rows) else 0)
@@ -286,10 +298,7 @@ def workflow_status(workflow_id: str, follow: bool, as_json: bool) -> None:
     if handle is None:
         fail(f"no workflow {workflow_id!r}: unknown, or expired (kept KIT_RESULT_EXPIRES seconds)")
     if follow:
-        try:
-            watch(handle)
-        except KeyboardInterrupt:
-            _left(handle.id, "interrupted", INTERRUPTED)
+        _watched(handle, None)
     doc = redis_call(lambda: status_document(handle))
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))

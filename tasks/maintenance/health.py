@@ -1,8 +1,8 @@
 """The health check: the seed's alert conditions, evaluated by the kit itself.
 
 Redis (reachable, memory, persistence), workers (Celery's broadcast ping), queue backlogs and
-the failure rate over the last ``KIT_HEALTH_WINDOW`` seconds (from :mod:`project.ops.counters`), each
-against its threshold. Every breach is logged as one warning and counted; the figures are
+the failure rate over the last ``KIT_HEALTH_WINDOW`` seconds (from :mod:`project.ops.counters`),
+each against its threshold. Every breach is logged as one warning and counted; the figures are
 recorded as gauges, so the same numbers reach the metrics backend and the alert rules.
 """
 

@@ -21,13 +21,6 @@ TIMEOUT = 60
 
 
 @pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def smtp_server() -> Iterator[SMTPServer]:
     server = SMTPServer().start()
     yield server

@@ -11,7 +11,8 @@ import pytest
 
 from project.errors import PermanentError, TransientError
 from tasks.email.smtp import DeliveryUnconfirmed, SmtpSettings, send
-from tests.support.smtp import SMTPServer, free_port, self_signed, server_tls_context
+from project.testing import free_port
+from tests.support.smtp import SMTPServer, self_signed, server_tls_context
 
 
 def _message() -> EmailMessage:

@@ -8,28 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.otlp import OTLPReceiver, Span
+from tests.support.otlp import OTLPReceiver, Span, telemetry_env
 from tests.support.polling import eventually
 from tests.support.webapps import ExampleServer
 
 EMAIL = "ada.lovelace@example.com"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver().start()
-    yield server
-    server.stop()
-
-
-def telemetry_env(receiver: OTLPReceiver) -> dict[str, str]:
-    return {
-        "OTEL_SDK_DISABLED": "false",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_METRIC_EXPORT_INTERVAL": "500",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "KIT_IMPORTS": "tests.support.tasks,examples.signup_tasks",
-    }
 
 
 def _by_name(spans: list[Span], name: str) -> list[Span]:
@@ -50,7 +33,7 @@ def test_one_trace_from_request_through_chain_group_retry_and_metrics(
 ) -> None:
     from project import app
 
-    env = telemetry_env(receiver)
+    env = telemetry_env(receiver, KIT_IMPORTS="tests.support.tasks,examples.signup_tasks")
     worker = start_worker(concurrency=2, env=env)
     flask = ExampleServer("examples.flask_app", env)
     try:

@@ -6,31 +6,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.otlp import OTLPReceiver
+from tests.support.otlp import OTLPReceiver, telemetry_env
 from tests.support.workers import ROOT
 
 
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver().start()
-    yield server
-    server.stop()
-
-
 def _env(receiver: OTLPReceiver) -> dict[str, str]:
-    return {
-        "OTEL_SDK_DISABLED": "false",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_METRIC_EXPORT_INTERVAL": "300",
-        "KIT_DURABLE_DELAY_THRESHOLD": "1",
-        "KIT_FORWARDER_INTERVAL": "0.2",
-    }
+    return telemetry_env(
+        receiver,
+        OTEL_METRIC_EXPORT_INTERVAL="300",
+        KIT_DURABLE_DELAY_THRESHOLD="1",
+        KIT_FORWARDER_INTERVAL="0.2",
+    )
 
 
 @pytest.mark.e2e

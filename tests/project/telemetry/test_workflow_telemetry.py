@@ -3,20 +3,12 @@ on every span, and an aggregated task linked to the members it absorbed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.otlp import OTLPReceiver, Span, telemetry_env
 from tests.support.polling import eventually
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.e2e
