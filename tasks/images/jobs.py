@@ -2,7 +2,7 @@
 
 One function per catalog task, taking parsed parameters (:mod:`.validation`), a
 :class:`~project.storage.Storage` and the :class:`~.validation.Limits`, and returning the task's
-JSON result. No Celery here: the tasks in ``tasks/images.py`` only parse arguments and call
+JSON result. No Celery here: the tasks in ``tasks/images/tasks.py`` only parse arguments and call
 these, so the same work runs from a script or a test without a broker.
 """
 
