@@ -1,8 +1,11 @@
-"""Facts about the machine and software a result came from.
+"""Facts about the machine and software a result came from, and which optional libraries
+are there to compare with.
 
 Throughput numbers mean little without them: a 2-CPU VM and a 32-core workstation give
 different absolute rates (and different default worker concurrency), and a busy machine
 (see the load average) gives noisy ones. Ratios between scenarios travel better than rates.
+Dramatiq and RQ are not the kit's dependencies: a scenario that needs one is skipped (and the
+report says so) when it is not installed, rather than failing the run.
 """
 
 from __future__ import annotations

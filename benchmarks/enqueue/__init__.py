@@ -1,0 +1,3 @@
+"""Producer-side enqueue rates, no worker: ``enqueue`` and ``bulk``."""
+
+from __future__ import annotations

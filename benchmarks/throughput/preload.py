@@ -40,8 +40,7 @@ def producer_app(
     """An app that writes messages exactly as the scenario's own producers would."""
     if kind == "plain":
         return plain_app.create_app(url)
-    from project import load_settings
-    from project.application import create_app
+    from project import create_app, load_settings
 
     app = create_app(load_settings({**kit_env, "REDIS_URL": url}))
     apply_overrides(app, overrides)

@@ -198,7 +198,7 @@ def run_throughput(
             app.close()
         return run_worker(bench, scenario, tasks, turn, time.monotonic() - began)
 
-    return interleave(scenarios, repeat, run, lambda _, record: describe(record))
+    return interleave(scenarios, repeat, run, lambda _, run: describe(run))
 
 
 def run_worker(
@@ -233,13 +233,13 @@ def run_worker(
     )
 
 
-def describe(record: RunRecord, suffix: str = "") -> list[str]:
+def describe(run: RunRecord, suffix: str = "") -> list[str]:
     """A run's progress line, then each non-fatal worker log error."""
-    m = record.measurement
+    m = run.measurement
     return [
-        f"{record.scenario}: {m.rate:,.0f} tasks/s "
+        f"{run.scenario}: {m.rate:,.0f} tasks/s "
         f"({m.counted} in {m.elapsed:.2f} s; start-up {m.startup:.1f} s{suffix})",
-        *(f"    worker log error (not fatal): {line}" for line in record.log_errors),
+        *(f"    worker log error (not fatal): {line}" for line in run.log_errors),
     ]
 
 
