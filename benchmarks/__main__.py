@@ -3,7 +3,7 @@
 Run from the repository root (benchmarks/ is not installed): each command starts its own
 Redis, workers and OTLP receiver and removes them on the way out, also on Ctrl-C or SIGTERM
 (turned into the same KeyboardInterrupt so one cleanup path serves both). Where each
-command's code lives: ``benchmarks/<family>/command.py`` (see :mod:`benchmarks`).
+command's code lives: ``benchmarks/<family>/command.py`` (the map: benchmarks/__init__.py).
 """
 
 from __future__ import annotations
