@@ -33,11 +33,16 @@ class Kit:
         self.app = app
         self.settings = settings
         self.pipeline = pipeline
+        self._redis: tuple[Any, redis.Redis] | None = None
 
     @property
     def redis(self) -> redis.Redis:
-        """The client the kit's own modules share for this app's broker Redis."""
-        return redis_client(self.settings.redis)
+        """The client the kit's own modules share for this app's broker Redis (looked up once
+        per settings: every finished task asks for it)."""
+        cached = self._redis
+        if cached is None or cached[0] is not self.settings.redis:
+            cached = self._redis = (self.settings.redis, redis_client(self.settings.redis))
+        return cached[1]
 
     def archive(self) -> Archive:
         from project.retries.archive import Archive

@@ -163,3 +163,20 @@ def test_project_never_imports_the_catalog() -> None:
 def test_no_module_is_over_four_hundred_lines() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert not {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+
+
+def test_benchmarks_are_not_installed_as_a_top_level_package(tmp_path: Path) -> None:
+    """``pip install -e .`` puts ``project`` and ``tasks`` on the path, not ``benchmarks``
+    (a name that would shadow any other project's): it runs from the repository root only."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import importlib.util as u; print(u.find_spec('benchmarks'))"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stdout + done.stderr
