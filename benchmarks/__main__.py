@@ -18,6 +18,7 @@ from types import FrameType
 from benchmarks.core.measure import BenchmarkError
 from benchmarks.core.processes import ROOT, ProducerError
 from benchmarks.enqueue import command as enqueue
+from benchmarks.hooks import command as hooks
 from benchmarks.images import command as images
 from benchmarks.images.scenario import DEFAULT_TARGETS
 from benchmarks.suite import command as suite
@@ -61,6 +62,7 @@ SCENARIO_HELP = {
 COMMANDS: dict[str, Command] = {
     **{name: code for name, _, code in COUNTED},
     "images": images.run,
+    "hooks": hooks.run,
     "all": suite.run,
 }
 
@@ -134,6 +136,14 @@ def _add_images(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _output_dir(sub, "images.md", "images.json")
 
 
+def _add_hooks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "hooks", help="microseconds per task of each middleware hook, telemetry off and on"
+    )
+    sub.add_argument("--tasks", type=_positive, default=2000, help="tasks per run (default 2000)")
+    _output_dir(sub, "hooks.md", "hooks.json")
+
+
 def _add_suite(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "all",
@@ -174,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_counted(commands)
     _add_images(commands)
+    _add_hooks(commands)
     _add_suite(commands)
     return parser
 

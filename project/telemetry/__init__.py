@@ -1,33 +1,14 @@
 """OpenTelemetry for the kit: one trace from the web request through every task and retry.
 
-``setup_telemetry(role)`` configures this process's providers, exporters and instrumentation
-(the stock Celery instrumentation plus :class:`~project.telemetry.hooks.TaskTelemetry`). Celery
-processes call it themselves through the :class:`~project.telemetry.middleware.Telemetry`
-middleware of the kit's app: each prefork child after ``fork`` and beat at start-up, and they
-flush as they exit, so ``worker_max_tasks_per_child`` recycling loses no span. Web apps that
-enqueue call ``setup_telemetry("producer")`` once at start-up (see ``examples/``).
+Web apps that enqueue call ``setup_telemetry("producer")`` once at start-up (see ``examples/``);
+Celery processes are set up by the :class:`~project.telemetry.middleware.Telemetry` middleware.
+The SDK is imported only when telemetry is set up (``project.telemetry.setup``), not when this
+package is: importing the kit must stay cheap for a producer.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from opentelemetry import metrics as otel_metrics
-from opentelemetry import trace
-from opentelemetry.metrics import NoOpMeterProvider
-
-from project.telemetry.hooks import TaskTelemetry
-from project.telemetry.logs import TASK_LOG_FORMAT
-from project.telemetry.metrics import METRIC_NAMES, TaskMetrics, register_worker_gauges
-from project.telemetry.providers import Providers, create_providers
-from project.telemetry.settings import load_telemetry_settings
-
-if TYPE_CHECKING:
-    from project.lifecycle.kit import Kit
+from typing import Any
 
 __all__ = [
     "METRIC_NAMES",
@@ -37,78 +18,19 @@ __all__ = [
     "shutdown_telemetry",
 ]
 
-logger = logging.getLogger(__name__)
+_LAZY = {
+    "METRIC_NAMES": "project.telemetry.metrics",
+    "TASK_LOG_FORMAT": "project.telemetry.logs",
+    "active_hooks": "project.telemetry.setup",
+    "setup_telemetry": "project.telemetry.setup",
+    "shutdown_telemetry": "project.telemetry.setup",
+}
 
 
-@dataclass
-class _ProcessTelemetry:
-    pid: int
-    providers: Providers
-    hooks: TaskTelemetry
-    flush_timeout: float
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'project.telemetry' has no attribute {name!r}")
+    from importlib import import_module
 
-
-_state: _ProcessTelemetry | None = None
-
-
-def setup_telemetry(
-    role: str = "producer",
-    worker: str | None = None,
-    snapshot_dir: Path | None = None,
-    kit: Kit | None = None,
-) -> Providers | None:
-    """Configure telemetry for this process once; ``None`` when disabled (OTEL_SDK_DISABLED)
-    or when nothing is to be exported. ``kit``: the worker's app (its queue gauges)."""
-    global _state
-    settings = load_telemetry_settings()
-    if settings.disabled:
-        return None
-    if _state is not None and _state.pid == os.getpid():
-        return _state.providers
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
-
-    providers = create_providers(settings, role, worker, snapshot_dir)
-    instrumentor = CeleryInstrumentor()
-    if not providers.exporting:
-        # Nothing to export: no SDK providers and no hooks (spans and metrics would be
-        # recorded for nothing), but the stock instrumentation stays, so a caller's trace
-        # context still flows through to every task this process publishes.
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
-        return None
-    trace.set_tracer_provider(providers.tracer_provider)
-    otel_metrics.set_meter_provider(providers.meter_provider)
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        # Its only metric, flower.task.runtime.seconds, duplicates kit.task.duration (and
-        # clashes with Flower's own metric name): give it a meter that records nothing.
-        instrumentor.instrument(
-            tracer_provider=providers.tracer_provider, meter_provider=NoOpMeterProvider()
-        )
-    from project.lifecycle import celery_hooks
-
-    # After the stock instrumentation's receiver: its span is current in before_publish.
-    celery_hooks.move_publish_receiver_last()
-    meter = providers.meter_provider.get_meter("project")
-    hooks = TaskTelemetry(TaskMetrics(meter))
-    if role == "worker" and kit is not None:
-        register_worker_gauges(meter, kit.redis, kit.settings.broker.queue_weights)
-    _state = _ProcessTelemetry(os.getpid(), providers, hooks, settings.flush_timeout)
-    return providers
-
-
-def shutdown_telemetry() -> None:
-    """Flush within KIT_OTEL_FLUSH_TIMEOUT and stop exporting (idempotent)."""
-    global _state
-    state, _state = _state, None
-    if state is None or state.pid != os.getpid():
-        return
-    try:
-        state.providers.shutdown(state.flush_timeout)
-    except Exception:
-        logger.debug("telemetry shutdown failed", exc_info=True)
-
-
-def active_hooks() -> TaskTelemetry | None:
-    """This process's task hooks, when it exports telemetry."""
-    state = _state
-    return state.hooks if state is not None and state.pid == os.getpid() else None
+    return getattr(import_module(module), name)

@@ -16,9 +16,9 @@ from typing import Any
 
 from project.lifecycle.kit import Kit, kit_of
 from project.lifecycle.middleware import Middleware, Publish
-from project.telemetry import active_hooks, setup_telemetry, shutdown_telemetry
 from project.telemetry.logs import install_log_correlation
 from project.telemetry.settings import load_telemetry_settings
+from project.telemetry.setup import active_hooks, setup_telemetry, shutdown_telemetry
 
 __all__ = ["Telemetry"]
 
@@ -37,6 +37,9 @@ class Telemetry(Middleware):
     # -- process life ----------------------------------------------------------------------
 
     def worker_init(self, worker: Any) -> None:
+        from project.telemetry.providers import warn_once_per_process_tree
+
+        warn_once_per_process_tree()  # before the pool forks: one warning for all its children
         self.hostname = getattr(worker, "hostname", None)
         self._kit = kit_of(worker.app)
         settings = load_telemetry_settings()

@@ -41,7 +41,7 @@ from project.telemetry.breaker import BreakerMetricExporter, BreakerSampler, Bre
 from project.telemetry.redaction import RedactingSpanExporter
 from project.telemetry.settings import TelemetrySettings
 
-__all__ = ["Providers", "build_resource", "create_providers"]
+__all__ = ["Providers", "build_resource", "create_providers", "warn_once_per_process_tree"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,24 +54,33 @@ _EXPORT_LOGGERS = (
     "opentelemetry.sdk.metrics._internal.export",
     "opentelemetry.sdk.trace.export",
 )
-# Shared by a process and the children it forks: one export warning per process tree.
-_export_warned = multiprocessing.RawValue("b", 0)
-
-
 class _OneExportWarning(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        # Shared by a process and the children it forks: one export warning per process tree.
+        self.warned = multiprocessing.RawValue("b", 0)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        if _export_warned.value:
+        if self.warned.value:
             return False
-        _export_warned.value = 1
+        self.warned.value = 1
         record.msg = f"{record.msg} (OpenTelemetry export problems are logged only once)"
         return True
 
 
-_filter = _OneExportWarning()
-for _name in _EXPORT_LOGGERS:
-    logging.getLogger(_name).addFilter(_filter)
+_filter: _OneExportWarning | None = None
+
+
+def warn_once_per_process_tree() -> None:
+    """Let the exporters log one warning for the whole process tree (idempotent). Called in a
+    worker's main process before it forks, so its children share the flag."""
+    global _filter
+    if _filter is None:
+        _filter = _OneExportWarning()
+        for name in _EXPORT_LOGGERS:
+            logging.getLogger(name).addFilter(_filter)
 
 
 @dataclass
@@ -163,6 +172,7 @@ def create_providers(
 ) -> Providers:
     """``snapshot_dir``: where this process writes metric snapshots for the worker's
     Prometheus endpoint (``OTEL_METRICS_EXPORTER=prometheus``, worker processes only)."""
+    warn_once_per_process_tree()
     resource = build_resource(settings, role, worker)
     span_exporter = _span_exporter(settings)
     sampler = TracerProvider().sampler  # OTEL_TRACES_SAMPLER's choice (parent-based by default)

@@ -8,7 +8,7 @@ bytes will fail the same way on every attempt.
 
 Speed: for JPEG the decoder is asked for a smaller image (``draft``: libjpeg scales by 1/2, 1/4
 or 1/8 in the DCT, for far less work), but never below twice the size the operation needs, so the
-final Lanczos pass still has real pixels to work with (``benchmarks/images.py`` measures the gain
+final Lanczos pass still has real pixels to work with (``benchmarks/images/scenario.py`` measures the gain
 and the quality against a full decode).
 
 Normalisation, so operations see one of four modes (L, LA, RGB, RGBA): EXIF orientation applied,

@@ -102,3 +102,21 @@ def test_images_prints_speedup_and_quality(tmp_path: Path) -> None:
         assert row["speedup_vs_naive"] > 0 and row["median_ms"] > 0
         if row["path"] == "kit":  # drafted at twice the output size: indistinguishable
             assert row["ssim"] > 0.98 and row["psnr_db"] > 35, row
+
+
+def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Path) -> None:
+    run = run_benchmark("hooks", "--tasks", "40", output_dir=tmp_path, timeout=RUN_TIMEOUT)
+    off, otlp = run.payload["runs"]
+    assert (off["mode"], otlp["mode"]) == ("off", "otlp")
+    for measured in (off, otlp):
+        seen = {(row["hook"], row["middleware"]) for row in measured["hooks"]}
+        # The per-task path of the map in project/lifecycle, each hook timed.
+        assert {
+            ("before_publish", "Stamp"),
+            ("before_apply", "DurableDelay"),
+            ("before_run", "SingleFlightRun"),
+            ("on_success", "Counters"),
+            ("on_success", "LockRelease"),
+            ("before_run", "Empty"),
+        } <= seen
+        assert all(row["us"] > 0 for row in measured["hooks"])
