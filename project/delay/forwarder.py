@@ -91,15 +91,15 @@ class DurableDelay(LeaderMiddleware):
     not in a worker's memory; each worker runs a :class:`Forwarder`, one of them leading."""
 
     def before_apply(
-        self, task: Any, args: Any, kwargs: Any, options: dict[str, Any]
+        self, app: Any, name: str, args: Any, kwargs: Any, options: dict[str, Any]
     ) -> Any | None:
-        threshold = kit_of(task.app).settings.delay.durable_delay_threshold
+        threshold = kit_of(app).settings.delay.durable_delay_threshold
         if threshold <= 0:
             return None
         delay = delay_of(options.get("countdown"), options.get("eta"))
         if delay <= threshold:
             return None
-        return schedule_durably(task, args, kwargs, options, delay)
+        return schedule_durably(app, name, args, kwargs, options, delay)
 
     def make_loop(self, consumer: Any) -> Forwarder | None:
         settings = kit_of(consumer.app).settings.delay

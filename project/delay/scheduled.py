@@ -171,30 +171,28 @@ class DurableSchedule:
 
 
 def schedule_durably(
-    task: Any, args: Any, kwargs: Any, options: dict[str, Any], delay: float
+    app: Any, name: str, args: Any, kwargs: Any, options: dict[str, Any], delay: float
 ) -> Any:
     """Store a delayed call; its AsyncResult, or None when its options cannot be stored (the
     caller then takes Celery's in-memory path)."""
     task_id = options.get("task_id") or str(uuid.uuid4())
-    with _tracer.start_as_current_span(
-        f"schedule/{task.name}", kind=trace.SpanKind.PRODUCER
-    ) as span:
-        span.set_attributes({"task.id": task_id, "task.name": task.name, "task.delay": delay})
+    with _tracer.start_as_current_span(f"schedule/{name}", kind=trace.SpanKind.PRODUCER) as span:
+        span.set_attributes({"task.id": task_id, "task.name": name, "task.delay": delay})
         stored = storable_options(options)
         headers = dict(stored.get("headers") or {})
         propagate.inject(headers)  # the forwarder publishes in this span's trace
         stored["headers"] = headers
         call = ScheduledCall(
             task_id=task_id,
-            task=task.name,
+            task=name,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
             options={k: v for k, v in stored.items() if k != "task_id"},
             due=time.time() + delay,
         )
         try:
-            DurableSchedule(kit_of(task.app).redis).add(call)
+            DurableSchedule(kit_of(app).redis).add(call)
         except TypeError as exc:
-            logger.warning("%s[%s] kept in worker memory, not Redis: %s", task.name, task_id, exc)
+            logger.warning("%s[%s] kept in worker memory, not Redis: %s", name, task_id, exc)
             return None
-    return task.AsyncResult(task_id)
+    return app.AsyncResult(task_id, task_name=name)

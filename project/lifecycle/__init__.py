@@ -7,7 +7,7 @@ list's order; none may raise (see :mod:`project.lifecycle.middleware`).
 =================  =============================================  ==========================
 step               where it runs                                  middleware (in order)
 =================  =============================================  ==========================
-before_apply       the producer, in ``KitTask.apply_async``       DurableDelay
+before_apply       the producer: ``apply_async``, ``send_task``    DurableDelay
 before_publish     inside Celery's publish (producer span set)    Stamp, Telemetry
 worker_init        worker main process, before it connects        RedisCheck, Telemetry
 process_init       each process that runs tasks                   Telemetry
@@ -15,9 +15,9 @@ worker_start       consumer started (again after a reconnect)     Pause, Leases,
                                                                   (its forwarder), Flushing
 before_run         the pool process, before the task body         Telemetry, SingleFlightRun
 classify           the body raised: retry it, and when?           Retries
+after_body         the body returned, before the result is saved  LockRelease
 on_retry           a retry was published                          Telemetry
-on_success         result stored, before the ack                  Telemetry, Counters,
-                                                                  LockRelease
+on_success         result stored, before the ack                  Telemetry, Counters
 on_failure         failed for good, before the ack                Telemetry, Retries (archive),
                                                                   Counters, LockRelease
 after_run          after the body, whatever happened              SingleFlightRun

@@ -53,10 +53,17 @@ def check_by_name(app: Celery, name: str, args: Any, kwargs: Any, options: dict[
 
 
 class KitCelery(Celery):  # type: ignore[misc]
-    """The kit's app class: ``send_task`` checks arguments by name, like ``apply_async``."""
+    """The kit's app class: ``send_task`` checks arguments by name and goes through the
+    middleware's ``before_apply``, like ``Task.apply_async`` (a long delay waits in Redis)."""
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         # A producer's call, not Celery re-sending a retry or a worker publishing a chain step.
         if "retries" not in options and "parent_id" not in options:
             check_by_name(self, name, args, kwargs, options)
+        if not self.conf.task_always_eager:
+            from project.lifecycle.kit import kit_of
+
+            result = kit_of(self).pipeline.before_apply(self, name, args, kwargs, dict(options))
+            if result is not None:
+                return result
         return super().send_task(name, args, kwargs, **options)

@@ -65,9 +65,10 @@ class Middleware:
     # -- producer --------------------------------------------------------------------------
 
     def before_apply(
-        self, task: Task, args: Any, kwargs: Any, options: dict[str, Any]
+        self, app: Any, name: str, args: Any, kwargs: Any, options: dict[str, Any]
     ) -> Any | None:
-        """Before ``apply_async`` publishes: return an AsyncResult to publish nothing now."""
+        """Before ``apply_async`` or ``send_task`` publishes task ``name`` (every publish path
+        goes through one of them): return an AsyncResult to publish nothing now."""
         return None
 
     def before_publish(self, message: Publish) -> None:
@@ -108,6 +109,10 @@ class Middleware:
         """The body raised ``exc``: a countdown to retry it after, or None (fail now)."""
         return None
 
+    def after_body(self, task: Task, retval: Any) -> None:
+        """The body returned ``retval``; Celery stores the result next. What must be done by
+        the time a caller can see SUCCESS (free the task's unique lock) is done here."""
+
     def after_run(self, task: Task) -> None:
         """After the body (or instead of it), whatever happened; release what before_run took."""
 
@@ -137,6 +142,7 @@ _HOOKS = (
     "worker_shutdown",
     "before_run",
     "classify",
+    "after_body",
     "after_run",
     "on_success",
     "on_retry",
@@ -194,8 +200,10 @@ class Pipeline:
                 return answer
         return None
 
-    def before_apply(self, task: Task, args: Any, kwargs: Any, options: dict[str, Any]) -> Any:
-        return self._first("before_apply", task, args, kwargs, options)
+    def before_apply(
+        self, app: Any, name: str, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> Any:
+        return self._first("before_apply", app, name, args, kwargs, options)
 
     def before_publish(self, message: Publish) -> None:
         self._each("before_publish", message)
@@ -228,6 +236,9 @@ class Pipeline:
     def classify(self, task: Task, exc: Exception) -> float | None:
         countdown: float | None = self._first("classify", task, exc)
         return countdown
+
+    def after_body(self, task: Task, retval: Any) -> None:
+        self._each("after_body", task, retval)
 
     def after_run(self, task: Task) -> None:
         self._each("after_run", task)

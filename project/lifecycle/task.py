@@ -142,7 +142,7 @@ class KitTask(Task):  # type: ignore[misc]
                 "link_error": link_error,
                 "shadow": shadow,
             }
-            result = self.kit.pipeline.before_apply(self, args, kwargs, full)
+            result = self.kit.pipeline.before_apply(self.app, self.name, args, kwargs, full)
             if result is not None:
                 return result
         return super().apply_async(
@@ -171,7 +171,7 @@ class KitTask(Task):  # type: ignore[misc]
             if verdict is not None:
                 return self._obey(verdict)
             try:
-                return self.run(*args, **kwargs)
+                retval = self.run(*args, **kwargs)
             except _CONTROL_FLOW:
                 raise
             except PermanentError:
@@ -181,6 +181,8 @@ class KitTask(Task):  # type: ignore[misc]
                 if countdown is None:
                     raise
                 raise self.retry(exc=exc, countdown=countdown) from exc
+            pipeline.after_body(self, retval)
+            return retval
         finally:
             pipeline.after_run(self)
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from project.enqueue.dedup import (
     unique_key,
 )
 from project.lifecycle.kit import default_kit
+from project.lifecycle.middleware import Middleware, Pipeline
 from tests.support.polling import eventually
 from tests.support.workers import ROOT
 
@@ -107,6 +109,40 @@ def test_lock_is_released_after_success(celery_worker: Any, redis: Any) -> None:
     assert result.get(timeout=30) == 4
     eventually(lambda: _unique_holder(redis, "after-success") is None, 10)
     assert enqueue_unique(add.s(2, 2), key="after-success").get(timeout=30) == 4
+
+
+class _HoldSuccess(Middleware):
+    """Holds the worker in ``on_success`` (after the result is stored) until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def on_success(self, task: Any, retval: Any) -> None:
+        self.release.wait(30)
+
+
+def test_success_is_never_visible_while_the_unique_lock_is_held(redis: Any) -> None:
+    """A caller that sees SUCCESS enqueues the same unique work again: it is not refused, even
+    while the worker is still in its success handling."""
+    from celery.contrib.testing.worker import start_worker
+
+    from project import app
+    from tests.support.tasks import add
+
+    kit = default_kit()
+    hold = _HoldSuccess()
+    original = kit.pipeline
+    kit.pipeline = Pipeline([hold, *original.middleware])
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            first = enqueue_unique(add.s(1, 1), key="visible")
+            assert first.get(timeout=30) == 2  # stored; the worker is held in on_success
+            second = enqueue_unique(add.s(1, 1), key="visible")
+            hold.release.set()
+            assert second.get(timeout=30) == 2
+    finally:
+        hold.release.set()
+        kit.pipeline = original
 
 
 def test_lock_is_held_while_the_task_waits_to_retry(celery_worker: Any, redis: Any) -> None:

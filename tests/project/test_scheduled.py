@@ -56,6 +56,24 @@ def test_long_delay_waits_in_redis_not_in_the_queue(short_threshold: None, redis
     assert _queued(redis) == 0
 
 
+@pytest.mark.parametrize("when", ["countdown", "eta"])
+def test_a_long_delay_sent_by_name_waits_in_redis_too(
+    short_threshold: None, redis: Any, when: str
+) -> None:
+    from project import app
+
+    delay: dict[str, Any] = (
+        {"countdown": 3600}
+        if when == "countdown"
+        else {"eta": datetime.now(timezone.utc) + timedelta(hours=1)}
+    )
+    result = app.send_task("tests.count", ("by-name",), **delay)
+    (call,) = _schedule().upcoming()
+    assert (call.task_id, call.task, call.args) == (result.id, "tests.count", ["by-name"])
+    assert call.due == pytest.approx(time.time() + 3600, abs=5)
+    assert _queued(redis) == 0
+
+
 def test_short_delay_takes_celerys_usual_path(short_threshold: None, redis: Any) -> None:
     from tests.support.tasks import count
 
