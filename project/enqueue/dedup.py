@@ -266,9 +266,13 @@ class SingleFlightRun(Middleware):
 
 
 class LockRelease(Middleware):
-    """Frees a finished task's unique and task-id locks (:class:`ReleasePolicy`)."""
+    """Frees a finished task's unique and task-id locks (:class:`ReleasePolicy`).
 
-    def on_success(self, task: Any, retval: Any) -> None:
+    On success, before Celery stores the result: a caller that sees SUCCESS and enqueues the
+    same unique work again is never refused by the finished task's lock (Asynq frees it in the
+    same step that marks the task done)."""
+
+    def after_body(self, task: Any, retval: Any) -> None:
         release_finished(_client(task.app), task.request, str(task.request.id), "success")
 
     def on_failure(self, task: Any, exc: BaseException, einfo: Any) -> None:
