@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from project import keys
+from project.broker.connections import as_text
 from project.lifecycle.kit import kit_of
 from project.lifecycle.middleware import Middleware
 
@@ -25,7 +26,7 @@ WATCH_INTERVAL = 1.0  # seconds between checks of the paused set
 
 
 def paused_queues(client: redis.Redis) -> set[str]:
-    return {m.decode() if isinstance(m, bytes) else str(m) for m in client.smembers(keys.PAUSED)}
+    return {as_text(m) for m in client.smembers(keys.PAUSED)}
 
 
 def pause(client: redis.Redis, queue: str) -> bool:

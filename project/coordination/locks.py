@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import redis
 
+from project.broker.connections import as_text
+
 __all__ = ["RedisLock"]
 
 _RELEASE = """
@@ -36,9 +38,7 @@ class RedisLock:
 
     def holder(self) -> str | None:
         value = self.client.get(self.key)
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return None if value is None else as_text(value)
 
     def renew(self) -> bool:
         """Extend to a full TTL again, only if still held by this token."""

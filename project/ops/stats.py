@@ -17,6 +17,7 @@ import redis
 from celery import Celery
 
 from project import keys
+from project.broker.connections import as_text
 from project.broker.pause import paused_queues
 from project.broker.queues import PUBLISHED_AT_HEADER, queue_keys
 from project.delay.scheduled import ScheduledCall
@@ -148,7 +149,7 @@ def _count_archived(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
 
 
 def _members(client: redis.Redis, key: str) -> list[str]:
-    return [m.decode() if isinstance(m, bytes) else str(m) for m in client.zrange(key, 0, -1)]
+    return [as_text(m) for m in client.zrange(key, 0, -1)]
 
 
 def _workers(app: Celery, timeout: float) -> dict[str, int]:

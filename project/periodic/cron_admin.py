@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
+from project.broker.connections import as_text
 from project.periodic.cron import CronEntry
 
 __all__ = ["ScheduleRow", "add_entry", "list_entries", "remove_entry"]
@@ -51,7 +52,7 @@ def list_entries(app: Celery) -> list[ScheduleRow]:
     client = get_redis(app)
     rows = []
     for raw_key in client.zrange(app.redbeat_conf.schedule_key, 0, -1):
-        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        key = as_text(raw_key)
         try:
             entry = RedBeatSchedulerEntry.from_key(key, app=app)
         except KeyError:

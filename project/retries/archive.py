@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from project import keys
+from project.broker.connections import as_text
 
 __all__ = ["Archive", "ArchivedTask", "Reason"]
 
@@ -127,4 +128,4 @@ class Archive:
 
 
 def _strings(members: Any) -> list[str]:
-    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+    return [as_text(m) for m in members]
