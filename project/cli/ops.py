@@ -16,6 +16,8 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from project import keys
+
 __all__ = ["archived", "queue", "stats", "task"]
 
 T = TypeVar("T")
@@ -161,7 +163,7 @@ def archived_requeue(task_id: str | None, everything: bool) -> None:
     if bool(task_id) == everything:
         fail("give one task id, or --all")
     app, client, _ = _context()
-    if task_id and not redis_call(lambda: client.exists(f"kit:archived:{task_id}")):
+    if task_id and not redis_call(lambda: client.exists(keys.archive_record(task_id))):
         fail(f"no archived task {task_id!r} (see `kit archived ls`)")
     ids = None if everything else [str(task_id)]
     done, skipped = redis_call(lambda: requeue(app, client, ids))

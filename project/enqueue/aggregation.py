@@ -193,8 +193,8 @@ def enqueue_grouped(
             client.eval(
                 _HOLD,
                 3,
-                keys.AGGREGATION_ITEMS_PREFIX + group_id,
-                keys.AGGREGATION_TIMES_PREFIX + group_id,
+                keys.aggregation_items(group_id),
+                keys.aggregation_times(group_id),
                 keys.AGGREGATION_GROUPS,
                 member,
                 now,
@@ -246,7 +246,7 @@ class Aggregator:
         return sorted(as_text(g) for g in self._redis.smembers(keys.AGGREGATION_GROUPS))
 
     def waiting(self, aggregator: str, group: str) -> int:
-        return int(self._redis.llen(keys.AGGREGATION_ITEMS_PREFIX + _group_id(aggregator, group)))
+        return int(self._redis.llen(keys.aggregation_items(_group_id(aggregator, group))))
 
     def claim(self, group_id: str, now: float | None = None) -> Batch | None:
         """Move the group's next batch to in-flight if the group is ready; else None."""
@@ -254,11 +254,11 @@ class Aggregator:
         raw = self._redis.eval(
             _CLAIM,
             5,
-            keys.AGGREGATION_ITEMS_PREFIX + group_id,
-            keys.AGGREGATION_TIMES_PREFIX + group_id,
+            keys.aggregation_items(group_id),
+            keys.aggregation_times(group_id),
             keys.AGGREGATION_GROUPS,
             keys.AGGREGATION_INFLIGHT,
-            keys.AGGREGATION_BATCH_PREFIX + batch_id,
+            keys.aggregation_batch(batch_id),
             time.time() if now is None else now,
             group_id,
             batch_id,
@@ -270,7 +270,7 @@ class Aggregator:
         ids = self._redis.zrangebyscore(keys.AGGREGATION_INFLIGHT, "-inf", time.time() - timeout)
         batches = []
         for batch_id in ids:
-            raw = self._redis.get(keys.AGGREGATION_BATCH_PREFIX + as_text(batch_id))
+            raw = self._redis.get(keys.aggregation_batch(as_text(batch_id)))
             if raw is None:
                 self._redis.zrem(keys.AGGREGATION_INFLIGHT, as_text(batch_id))
             else:
@@ -280,7 +280,7 @@ class Aggregator:
     def complete(self, batch_id: str) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(keys.AGGREGATION_INFLIGHT, batch_id)
-            pipe.delete(keys.AGGREGATION_BATCH_PREFIX + batch_id)
+            pipe.delete(keys.aggregation_batch(batch_id))
             pipe.execute()
 
 

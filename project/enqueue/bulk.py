@@ -107,7 +107,7 @@ def _take_locks(
     """One pipelined SET NX per unique signature; which may publish, duplicates, held locks."""
     allowed = [True] * len(prepared)
     wanted = [
-        (i, RedisLock(client, keys.UNIQUE_PREFIX + lk[0], str(sig.id), lk[1]))
+        (i, RedisLock(client, keys.unique(lk[0]), str(sig.id), lk[1]))
         for i, (sig, lk) in enumerate(prepared)
         if lk is not None
     ]
@@ -126,9 +126,7 @@ def _take_locks(
     for (i, lock), holder in zip(refused, holders, strict=True):
         allowed[i] = False
         text = holder.decode() if isinstance(holder, bytes) else holder
-        duplicates.append(
-            Duplicate(i, lock.key.removeprefix(keys.UNIQUE_PREFIX), text or "unknown")
-        )
+        duplicates.append(Duplicate(i, lock.key.removeprefix(keys.unique), text or "unknown"))
     held = [lock for (_, lock), ok in zip(wanted, taken, strict=True) if ok]
     return allowed, duplicates, held
 

@@ -134,7 +134,7 @@ def enqueue_unique(
     )
     # The id the lock names, chosen here rather than by freezing a clone: cheaper, same effect.
     task_id = str(signature.options.get("task_id") or uuid.uuid4())
-    lock = RedisLock(_client(signature.app), keys.UNIQUE_PREFIX + lock_key, task_id, ttl)
+    lock = RedisLock(_client(signature.app), keys.unique(lock_key), task_id, ttl)
     # A refused duplicate is the lock doing its job, not an error: an event, not a failed span.
     with _tracer.start_as_current_span(
         f"enqueue_unique/{signature.task}",
@@ -163,7 +163,7 @@ def enqueue_with_id(
 ) -> AsyncResult:
     """Publish ``signature`` under ``task_id``; :class:`TaskIdConflictError` while a task with
     that id is pending, scheduled, retrying or running. The id is free again once it finished."""
-    lock = RedisLock(_client(signature.app), keys.TASK_ID_PREFIX + task_id, task_id, ttl)
+    lock = RedisLock(_client(signature.app), keys.task_id_lock(task_id), task_id, ttl)
     if not lock.acquire():
         raise TaskIdConflictError(task_id)
     try:
@@ -182,13 +182,13 @@ def release_finished(client: Any, request: Any, task_id: str, outcome: str) -> N
     """
     try:
         if request.get(HEADER_TASK_ID_LOCK):
-            RedisLock(client, keys.TASK_ID_PREFIX + task_id, task_id, 1).release()
+            RedisLock(client, keys.task_id_lock(task_id), task_id, 1).release()
         lock_key = request.get(HEADER_UNIQUE_KEY)
         if not lock_key:
             return
         policy = ReleasePolicy(request.get(HEADER_UNIQUE_POLICY) or ReleasePolicy.ON_SUCCESS)
         if outcome in _RELEASED_ON[policy]:
-            RedisLock(client, keys.UNIQUE_PREFIX + lock_key, task_id, 1).release()
+            RedisLock(client, keys.unique(lock_key), task_id, 1).release()
     except Exception:
         logger.warning("could not release the locks of task %s", task_id, exc_info=True)
 
@@ -202,7 +202,7 @@ class SingleFlight:
     def __init__(
         self, client: Any, key: str, task_id: str, ttl: float = DEFAULT_SINGLE_FLIGHT_TTL
     ) -> None:
-        self.lock = RedisLock(client, keys.RUNNING_PREFIX + key, task_id, ttl)
+        self.lock = RedisLock(client, keys.running(key), task_id, ttl)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._interval = ttl / 3

@@ -17,6 +17,7 @@ import redis
 from celery import Celery
 
 from project import keys
+from project.broker.connections import as_text
 from project.retries.archive import ArchivedTask, Reason
 
 __all__ = ["BATCH", "delete", "list_records", "requeue", "restore_held"]
@@ -38,10 +39,7 @@ return moved
 
 
 def _ids(client: redis.Redis) -> list[str]:
-    return [
-        m.decode() if isinstance(m, bytes) else str(m)
-        for m in client.zrevrange(keys.ARCHIVE_INDEX, 0, -1)
-    ]
+    return [as_text(m) for m in client.zrevrange(keys.ARCHIVE_INDEX, 0, -1)]
 
 
 def _records(client: redis.Redis, ids: list[str]) -> Iterator[ArchivedTask]:
@@ -68,9 +66,9 @@ def list_records(
 def restore_held(client: redis.Redis) -> int:
     """Put back records a dead requeue left moved aside."""
     restored = 0
-    for key in client.scan_iter(f"{keys.REQUEUE_HOLD_PREFIX}*", count=BATCH):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        task_id = name.removeprefix(keys.REQUEUE_HOLD_PREFIX)
+    for key in client.scan_iter(keys.requeue_hold("*"), count=BATCH):
+        name = as_text(key)
+        task_id = name.removeprefix(keys.requeue_hold)
         raw = client.get(name)
         if raw is None:
             continue
@@ -101,20 +99,20 @@ def requeue(app: Celery, client: redis.Redis, ids: list[str] | None) -> tuple[in
             client.eval(
                 _HOLD,
                 3,
-                keys.ARCHIVE_RECORD_PREFIX,
+                keys.archive_record,
                 keys.ARCHIVE_INDEX,
-                keys.REQUEUE_HOLD_PREFIX,
+                keys.requeue_hold,
                 *runnable,
             )
             if runnable
             else []
         )
-        moved_ids = [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
+        moved_ids = [as_text(m) for m in moved]
         with app.producer_or_acquire() as producer:
             for task_id in moved_ids:
                 _publish(app, records[task_id], producer)
         if moved_ids:
-            client.delete(*(keys.REQUEUE_HOLD_PREFIX + i for i in moved_ids))
+            client.delete(*(keys.requeue_hold(i) for i in moved_ids))
         requeued += len(moved_ids)
     return requeued, skipped
 

@@ -2,7 +2,7 @@
 
 OpenTelemetry metrics go to a backend the kit cannot query; these small counters stay beside
 the queues so the kit itself can answer "how many failed in the last hour?". One key per
-outcome, queue and minute (``kit:stats:<outcome>:<queue>:<minute>``), expiring after
+outcome, queue and minute (:func:`project.keys.stats`), expiring after
 :data:`RETENTION` seconds.
 
 Tasks count through a :class:`Tally`: counts wait in the process and reach Redis in one
@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from project import keys
 from project.lifecycle.middleware import Middleware
 
 __all__ = ["FLUSH_INTERVAL", "OUTCOMES", "RETENTION", "Counters", "Tally", "record", "totals"]
@@ -34,16 +35,11 @@ FLUSH_INTERVAL = 1.0  # seconds counts wait in a process before they are written
 BUCKET = 60  # seconds per counter
 RETENTION = 2 * 86_400  # seconds a counter is kept: enough for "the last day"
 OUTCOMES = ("processed", "failed")
-_PREFIX = "kit:stats:"
-
-
-def _key(outcome: str, queue: str, bucket: int) -> str:
-    return f"{_PREFIX}{outcome}:{queue}:{bucket}"
 
 
 def record(client: redis.Redis, queue: str, outcome: str, now: float | None = None) -> None:
     bucket = int((time.time() if now is None else now) // BUCKET)
-    key = _key(outcome, queue, bucket)
+    key = keys.stats(outcome, queue, bucket)
     with client.pipeline(transaction=False) as pipe:
         pipe.incr(key)
         pipe.expire(key, RETENTION)
@@ -78,7 +74,7 @@ class Tally:
         try:
             with self._client().pipeline(transaction=False) as pipe:
                 for (outcome, queue, bucket), n in counts.items():
-                    key = _key(outcome, queue, bucket)
+                    key = keys.stats(outcome, queue, bucket)
                     pipe.incrby(key, n)
                     pipe.expire(key, RETENTION)
                 pipe.execute()
@@ -103,13 +99,13 @@ def totals(
     last = int((time.time() if now is None else now) // BUCKET)
     first = last - max(1, int(seconds // BUCKET)) + 1
     names = list(queues)
-    keys = [
-        _key(outcome, queue, bucket)
+    wanted = [
+        keys.stats(outcome, queue, bucket)
         for queue in names
         for outcome in OUTCOMES
         for bucket in range(first, last + 1)
     ]
-    values = client.mget(keys) if keys else []
+    values = client.mget(wanted) if wanted else []
     per = last - first + 1
     result: dict[str, dict[str, int]] = {}
     for qi, queue in enumerate(names):

@@ -13,12 +13,10 @@ from typing import Any
 
 from redbeat import RedBeatScheduler
 
+from project import keys
 from project.lifecycle.kit import kit_of
 
-__all__ = ["BEAT_KEY_PREFIX", "KitScheduler", "beat_config"]
-
-#: Redis key prefix of redbeat's schedule, entries and lock.
-BEAT_KEY_PREFIX = "kit:beat:"
+__all__ = ["KitScheduler", "beat_config"]
 
 
 class KitScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -36,7 +34,7 @@ def beat_config(redis_url: str, lock_timeout: int) -> dict[str, Any]:
     return {
         "beat_scheduler": "project.periodic.beat:KitScheduler",
         "redbeat_redis_url": redis_url,
-        "redbeat_key_prefix": BEAT_KEY_PREFIX,
+        "redbeat_key_prefix": keys.BEAT_PREFIX,  # redbeat's keys, listed there
         "redbeat_lock_timeout": lock_timeout,
         # The lock is extended at every tick: tick at least five times per lock period.
         "beat_max_loop_interval": max(1, lock_timeout // 5),

@@ -191,7 +191,7 @@ def _take_unique_locks(leaves: list[Signature], client: Any) -> list[RedisLock]:
         unique = leaf.options.pop(_UNIQUE_OPTION, None)
         if unique is not None:
             key, ttl = str(unique[0]), float(unique[1])
-            lock = RedisLock(client, keys.UNIQUE_PREFIX + key, str(leaf.id), ttl)
+            lock = RedisLock(client, keys.unique(key), str(leaf.id), ttl)
             wanted.append((leaf, lock))
             leaf.options["headers"] = {
                 **(leaf.options.get("headers") or {}),
@@ -209,7 +209,7 @@ def _take_unique_locks(leaves: list[Signature], client: Any) -> list[RedisLock]:
     if refused:
         for lock in held:
             lock.release()
-        key = refused[0].key.removeprefix(keys.UNIQUE_PREFIX)
+        key = refused[0].key.removeprefix(keys.unique)
         raise DuplicateTaskError(key, refused[0].holder() or "unknown")
     return held
 

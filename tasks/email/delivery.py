@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from project import keys
+from project.broker.connections import as_text
 from project.errors import PermanentError, TransientError
 from project.storage import LocalStorage
 from tasks.email import smtp
@@ -48,37 +49,37 @@ class Ledger:
     ttl: int
 
     def sent(self, message_id: str) -> str | None:
-        return _text(self.client.get(keys.MAIL_SENT_PREFIX + message_id))
+        return _text(self.client.get(keys.mail_sent(message_id)))
 
     def pending(self, message_id: str) -> str | None:
-        return _text(self.client.get(keys.MAIL_PENDING_PREFIX + message_id))
+        return _text(self.client.get(keys.mail_pending(message_id)))
 
     def begin(self, message_id: str, task_id: str | None) -> None:
         """Mark the hand-over as started; refuse if another attempt is in it or in doubt."""
-        key = keys.MAIL_PENDING_PREFIX + message_id
+        key = keys.mail_pending(message_id)
         if not self.client.set(key, task_id or "", nx=True, ex=self.ttl):
             raise _unconfirmed(message_id, "another attempt was handing it over")
 
     def accepted(self, message_id: str, reply: str) -> None:
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(keys.MAIL_SENT_PREFIX + message_id, reply, nx=True, ex=self.ttl)
-            pipe.delete(keys.MAIL_PENDING_PREFIX + message_id)
+            pipe.set(keys.mail_sent(message_id), reply, nx=True, ex=self.ttl)
+            pipe.delete(keys.mail_pending(message_id))
             pipe.execute()
 
     def abandon(self, message_id: str) -> None:
         """The server gave a verdict other than acceptance: nothing was delivered."""
-        self.client.delete(keys.MAIL_PENDING_PREFIX + message_id)
+        self.client.delete(keys.mail_pending(message_id))
 
 
 def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
+    return None if value is None else as_text(value)
 
 
 def _unconfirmed(message_id: str, why: str) -> DeliveryUnconfirmedError:
     return DeliveryUnconfirmedError(
         f"delivery of Message-ID {message_id} unconfirmed ({why}); it may have been delivered, "
         "so it is not retried. Check the SMTP server's log for this Message-ID; to send it "
-        f"anyway, delete {keys.MAIL_PENDING_PREFIX}{message_id} in Redis and run the task again"
+        f"anyway, delete {keys.mail_pending(message_id)} in Redis and run the task again"
     )
 
 

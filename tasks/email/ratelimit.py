@@ -89,12 +89,12 @@ class RateLimiter:
             return
         count, seconds = self.limit
         scopes = self.scopes(domains)
-        bucket_keys = [f"{keys.MAIL_RATE_PREFIX}{scope}" for scope in scopes]
+        bucket_keys = [keys.mail_rate(scope) for scope in scopes]
         wait_ms = int(
             self.client.eval(
                 _ACQUIRE,
                 1 + len(bucket_keys),
-                f"{keys.MAIL_SLOT_PREFIX}{message_id}",
+                keys.mail_slot(message_id),
                 *bucket_keys,
                 count,
                 int(seconds * 1000),
