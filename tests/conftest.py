@@ -1,35 +1,24 @@
-"""The test harness: a private redis-server for the session, workers in-thread and as processes.
+"""The kit's own test settings, on top of its pytest plugin (``project.testing``).
 
-The session's Redis is started in ``pytest_configure``, before any test module imports
-``project``, because the kit reads ``REDIS_URL`` once at import. Every test starts from an empty
-Redis (``FLUSHALL``). Tests that stop, restart or kill a server use ``private_redis``.
+The plugin starts the session's private Redis, empties it before every test and provides the
+workers (see ``project/testing/plugin.py``). This file adds what only the kit's suite needs:
+its test-speed settings, the ``long`` scenarios left out by default, the fixture names its
+tests were written with, and an OTLP receiver.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# pytest-celery 1.x's own `celery_worker` fixture needs Docker; these in-thread fixtures from
-# Celery's contrib plugin shadow it (Celery's own integration tests import them the same way).
-from celery.contrib.pytest import (  # noqa: F401
-    celery_enable_logging,
-    celery_worker,
-    celery_worker_parameters,
-    use_celery_app_trap,
-)
-
-from tests.support.workers import CeleryProcess, WorkerProcess
-
 if TYPE_CHECKING:
-    from project.up.redis_server import RedisServer
+    from celery.worker import WorkController
+
+    from project.testing import RedisServer, WorkerProcess
+    from tests.support.otlp import OTLPReceiver
 
 # Test-speed settings, applied to this process and inherited by subprocess workers.
 TEST_ENV = {
@@ -39,28 +28,12 @@ TEST_ENV = {
     "OTEL_SDK_DISABLED": "true",
 }
 
-_session_redis: RedisServer | None = None
-_session_dir: str | None = None
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _session_redis, _session_dir
-    port = _free_port()
-    # The environment is complete before `project` is first imported: it reads it once.
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    # The environment is complete before `project.app` is first made: it reads it once.
     for name in [n for n in os.environ if n.startswith("KIT_")]:
         del os.environ[name]  # the developer's own settings must not leak into tests
     os.environ.update(TEST_ENV)
-    from project.up.redis_server import RedisServer
-
-    _session_dir = tempfile.mkdtemp(prefix="kit-tests-")
-    _session_redis = RedisServer(Path(_session_dir) / "redis", port=port).start()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -73,86 +46,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("long")]
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _session_redis is not None:
-        _session_redis.kill()
-    if _session_dir is not None:
-        shutil.rmtree(_session_dir, ignore_errors=True)
+# -- the plugin's fixtures under the names the kit's tests use ------------------------------
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> RedisServer:
-    assert _session_redis is not None
-    return _session_redis
+def redis_server(kit_redis_server: RedisServer) -> RedisServer:
+    return kit_redis_server
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: RedisServer) -> str:
-    return redis_server.url
+def redis_url(kit_redis_url: str) -> str:
+    return kit_redis_url
 
 
 @pytest.fixture
-def redis(redis_url: str) -> Iterator[Any]:
-    import redis as redis_py
-
-    client = redis_py.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def _empty_redis(redis_server: RedisServer) -> None:
-    import redis as redis_py
-
-    with redis_py.Redis.from_url(redis_server.url) as client:
-        client.flushall()
+def redis(kit_redis: Any) -> Any:
+    return kit_redis
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def private_redis(kit_private_redis: RedisServer) -> RedisServer:
     """A server of this test's own, to stop, restart with AOF, or kill."""
-    from project.up.redis_server import RedisServer
-
-    server = RedisServer(tmp_path / "private-redis").start()
-    yield server
-    server.kill()
-
-
-# -- in-thread worker (celery.contrib.pytest), bound to the kit's real app --------------------
-
-
-@pytest.fixture(scope="session")
-def celery_includes() -> list[str]:
-    return ["celery.contrib.testing.tasks", "tests.support.tasks"]
-
-
-@pytest.fixture(scope="session")
-def celery_worker_pool() -> str:
-    return "solo"
+    return kit_private_redis
 
 
 @pytest.fixture
-def celery_app() -> Any:
-    """The kit's own app, not a test app: tests exercise the real configuration."""
-    import project
-
-    project.app.set_current()
-    return project.app
-
-
-# -- subprocess workers --------------------------------------------------------------------
+def celery_worker(kit_worker: WorkController) -> WorkController:
+    """The kit's in-thread worker. pytest-celery 1.x's own ``celery_worker`` needs Docker;
+    this conftest's fixture shadows it."""
+    return kit_worker
 
 
 @pytest.fixture
-def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(
+    kit_start_worker: Callable[..., WorkerProcess],
+) -> Callable[..., WorkerProcess]:
     """Factory: ``start_worker(concurrency=1, queues=None, env={...})``, ready when returned."""
-    started: list[CeleryProcess] = []
+    return kit_start_worker
 
-    def start(**kwargs: Any) -> WorkerProcess:
-        worker = WorkerProcess(**kwargs)
-        started.append(worker)
-        return worker.wait_ready()
 
-    yield start
-    for process in started:
-        process.kill()
+# -- the kit's own needs ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    """A real OTLP/gRPC receiver for this test: point a process's exporters at
+    ``receiver.endpoint`` (``tests.support.otlp.telemetry_env``) and read back what it sent."""
+    from tests.support.otlp import OTLPReceiver
+
+    server = OTLPReceiver().start()
+    yield server
+    server.stop()

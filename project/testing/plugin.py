@@ -61,8 +61,7 @@ def _start(config: pytest.Config) -> None:
     except Exception as exc:
         session.stop()
         raise pytest.UsageError(
-            f"celery-kit's pytest plugin could not start its Redis: {exc} "
-            "(turn the plugin off with -p no:celery_kit)"
+            f"celery-kit's pytest plugin: {exc} (turn the plugin off with -p no:celery_kit)"
         ) from exc
 
 

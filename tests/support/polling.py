@@ -1,21 +1,8 @@
-"""Waiting on a condition with a deadline, instead of sleeping a fixed time."""
+"""Waiting on a condition with a deadline: the plugin's helper, under the name the kit's tests
+have always imported."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
+from project.testing.polling import eventually
 
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05) -> T:
-    """Call ``probe`` until it returns something truthy; at the deadline, fail with its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        time.sleep(interval)
+__all__ = ["eventually"]
