@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,13 +10,6 @@ from tests.support.otlp import OTLPReceiver, Span
 from tests.support.webapps import ExampleServer
 
 APPS = ["examples.flask_app", "examples.django_app"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    server = OTLPReceiver().start()
-    yield server
-    server.stop()
 
 
 def _env(receiver: OTLPReceiver) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPProtocol
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+from project.testing import free_port
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,6 @@ class _Handler:
             server.transport.abort()  # type: ignore[attr-defined]  # the 250 never leaves
             return "250 never sent"
         return reply
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SMTPServer:

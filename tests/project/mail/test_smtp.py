@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from project.errors import PermanentError, TransientError
-from tasks.email.smtp import DeliveryUnconfirmed, SmtpSettings, send
 from project.testing import free_port
+from tasks.email.smtp import DeliveryUnconfirmed, SmtpSettings, send
 from tests.support.smtp import SMTPServer, self_signed, server_tls_context
 
 
