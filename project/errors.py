@@ -9,6 +9,8 @@
     ├── DuplicateTaskError        enqueue_unique: the same work is already queued or running
     ├── TaskIdConflictError       enqueue_with_id: that task id is pending, retrying or running
     ├── RedisUnavailableError     the configured Redis does not answer
+    ├── RedisPoolTimeoutError     no pooled Redis connection came free in time (also a redis
+    │                             ConnectionError: transient, so a task retries it)
     ├── AlreadyRunningError       ``kit up`` is already running against this Redis
     └── NotAKitAppError           a Celery app that ``project.create_app`` did not make
 
@@ -17,6 +19,8 @@ Messages say what to do, not only what went wrong.
 
 from __future__ import annotations
 
+import redis.exceptions
+
 __all__ = [
     "AlreadyRunningError",
     "ConfigError",
@@ -24,6 +28,7 @@ __all__ = [
     "KitError",
     "NotAKitAppError",
     "PermanentError",
+    "RedisPoolTimeoutError",
     "RedisUnavailableError",
     "TaskError",
     "TaskIdConflictError",
@@ -90,6 +95,19 @@ class TaskIdConflictError(KitError):
 
 class RedisUnavailableError(KitError):
     """Nothing answers at the configured Redis URL."""
+
+
+class RedisPoolTimeoutError(KitError, redis.exceptions.ConnectionError):
+    """Every connection of a shared client's pool stayed busy for the whole wait."""
+
+    def __init__(self, max_connections: int, timeout: float | None) -> None:
+        self.max_connections = max_connections
+        self.timeout = timeout
+        super().__init__(
+            f"no Redis connection came free within {timeout} s: all {max_connections} of the "
+            "pool are in use; raise KIT_REDIS_MAX_CONNECTIONS (or KIT_REDIS_POOL_TIMEOUT), or "
+            "find what holds connections that long (blocking commands, slow scripts)"
+        )
 
 
 class AlreadyRunningError(KitError):

@@ -4,6 +4,12 @@ One client per process and :class:`~project.broker.settings.RedisSettings` (and 
 redis-py's pool notices a fork and reconnects in the child, so a prefork worker's children
 never share sockets with their parent.
 
+The pool is bounded and waits: at most ``KIT_REDIS_MAX_CONNECTIONS`` connections per client,
+and a caller that finds them all busy (a threaded web server enqueueing from 200 threads) waits
+for one, up to ``KIT_REDIS_POOL_TIMEOUT`` seconds, then gets
+:class:`~project.errors.RedisPoolTimeoutError`. redis-py's default pool refuses such a caller at
+once instead (``MaxConnectionsError`` past 100 connections).
+
 A ``rediss://`` URL gets the same TLS options everywhere (kombu's broker connection, Celery's
 result backend, redbeat, this client): the server certificate is verified against
 ``KIT_REDIS_TLS_CA_FILE`` (or the system's CAs) and its host name checked. There is no switch to
@@ -12,15 +18,17 @@ turn verification off: use a CA file for a private CA.
 
 from __future__ import annotations
 
+import queue
 import ssl
 from functools import lru_cache
 from typing import Any
 
 import redis
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from project.broker.settings import RedisSettings
 from project.broker.urls import SentinelTarget, is_sentinel, uses_tls
+from project.errors import RedisPoolTimeoutError
 
 __all__ = ["as_text", "connect", "redis_client", "tls_options"]
 
@@ -44,18 +52,51 @@ def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class _FreeConnections(queue.LifoQueue):  # type: ignore[type-arg]
+    """A :class:`redis.BlockingConnectionPool`'s queue of free connections whose timed-out
+    wait raises the kit's named error instead of redis-py's bare ``ConnectionError``."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return super().get(block, timeout)
+        except queue.Empty:
+            raise RedisPoolTimeoutError(self.maxsize, timeout) from None
+
+
+class _SentinelBlockingPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """Sentinel's primary-following pool, bounded and waiting like the plain one."""
+
+
+def _pool_options(settings: RedisSettings) -> dict[str, Any]:
+    return {
+        "max_connections": settings.max_connections,
+        "timeout": settings.pool_timeout,
+        "queue_class": _FreeConnections,
+    }
+
+
 def connect(url: str, settings: RedisSettings, **options: Any) -> redis.Redis:
-    """A client for ``url``. Sentinel URLs give a client of the current primary, which asks
+    """A client for ``url`` with a bounded, waiting pool (``settings.max_connections``,
+    ``settings.pool_timeout``). Sentinel URLs give a client of the current primary, which asks
     the sentinels again after a failover (connections to the old primary fail, then resolve)."""
     if not is_sentinel(url):
-        return redis.Redis.from_url(
-            url, **(tls_options(settings) if uses_tls(url) else {}), **options
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            **_pool_options(settings),
+            **(tls_options(settings) if uses_tls(url) else {}),
+            **options,
         )
+        return redis.Redis.from_pool(pool)
     target = SentinelTarget.parse(url)
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
     sentinel = Sentinel(target.addresses, sentinel_kwargs=sentinel_options, **sentinel_options)  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        settings.sentinel_master, db=target.db, password=target.password, **options
+        settings.sentinel_master,
+        connection_pool_class=_SentinelBlockingPool,
+        db=target.db,
+        password=target.password,
+        **_pool_options(settings),
+        **options,
     )
     return client
 

@@ -16,6 +16,8 @@ DEFAULT_PREFETCH_MULTIPLIER = 1
 DEFAULT_VISIBILITY_TIMEOUT = 60  # seconds: live workers renew their leases (project.broker.lease)
 DEFAULT_RESULT_EXPIRES = 86_400  # seconds (one day)
 DEFAULT_SOFT_SHUTDOWN_TIMEOUT = 30.0  # seconds, Asynq's ShutdownTimeout
+DEFAULT_MAX_CONNECTIONS = 100  # per shared client and process; callers beyond it wait
+DEFAULT_POOL_TIMEOUT = 20.0  # seconds a caller waits for a busy pool's connection
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class RedisSettings:
     tls_key_file: str = ""
     # sentinel:// URLs only: the name Sentinel monitors the primary under.
     sentinel_master: str = ""
+    # The kit's shared clients: at most this many connections each; a caller finding them all
+    # busy waits up to pool_timeout seconds for one (then RedisPoolTimeoutError).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Env) -> RedisSettings:
@@ -59,6 +65,10 @@ class RedisSettings:
             tls_cert_file=tls_cert,
             tls_key_file=tls_key,
             sentinel_master=sentinel_master,
+            max_connections=env.integer(
+                "KIT_REDIS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, minimum=1
+            ),
+            pool_timeout=env.number("KIT_REDIS_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT, minimum=0.0),
         )
 
 
