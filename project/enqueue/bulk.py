@@ -11,7 +11,8 @@ stamp), routing, and the kit's durable delays (a long countdown is stored, not b
 De-duplication: a signature made with ``project.workflows.canvas.step(..., unique="key")`` (or every
 signature, with ``unique=True``, under :func:`project.enqueue.dedup.unique_key`) is published only
 if its ``kit:unique:<key>`` lock was free. All the locks are taken with one pipelined ``SET NX``
-batch; duplicates (also two equal keys within the same call) are skipped and reported.
+batch (:func:`project.enqueue.dedup.take_unique_locks`); duplicates (also two equal keys within
+the same call) are skipped and reported.
 
 Delivery: a failed flush raises kombu's ``BatchPublishError``: the tasks of that flush may or
 may not be in Redis. The locks of every task in the call are released first (at worst a
@@ -29,16 +30,18 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 from kombu import serialization
 from kombu.utils.uuid import uuid
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 
-from project import keys
-from project.coordination.locks import RedisLock
 from project.enqueue.dedup import (
     DEFAULT_UNIQUE_TTL,
-    HEADER_UNIQUE_KEY,
-    HEADER_UNIQUE_POLICY,
+    Claim,
+    Duplicate,
     ReleasePolicy,
     _queue_of,
+    note_duplicate,
+    take_unique_locks,
+    unique_claim,
+    unique_headers,
     unique_key,
 )
 from project.lifecycle.celery_hooks import publishing
@@ -47,7 +50,6 @@ from project.lifecycle.kit import kit_of
 __all__ = ["DEFAULT_BATCH_SIZE", "BulkResult", "Duplicate", "enqueue_many"]
 
 DEFAULT_BATCH_SIZE = 1000  # Redis commands per pipeline flush (kombu's own default)
-_UNIQUE_OPTION = "kit_unique"  # set by project.workflows.canvas.step(unique=...)
 _REPR_MAX = 1024  # Celery's argsrepr_maxsize
 #: Options handled by apply_async's full path: delays (durable in the kit), links, chains.
 _SLOW_PATH = frozenset(
@@ -68,16 +70,6 @@ _SLOW_PATH = frozenset(
 )
 _IGNORED = frozenset({"headers", "task_id", "subtask_type", "immutable"})
 _tracer = trace.get_tracer("project.enqueue.bulk")
-_duplicates = metrics.get_meter("project.enqueue.bulk").create_counter(
-    "kit.tasks.duplicates", unit="{task}", description="Enqueues refused as duplicates"
-)
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    index: int  # position in the signatures given
-    key: str
-    holder: str  # the id of the task that holds the key ("unknown" if it just expired)
 
 
 @dataclass
@@ -90,45 +82,13 @@ class BulkResult:
         return len(self.results)
 
 
-def _lock_for(signature: Signature, unique: bool, ttl: float) -> tuple[str, float] | None:
-    option = signature.options.pop(_UNIQUE_OPTION, None)
-    if option is not None:
-        return str(option[0]), float(option[1])
-    if unique:
-        return unique_key(
-            signature.task, _queue_of(signature), signature.args, signature.kwargs
-        ), ttl
-    return None
-
-
-def _take_locks(
-    prepared: list[tuple[Signature, tuple[str, float] | None]], client: Any
-) -> tuple[list[bool], list[Duplicate], list[RedisLock]]:
-    """One pipelined SET NX per unique signature; which may publish, duplicates, held locks."""
-    allowed = [True] * len(prepared)
-    wanted = [
-        (i, RedisLock(client, keys.unique(lk[0]), str(sig.id), lk[1]))
-        for i, (sig, lk) in enumerate(prepared)
-        if lk is not None
-    ]
-    if not wanted:
-        return allowed, [], []
-    with client.pipeline(transaction=False) as pipe:
-        for _, lock in wanted:
-            pipe.set(lock.key, lock.token, nx=True, px=lock.ttl_ms)
-        taken = pipe.execute()
-    refused = [(i, lock) for (i, lock), ok in zip(wanted, taken, strict=True) if not ok]
-    with client.pipeline(transaction=False) as pipe:
-        for _, lock in refused:
-            pipe.get(lock.key)
-        holders = pipe.execute() if refused else []
-    duplicates = []
-    for (i, lock), holder in zip(refused, holders, strict=True):
-        allowed[i] = False
-        text = holder.decode() if isinstance(holder, bytes) else holder
-        duplicates.append(Duplicate(i, lock.key.removeprefix(keys.unique), text or "unknown"))
-    held = [lock for (_, lock), ok in zip(wanted, taken, strict=True) if ok]
-    return allowed, duplicates, held
+def _claim(signature: Signature, unique: bool, ttl: float) -> Claim | None:
+    """The step's own unique key (``step(unique=...)``), else, with ``unique``, the default one."""
+    claim = unique_claim(signature)
+    if claim is None and unique:
+        key = unique_key(signature.task, _queue_of(signature), signature.args, signature.kwargs)
+        claim = Claim(key, str(signature.id), ttl)
+    return claim
 
 
 class _Publisher:
@@ -164,14 +124,13 @@ class _Publisher:
             self.batch.close()
 
     def publish(
-        self, signature: Signature, lock: tuple[str, float] | None, policy: ReleasePolicy
+        self, signature: Signature, claim: Claim | None, policy: ReleasePolicy
     ) -> AsyncResult | None:
         """Publish one task; its result handle only when it took ``apply_async``."""
         app = self.app
         headers = dict(signature.options.get("headers") or {})
-        if lock is not None:
-            headers[HEADER_UNIQUE_KEY] = lock[0]
-            headers[HEADER_UNIQUE_POLICY] = policy.value
+        if claim is not None:
+            headers.update(unique_headers(claim.key, policy))
         options = {k: v for k, v in signature.options.items() if k not in _IGNORED}
         task = app.tasks.get(signature.task)
         if task is not None:  # the task's own queue, priority, limits ...
@@ -278,43 +237,41 @@ def enqueue_many(
 ) -> BulkResult:
     """Publish every signature in pipelined batches; duplicates are skipped and reported."""
     policy = ReleasePolicy(policy)
-    prepared: list[tuple[Signature, tuple[str, float] | None]] = []
+    prepared: list[tuple[Signature, Claim | None]] = []
     frozen: list[AsyncResult] = []
     for signature in signatures:
         signature = signature.clone()
         frozen.append(_freeze(signature))
-        prepared.append((signature, _lock_for(signature, unique, unique_ttl)))
+        prepared.append((signature, _claim(signature, unique, unique_ttl)))
     if not prepared:
         return BulkResult()
     app = prepared[0][0].app
     client = kit_of(app).redis
     outcome = BulkResult()
     with _tracer.start_as_current_span("enqueue_many", kind=trace.SpanKind.PRODUCER) as span:
-        allowed, outcome.duplicates, held = _take_locks(prepared, client)
-        for duplicate in outcome.duplicates:
-            span.add_event(
-                "task.duplicate",
-                {"task.holder_id": duplicate.holder, "task.index": duplicate.index},
-            )
-            _duplicates.add(1, {"task.name": prepared[duplicate.index][0].task})
+        locks = take_unique_locks(client, [claim for _, claim in prepared])
+        outcome.duplicates = locks.duplicates
+        refused = {duplicate.index for duplicate in locks.duplicates}
+        for duplicate in locks.duplicates:
+            name = prepared[duplicate.index][0].task
+            note_duplicate(span, name, duplicate.holder, {"task.index": duplicate.index})
         try:
             with app.producer_or_acquire() as producer:
                 publisher = _Publisher(app, producer, batch_size)
                 flushed = False
                 try:
-                    for (signature, lock), ok, result in zip(
-                        prepared, allowed, frozen, strict=True
+                    for index, ((signature, claim), result) in enumerate(
+                        zip(prepared, frozen, strict=True)
                     ):
-                        if ok:
+                        if index not in refused:
                             outcome.results.append(
-                                publisher.publish(signature, lock, policy) or result
+                                publisher.publish(signature, claim, policy) or result
                             )
                     flushed = True
                 finally:
                     publisher.close(flush=flushed)
         except BaseException:
-            for held_lock in held:
-                held_lock.release()
+            locks.release()
             raise
         span.set_attributes(
             {"task.count": outcome.published, "task.duplicates": len(outcome.duplicates)}

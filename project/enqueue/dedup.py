@@ -6,6 +6,9 @@ by the wrong task (see :mod:`project.coordination.locks`):
 * :func:`enqueue_unique` takes ``kit:unique:<key>`` with one ``SET NX PX`` and publishes only if
   it got it; the lock names the task that holds it, and the worker releases it by policy
   (:class:`ReleasePolicy`) when that task finishes. The TTL bounds a lock whose task vanished.
+  :func:`take_unique_locks` is that acquisition for any number of tasks at once, in one pipelined
+  batch: :func:`enqueue_unique`, the bulk publish (:mod:`project.enqueue.bulk`) and workflows
+  (:mod:`project.workflows.canvas`) all take their locks through it.
 * :func:`enqueue_with_id` reserves ``kit:taskid:<id>`` the same way until that task succeeds or
   is archived, so a caller-chosen id is never in flight twice.
 * :class:`SingleFlight` (a task's ``single_flight = True``) lets one instance per key run at a
@@ -22,6 +25,8 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -30,6 +35,7 @@ from celery.result import AsyncResult
 from opentelemetry import metrics, trace
 
 from project import keys
+from project.broker.connections import as_text
 from project.coordination.locks import RedisLock
 from project.errors import DuplicateTaskError, TaskIdConflictError
 from project.lifecycle.kit import kit_of
@@ -39,13 +45,21 @@ __all__ = [
     "DEFAULT_TASK_ID_TTL",
     "DEFAULT_UNIQUE_TTL",
     "SKIPPED",
+    "UNIQUE_OPTION",
+    "Claim",
+    "Duplicate",
     "LockRelease",
     "ReleasePolicy",
     "SingleFlight",
     "SingleFlightRun",
+    "UniqueLocks",
     "enqueue_unique",
     "enqueue_with_id",
+    "note_duplicate",
     "release_finished",
+    "take_unique_locks",
+    "unique_claim",
+    "unique_headers",
     "unique_key",
 ]
 
@@ -61,6 +75,9 @@ SKIPPED = "SKIPPED"
 HEADER_UNIQUE_KEY = "kit_unique_key"
 HEADER_UNIQUE_POLICY = "kit_unique_policy"
 HEADER_TASK_ID_LOCK = "kit_task_id_lock"
+#: The signature option ``project.workflows.canvas.step(unique=...)`` sets, ``[key, ttl]``; it is
+#: popped by :func:`unique_claim` when the lock is taken, so it never reaches the message.
+UNIQUE_OPTION = "kit_unique"
 
 _tracer = trace.get_tracer("project.enqueue.dedup")
 
@@ -112,6 +129,97 @@ def _client(app: Any) -> Any:
     return kit_of(app).redis
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A unique lock a task is about to take: ``kit:unique:<key>`` naming ``task_id``."""
+
+    key: str  # without the kit:unique: prefix
+    task_id: str
+    ttl: float  # seconds
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A claim refused because its key is held."""
+
+    index: int  # position in the claims given to take_unique_locks
+    key: str
+    holder: str  # the id of the task that holds the key ("unknown" if it just expired)
+
+
+@dataclass
+class UniqueLocks:
+    """What :func:`take_unique_locks` got: the locks it holds, and the claims it was refused."""
+
+    held: list[RedisLock] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Free every lock taken: nothing was published, so the work is not in flight."""
+        for lock in self.held:
+            lock.release()
+
+
+def take_unique_locks(client: Any, claims: Sequence[Claim | None]) -> UniqueLocks:
+    """Take every claim's lock in one pipelined ``SET NX PX`` batch (None: that task wants
+    none), then read the holders of the refused ones in one more.
+
+    Two claims of one key in the same call are duplicates too: the first takes the lock, the
+    later ones are refused with the first one's task as the holder. Whoever publishes nothing
+    for the held locks (a failed publish, an all-or-nothing refusal) calls :meth:`release`.
+    """
+    wanted = [
+        (i, RedisLock(client, keys.unique(claim.key), claim.task_id, claim.ttl))
+        for i, claim in enumerate(claims)
+        if claim is not None
+    ]
+    if not wanted:
+        return UniqueLocks()
+    with client.pipeline(transaction=False) as pipe:
+        for _, lock in wanted:
+            pipe.set(lock.key, lock.token, nx=True, px=lock.ttl_ms)
+        taken = pipe.execute()
+    outcome = UniqueLocks(held=[lock for (_, lock), ok in zip(wanted, taken, strict=True) if ok])
+    refused = [(i, lock) for (i, lock), ok in zip(wanted, taken, strict=True) if not ok]
+    if refused:
+        with client.pipeline(transaction=False) as pipe:
+            for _, lock in refused:
+                pipe.get(lock.key)
+            holders = pipe.execute()
+        outcome.duplicates = [
+            Duplicate(i, lock.key.removeprefix(keys.unique), _holder(holder))
+            for (i, lock), holder in zip(refused, holders, strict=True)
+        ]
+    return outcome
+
+
+def _holder(value: Any) -> str:
+    return "unknown" if value is None else as_text(value)
+
+
+def unique_claim(signature: Signature) -> Claim | None:
+    """The claim a signature made with ``step(unique=...)`` carries (popped from its options),
+    under the id it will run with (so the signature must be frozen), or None."""
+    option = signature.options.pop(UNIQUE_OPTION, None)
+    if option is None:
+        return None
+    return Claim(str(option[0]), str(signature.id), float(option[1]))
+
+
+def unique_headers(key: str, policy: ReleasePolicy) -> dict[str, str]:
+    """The message headers that tell the worker which unique lock to free, and when."""
+    return {HEADER_UNIQUE_KEY: key, HEADER_UNIQUE_POLICY: policy.value}
+
+
+def note_duplicate(
+    span: trace.Span, task_name: str, holder: str, extra: dict[str, Any] | None = None
+) -> None:
+    """A refused duplicate is the lock doing its job, not an error: an event on the producer's
+    span (``extra``: more attributes for it) and one count in ``kit.tasks.duplicates``."""
+    span.add_event("task.duplicate", {"task.holder_id": holder, **(extra or {})})
+    _duplicates.add(1, {"task.name": task_name})
+
+
 def enqueue_unique(
     signature: Signature,
     key: str | None = None,
@@ -134,8 +242,7 @@ def enqueue_unique(
     )
     # The id the lock names, chosen here rather than by freezing a clone: cheaper, same effect.
     task_id = str(signature.options.get("task_id") or uuid.uuid4())
-    lock = RedisLock(_client(signature.app), keys.unique(lock_key), task_id, ttl)
-    # A refused duplicate is the lock doing its job, not an error: an event, not a failed span.
+    # A refused duplicate is not an error: no exception recorded, the span's status stays.
     with _tracer.start_as_current_span(
         f"enqueue_unique/{signature.task}",
         kind=trace.SpanKind.PRODUCER,
@@ -143,18 +250,17 @@ def enqueue_unique(
         set_status_on_exception=False,
     ) as span:
         span.set_attributes({"task.name": signature.task, "task.id": task_id})
-        if not lock.acquire():
-            holder = lock.holder() or "unknown"
-            span.add_event("task.duplicate", {"task.holder_id": holder})
-            _duplicates.add(1, {"task.name": signature.task})
+        locks = take_unique_locks(_client(signature.app), [Claim(lock_key, task_id, ttl)])
+        if locks.duplicates:
+            holder = locks.duplicates[0].holder
+            note_duplicate(span, signature.task, holder)
             if on_duplicate == "return":
                 return AsyncResult(holder, app=signature.app)
             raise DuplicateTaskError(lock_key, holder)
-        headers = {HEADER_UNIQUE_KEY: lock_key, HEADER_UNIQUE_POLICY: policy.value}
         try:
-            return signature.apply_async(task_id=task_id, headers=headers)
+            return signature.apply_async(task_id=task_id, headers=unique_headers(lock_key, policy))
         except BaseException:
-            lock.release()  # nothing was published: the work is not in flight
+            locks.release()
             raise
 
 

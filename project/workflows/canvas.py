@@ -38,12 +38,14 @@ from celery.canvas import group as celery_group
 from opentelemetry import trace
 
 from project import keys
-from project.coordination.locks import RedisLock
 from project.enqueue.dedup import (
     DEFAULT_UNIQUE_TTL,
-    HEADER_UNIQUE_KEY,
-    HEADER_UNIQUE_POLICY,
+    UNIQUE_OPTION,
     ReleasePolicy,
+    UniqueLocks,
+    take_unique_locks,
+    unique_claim,
+    unique_headers,
 )
 from project.errors import DuplicateTaskError
 from project.lifecycle.kit import default_kit, kit_of
@@ -72,7 +74,6 @@ __all__ = [
 
 #: The task that runs a wrapped step and turns its error into a result (tasks.images.batch).
 TOLERANT_TASK = "workflow:tolerant"
-_UNIQUE_OPTION = "kit_unique"  # kept in the signature until run() takes the lock
 _tracer = trace.get_tracer("project.workflows.canvas")
 
 StepLike: TypeAlias = "Signature | str"  # a task name or a signature
@@ -109,7 +110,7 @@ def step(
         if value is not None
     }
     if unique is not None:
-        options[_UNIQUE_OPTION] = [unique, unique_ttl]
+        options[UNIQUE_OPTION] = [unique, unique_ttl]  # kept until run() takes the lock
     signature.set(immutable=immutable or signature.immutable, **options)
     return signature
 
@@ -184,34 +185,22 @@ def _join(path: str, index: int) -> str:
     return f"{path}.{index}" if path else str(index)
 
 
-def _take_unique_locks(leaves: list[Signature], client: Any) -> list[RedisLock]:
-    """One pipelined ``SET NX`` per unique step; all or none (a duplicate releases the rest)."""
-    wanted: list[tuple[Signature, RedisLock]] = []
-    for leaf in leaves:
-        unique = leaf.options.pop(_UNIQUE_OPTION, None)
-        if unique is not None:
-            key, ttl = str(unique[0]), float(unique[1])
-            lock = RedisLock(client, keys.unique(key), str(leaf.id), ttl)
-            wanted.append((leaf, lock))
+def _take_unique_locks(leaves: list[Signature], client: Any) -> UniqueLocks:
+    """Every unique step's lock, in one pipelined batch; all or none (a duplicate releases the
+    rest and raises :class:`DuplicateTaskError`)."""
+    claims = [unique_claim(leaf) for leaf in leaves]
+    for leaf, claim in zip(leaves, claims, strict=True):
+        if claim is not None:
             leaf.options["headers"] = {
                 **(leaf.options.get("headers") or {}),
-                HEADER_UNIQUE_KEY: key,
-                HEADER_UNIQUE_POLICY: ReleasePolicy.ON_SUCCESS.value,
+                **unique_headers(claim.key, ReleasePolicy.ON_SUCCESS),
             }
-    if not wanted:
-        return []
-    with client.pipeline(transaction=False) as pipe:
-        for _, lock in wanted:
-            pipe.set(lock.key, lock.token, nx=True, px=lock.ttl_ms)
-        taken = pipe.execute()
-    held = [lock for (_, lock), ok in zip(wanted, taken, strict=True) if ok]
-    refused = [lock for (_, lock), ok in zip(wanted, taken, strict=True) if not ok]
-    if refused:
-        for lock in held:
-            lock.release()
-        key = refused[0].key.removeprefix(keys.unique)
-        raise DuplicateTaskError(key, refused[0].holder() or "unknown")
-    return held
+    locks = take_unique_locks(client, claims)
+    if locks.duplicates:
+        locks.release()
+        first = locks.duplicates[0]
+        raise DuplicateTaskError(first.key, first.holder)
+    return locks
 
 
 def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHandle:
@@ -247,8 +236,7 @@ def run(canvas: Signature, *, meta: dict[str, Any] | None = None) -> WorkflowHan
         try:
             canvas.apply_async()
         except BaseException:
-            for lock in locks:
-                lock.release()
+            locks.release()
             client.delete(keys.workflow(workflow_id))
             raise
     return WorkflowHandle(app, record)
