@@ -1,1 +1,2 @@
-"""Test harness: a private redis-server, real worker subprocesses, and the tasks they run."""
+"""The kit's own test helpers: the tasks its tests run, SMTP, OTLP, TLS and Sentinel servers,
+images. The generic harness (private Redis, workers, ``eventually``) is ``project.testing``."""
