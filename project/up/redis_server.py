@@ -64,6 +64,7 @@ class RedisServer:
         password: str | None = None,
         binary: str | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        new_session: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
@@ -72,6 +73,9 @@ class RedisServer:
         self.binary = binary or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
         self._preexec_fn = preexec_fn  # run in the child before exec (kit up: die with parent)
+        # A session of its own: a terminal's Ctrl-C (SIGINT to its foreground process group)
+        # does not reach the server; whoever started it stops it (kit up: last).
+        self._new_session = new_session
 
     @property
     def url(self) -> str:
@@ -120,6 +124,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=self._preexec_fn,
+            start_new_session=self._new_session,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(

@@ -8,6 +8,8 @@ schedule): a file lock for this state directory, and a Redis lock for this broke
 Shutdown (Ctrl-C or SIGTERM): beat first (no new scheduled tasks), then Flower, then the worker
 with a warm shutdown (running tasks finish or go back to Redis, ETA tasks held in memory are
 restored), and Redis last, whose SIGTERM handler fsyncs the AOF. No queued task is lost.
+Every child, the embedded Redis included, runs in a session of its own: a terminal's Ctrl-C
+signals its whole foreground process group, which then holds only ``kit up``.
 """
 
 from __future__ import annotations
@@ -115,20 +117,31 @@ class Supervisor:
         """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock_directory()
+        # From here to the end, Ctrl-C and SIGTERM only ask for the orderly stop: a second
+        # Ctrl-C while Redis fsyncs its AOF does not interrupt that with a traceback.
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             self._ensure_redis()
+            if self._stop.is_set():
+                return 0
             client = connect(self.redis_url, self.settings.redis, socket_timeout=5.0)
             lock = self._lock_redis(client)
             try:
                 return self._run_children(lock)
             finally:
-                lock.release()
+                with contextlib.suppress(redis.RedisError):  # an external Redis may be gone
+                    lock.release()
+                client.close()
         finally:
             if self.embedded is not None:
                 self.say("stopping the embedded Redis (AOF fsync)")
                 self.embedded.stop()
                 self.say("stopped Redis")
             self._unlock_directory()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _lock_directory(self) -> None:
         path = self.state_dir / "kit-up.lock"
@@ -175,6 +188,7 @@ class Supervisor:
             appendonly=True,
             password=unquote(parts.password) if parts.password else None,
             preexec_fn=_die_with_parent,  # a killed kit up leaves no Redis behind
+            new_session=True,  # like the other children: stopped by kit up, last
         ).start()
         self.say(
             f"no Redis answered at {shown}: started an embedded Redis on port "
@@ -205,25 +219,19 @@ class Supervisor:
         # Flower keeps its task history across restarts.
         env.setdefault("FLOWER_PERSISTENT", "True")
         env.setdefault("FLOWER_DB", str(self.state_dir / "flower.db"))
-        previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        code = 0
         try:
             self._spawn("worker", ["worker", "--loglevel=INFO"], env)
             beat_db = str(self.state_dir / "celerybeat-schedule")
             self._spawn("beat", ["beat", "--loglevel=INFO", f"--schedule={beat_db}"], env)
             self._spawn("flower", ["flower"], env)
             self._announce_flower()
-            code = self._watch(lock)
+            return self._watch(lock)
         finally:
             self._stop_children()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return code
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.children[name] = _Child(name, args, env, self.out)
+        if not self._stop.is_set():  # a Ctrl-C during start-up starts nothing more
+            self.children[name] = _Child(name, args, env, self.out)
 
     def _announce_flower(self) -> None:
         host, port = self.settings.up.flower_address, self.settings.up.flower_port
@@ -233,7 +241,8 @@ class Supervisor:
                 self.say(f"Flower: http://{host}:{port}/ (basic auth from FLOWER_BASIC_AUTH)")
                 self.say("running; press Ctrl-C to stop")
                 return
-            if self.children["flower"].process.poll() is not None:
+            flower = self.children.get("flower")
+            if flower is None or flower.process.poll() is not None:
                 return
             self._stop.wait(0.1)
 

@@ -24,7 +24,10 @@ from tests.support.workers import ROOT
 
 
 class KitUp:
-    """A `kit up` process with output captured to a file (it relays its children's logs)."""
+    """A `kit up` process with output captured to a file (it relays its children's logs).
+
+    It leads a process group of its own, as a shell makes a foreground job: a terminal's
+    Ctrl-C is :meth:`ctrl_c`, SIGINT to that whole group."""
 
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.log = directory / f"kit-up-{len(list(directory.glob('kit-up-*')))}.log"
@@ -32,8 +35,17 @@ class KitUp:
         args = [kit, "up"] if kit.endswith("kit") else [kit, "-m", "project.cli", "up"]
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
-                args, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT
+                args,
+                cwd=directory,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                process_group=0,
             )
+
+    def ctrl_c(self) -> None:
+        """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+        os.killpg(self.process.pid, signal.SIGINT)
 
     @property
     def output(self) -> str:
@@ -67,11 +79,11 @@ def kit_up(tmp_path: Path, kit_env: dict[str, str]) -> Iterator[KitUp]:
         up.process.wait()
 
 
-def _app_for(url: str) -> Any:
+def _app_for(url: str, **env: str) -> Any:
     from project.application import create_app
     from project.settings import load_settings
 
-    return create_app(load_settings({"REDIS_URL": url}))
+    return create_app(load_settings({"REDIS_URL": url, **env}))
 
 
 def _flower_status(port: str, auth: str | None) -> int:
@@ -112,7 +124,8 @@ def test_second_kit_up_says_it_is_running_instead_of_starting_another_beat(
 def test_ctrl_c_stops_in_order_and_loses_no_queued_task(
     kit_up: KitUp, kit_env: dict[str, str], tmp_path: Path
 ) -> None:
-    app = _app_for(kit_env["REDIS_URL"])
+    # Long delays sent as plain ETA messages (no durable schedule), which the worker holds.
+    app = _app_for(kit_env["REDIS_URL"], KIT_DURABLE_DELAY_THRESHOLD="0")
     with app.producer_or_acquire() as producer:
         for _ in range(20):  # a queue no worker consumes: waits in Redis
             app.send_task("tests.noop", queue="parked", producer=producer)
@@ -122,10 +135,16 @@ def test_ctrl_c_stops_in_order_and_loses_no_queued_task(
     eventually(lambda: client.hlen("unacked") == 10, 60)  # the worker holds all ten
     client.close()
 
-    kit_up.process.send_signal(signal.SIGINT)
+    kit_up.ctrl_c()
     assert kit_up.process.wait(120) == 0
-    lines = [line for line in kit_up.output.splitlines() if line.startswith("kit: stopped")]
+    output = kit_up.output
+    lines = [line for line in output.splitlines() if line.startswith("kit: stopped")]
     assert [line.split()[2] for line in lines] == ["beat", "flower", "worker", "Redis"]
+    # Only kit up saw the terminal's SIGINT: the worker's shutdown found its broker up, and
+    # Redis stopped on kit up's SIGTERM, after the others (not on the terminal's SIGINT).
+    assert "Traceback" not in output and "Error" not in output, output[-3000:]
+    redis_log = (tmp_path / "var" / "redis" / "redis.log").read_text()
+    assert "Received SIGTERM" in redis_log and "SIGINT" not in redis_log, redis_log[-2000:]
 
     # Reopen the embedded Redis from its AOF: every task is still there.
     port = int(kit_env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
