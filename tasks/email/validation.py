@@ -4,7 +4,9 @@ The producer runs :func:`parse_deliver` before publishing, so a bad payload is a
 :class:`~project.errors.ValidationError` in the caller's hands with nothing enqueued; the worker
 runs it again on what it received (``send_task``, another language or an old producer skip the
 first check). Only what can be checked without the SMTP server, the template directory and the
-storage is checked here.
+storage is checked here. The arguments are read through the catalog's parser
+(:class:`tasks.arguments.Arguments`); what is the e-mail's own (addresses, headers, attachments)
+is parsed here.
 
 Header injection is refused outright rather than cleaned: a CR or LF in an address, a name, the
 subject, a header, a file name or a template name means the payload was built from untrusted
@@ -25,6 +27,7 @@ from typing import Any
 
 from project.errors import ValidationError
 from project.storage import clean_path
+from tasks.arguments import Arguments, check_text, refuse_controls
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -133,14 +136,6 @@ class MailRequest:
         return tuple(sorted({box.domain for box in self.recipients}))
 
 
-def _refuse_controls(text: str, what: str, *, allow_newlines: bool = False) -> None:
-    for ch in text:
-        if ch in "\r\n" and not allow_newlines:
-            raise ValidationError(f"{TASK}: {what} contains CR or LF (header injection refused)")
-        if (ord(ch) < 32 and ch not in "\t\r\n") or ord(ch) == 127:
-            raise ValidationError(f"{TASK}: {what} contains a NUL or control character")
-
-
 def parse_address(value: object, what: str) -> Mailbox:
     """``user@example.com``, ``Name <user@example.com>`` or ``{"address", "name"}``."""
     name: object = ""
@@ -150,15 +145,15 @@ def parse_address(value: object, what: str) -> Mailbox:
             raise ValidationError(f"{TASK}: {what} has unknown key(s) {sorted(unknown)}")
         address, name = value.get("address"), value.get("name") or ""
     elif isinstance(value, str):
-        _refuse_controls(value, what)
+        refuse_controls(value, f"{TASK}: {what}")
         match = _NAME_ADDR.fullmatch(value.strip())
         address, name = (match["address"], match["name"]) if match else (value.strip(), "")
     else:
         raise ValidationError(f"{TASK}: {what} must be an address string or {{address, name}}")
     if not isinstance(address, str) or not isinstance(name, str):
         raise ValidationError(f"{TASK}: {what} must have a string address and name")
-    _refuse_controls(address, what)
-    _refuse_controls(name, f"{what} name")
+    refuse_controls(address, f"{TASK}: {what}")
+    refuse_controls(name, f"{TASK}: {what} name")
     if len(name) > MAX_NAME:
         raise ValidationError(f"{TASK}: {what} name is longer than {MAX_NAME} characters")
     return Mailbox(_check_address(address.strip(), what), name.strip().strip('"'))
@@ -195,17 +190,6 @@ def _mailboxes(value: object, what: str, *, required: bool = False) -> tuple[Mai
     return tuple(parse_address(item, f"{what}[{i}]") for i, item in enumerate(items))
 
 
-def _text(value: object, what: str, limit: int, *, multiline: bool = False) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{TASK}: {what} must be a string")
-    _refuse_controls(value, what, allow_newlines=multiline)
-    if len(value) > limit:
-        raise ValidationError(f"{TASK}: {what} is longer than {limit} characters")
-    return value
-
-
 def _headers(value: object) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
@@ -220,9 +204,10 @@ def _headers(value: object) -> tuple[tuple[str, str], ...]:
             )
         if name.lower() in RESERVED_HEADERS:
             raise ValidationError(f"{TASK}: header {name} is set by the task; use its argument")
-        checked = _text(text, f"header {name}", MAX_HEADER_VALUE)
+        label = f"{TASK}: header {name}"
+        checked = check_text(text, label, MAX_HEADER_VALUE, multiline=False, blank=True)
         if checked is None:
-            raise ValidationError(f"{TASK}: header {name} must be a string")
+            raise ValidationError(f"{label} must be a string")
         headers.append((name, checked))
     return tuple(headers)
 
@@ -243,7 +228,9 @@ def _attachments(value: object) -> tuple[AttachmentSpec, ...]:
                 f"{TASK}: {what} must be a path or {{path, filename, content_type}}"
             )
         path = clean_path(spec.get("path"), f"{TASK}: {what}.path")
-        filename = _text(spec.get("filename"), f"{what}.filename", 255)
+        filename = check_text(
+            spec.get("filename"), f"{TASK}: {what}.filename", 255, multiline=False, blank=True
+        )
         filename = filename or PurePosixPath(path).name
         if "/" in filename or "\\" in filename or not filename.strip():
             raise ValidationError(f"{TASK}: {what}.filename must be a bare file name")
@@ -265,47 +252,46 @@ def _template(value: object) -> str | None:
     return name
 
 
-def parse_deliver(args: Sequence[Any], kwargs: Mapping[str, Any], max_bytes: int) -> MailRequest:
+def parse_deliver(
+    positional: Sequence[Any], kwargs: Mapping[str, Any], max_bytes: int
+) -> MailRequest:
     """The checked request, or :class:`ValidationError` naming the first problem."""
-    if args:
-        raise ValidationError(f"{TASK} takes keyword arguments only")
-    unknown = sorted(set(kwargs) - set(_KNOWN))
-    if unknown:
-        raise ValidationError(
-            f"{TASK}: unknown argument(s) {', '.join(unknown)}; it accepts {', '.join(_KNOWN)}"
-        )
-    context = kwargs.get("context")
+    args = Arguments(TASK, kwargs)
+    args.keywords_only(positional)
+    args.only(_KNOWN)
+    context = args.get("context")
     if context is not None and (
         not isinstance(context, Mapping) or not all(isinstance(k, str) for k in context)
     ):
-        raise ValidationError(f"{TASK}: context must be a mapping with string keys")
+        raise args.fail("context", "a mapping with string keys")
+    sender = args.get("sender")
     request = MailRequest(
-        to=_mailboxes(kwargs.get("to"), "to", required=True),
-        cc=_mailboxes(kwargs.get("cc"), "cc"),
-        bcc=_mailboxes(kwargs.get("bcc"), "bcc"),
-        reply_to=_mailboxes(kwargs.get("reply_to"), "reply_to"),
-        sender=(parse_address(kwargs["sender"], "sender") if kwargs.get("sender") else None),
-        subject=_text(kwargs.get("subject"), "subject", MAX_SUBJECT),
-        body=_text(kwargs.get("body"), "body", max_bytes, multiline=True),
-        html=_text(kwargs.get("html"), "html", max_bytes, multiline=True),
-        headers=_headers(kwargs.get("headers")),
-        attachments=_attachments(kwargs.get("attachments")),
-        template=_template(kwargs.get("template")),
+        to=_mailboxes(args.get("to"), "to", required=True),
+        cc=_mailboxes(args.get("cc"), "cc"),
+        bcc=_mailboxes(args.get("bcc"), "bcc"),
+        reply_to=_mailboxes(args.get("reply_to"), "reply_to"),
+        sender=parse_address(sender, "sender") if sender else None,
+        subject=args.text("subject", MAX_SUBJECT, multiline=False, blank=True),
+        body=args.text("body", max_bytes, blank=True),
+        html=args.text("html", max_bytes, blank=True),
+        headers=_headers(args.get("headers")),
+        attachments=_attachments(args.get("attachments")),
+        template=_template(args.get("template")),
         context=dict(context or {}),
     )
     if len(request.recipients) > MAX_RECIPIENTS:
-        raise ValidationError(f"{TASK}: more than {MAX_RECIPIENTS} recipients (to, cc, bcc)")
+        raise args.error(f"more than {MAX_RECIPIENTS} recipients (to, cc, bcc)")
     if request.template is None:
         if request.subject is None or (request.body is None and request.html is None):
-            raise ValidationError(f"{TASK}: give subject and body and/or html, or a template")
+            raise args.error("give subject and body and/or html, or a template")
         if request.context:
-            raise ValidationError(f"{TASK}: context applies to templates only")
+            raise args.error("context applies to templates only")
     elif request.body is not None or request.html is not None:
-        raise ValidationError(f"{TASK}: body and html come from the template; give either")
+        raise args.error("body and html come from the template; give either")
     size = _payload_size(request)
     if size > max_bytes:
-        raise ValidationError(
-            f"{TASK}: the message is {size} bytes before attachments, over the limit of "
+        raise args.error(
+            f"the message is {size} bytes before attachments, over the limit of "
             f"{max_bytes} (KIT_MAIL_MAX_BYTES)"
         )
     return request

@@ -6,9 +6,10 @@ worker runs them again on what it received (a message may come from anywhere: ``
 another language, an old producer). Only what can be checked without the file is checked here:
 the storage and the decoder refuse the rest in the worker.
 
-Every argument is a keyword; unknown ones are refused by name, so a typo (``widht``) is an error
-rather than a silently ignored option. In a chain, a task may instead get its source from the
-previous image task's result (its ``path``), passed by Celery as the one positional argument.
+Every argument is a keyword, read through the catalog's parser (:class:`tasks.arguments.Arguments`);
+unknown ones are refused by name, so a typo (``widht``) is an error rather than a silently ignored
+option. In a chain, a task may instead get its source from the previous image task's result (its
+``path``), passed by Celery as the one positional argument.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from project.config import current
 from project.errors import ValidationError
 from project.storage import clean_path
-from tasks.images.arguments import Arguments
+from tasks.arguments import Arguments
 from tasks.images.settings import ImageSettings
 
 __all__ = [
@@ -58,7 +59,8 @@ FRAMES = ("first", "all")
 MAX_THUMBNAILS = 16
 MAX_TEXT_LENGTH = 500
 _COMPRESS_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "png": "PNG"}
-_COMMON = ("source_path", "dest_path", "frames", "background", "quality")
+
+Params = TypeVar("Params", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -171,23 +173,21 @@ def _common(
     args: Arguments, previous: Sequence[Any], *, chained: bool, placeholder_ok: bool = False
 ) -> Common:
     source = args.path("source_path", required=False)
-    if len(previous) > 1:
-        raise ValidationError(f"{args.task} takes keyword arguments only")
-    if previous:
+    if args.keywords_only(previous, at_most=1):
         result = previous[0]
         if source is not None:
-            raise ValidationError(
-                f"{args.task}: source_path given and also a previous task's result; "
+            raise args.error(
+                "source_path given and also a previous task's result; "
                 "use an immutable signature (.si) to ignore the result"
             )
         if not isinstance(result, Mapping) or not isinstance(result.get("path"), str):
-            raise ValidationError(
-                f"{args.task}: the positional argument must be a previous image task's result "
+            raise args.error(
+                "the positional argument must be a previous image task's result "
                 "with a 'path'; pass source_path= as a keyword instead"
             )
         source = clean_path(result["path"], f"{args.task}: previous result's path")
     if source is None and not chained:
-        raise ValidationError(f"{args.task}: source_path is required")
+        raise args.error("source_path is required")
     dest = args.path("dest_path", required=True)
     assert dest is not None
     if "{size}" in dest and not placeholder_ok:
@@ -195,9 +195,8 @@ def _common(
     fmt = format_of_path(dest.replace("{size}", "0x0"), f"{args.task}: dest_path")
     frames = args.choice("frames", FRAMES, "first")
     if frames == "all" and fmt not in ANIMATED_FORMATS:
-        raise ValidationError(
-            f"{args.task}: frames='all' needs an animated output format (.gif, .webp, .png), "
-            f"not {fmt}"
+        raise args.error(
+            f"frames='all' needs an animated output format (.gif, .webp, .png), not {fmt}"
         )
     return Common(
         source_path=source,
@@ -209,34 +208,71 @@ def _common(
     )
 
 
-def parse_resize(
-    previous: Sequence[Any], kwargs: Mapping[str, Any], limits: Limits, chained: bool = False
-) -> ResizeParams:
-    args = Arguments("image:resize", kwargs)
-    common = _common(args, previous, chained=chained)
+class Parser(Protocol[Params]):
+    """A task's parser: its parameters from ``(previous, kwargs)``, or ValidationError;
+    ``chained``: a chain step whose source comes from the step before."""
+
+    def __call__(
+        self,
+        previous: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        limits: Limits,
+        chained: bool = False,
+    ) -> Params: ...
+
+
+#: How each task's arguments are parsed, by task name (the worker and the producer).
+PARSERS: dict[str, Parser[Any]] = {}
+
+
+def _parser(
+    task: str, *, placeholder_ok: bool = False
+) -> Callable[[Callable[[Arguments, Common, Limits], Params]], Parser[Params]]:
+    """Make ``parse(args, common, limits)`` the parser of ``task``: the common arguments are
+    read first (:func:`_common`), then the task's own; the parser is registered in
+    :data:`PARSERS` under the task's name."""
+
+    def register(body: Callable[[Arguments, Common, Limits], Params]) -> Parser[Params]:
+        def parse(
+            previous: Sequence[Any],
+            kwargs: Mapping[str, Any],
+            limits: Limits,
+            chained: bool = False,
+        ) -> Params:
+            args = Arguments(task, kwargs)
+            common = _common(args, previous, chained=chained, placeholder_ok=placeholder_ok)
+            return body(args, common, limits)
+
+        parse.__name__ = parse.__qualname__ = body.__name__
+        parse.__doc__ = body.__doc__
+        PARSERS[task] = parse
+        return parse
+
+    return register
+
+
+@_parser("image:resize")
+def parse_resize(args: Arguments, common: Common, limits: Limits) -> ResizeParams:
     width = args.integer("width", 1, limits.max_dimension)
     height = args.integer("height", 1, limits.max_dimension)
     mode = args.choice("mode", RESIZE_MODES, "fit")
     upscale = args.boolean("upscale")
     args.done()
     if width is None and height is None:
-        raise ValidationError("image:resize: give width, height or both")
+        raise args.error("give width, height or both")
     if mode != "fit" and (width is None or height is None):
-        raise ValidationError(f"image:resize: mode={mode!r} needs both width and height")
+        raise args.error(f"mode={mode!r} needs both width and height")
     if width is not None and height is not None and (mode != "fit" or upscale):
-        limits.check_output("image:resize", width, height)
+        limits.check_output(args.task, width, height)
     return ResizeParams(common, width, height, mode, upscale)
 
 
-def parse_watermark(
-    previous: Sequence[Any], kwargs: Mapping[str, Any], limits: Limits, chained: bool = False
-) -> WatermarkParams:
-    args = Arguments("image:watermark", kwargs)
-    common = _common(args, previous, chained=chained)
+@_parser("image:watermark")
+def parse_watermark(args: Arguments, common: Common, limits: Limits) -> WatermarkParams:
     text = args.text("text", MAX_TEXT_LENGTH)
     mark = args.path("watermark_path", required=False)
     if (text is None) == (mark is None):
-        raise ValidationError("image:watermark: give exactly one of text or watermark_path")
+        raise args.error("give exactly one of text or watermark_path")
     font = args.path("font", required=False)
     if font is not None and PurePosixPath(font).suffix.lower() not in (".ttf", ".otf"):
         raise args.fail("font", "a .ttf or .otf file in the storage (or nothing: built-in font)")
@@ -247,35 +283,31 @@ def parse_watermark(
         font=font,
         font_size=args.integer("font_size", 1, limits.max_dimension),
         color=args.color("color", (255, 255, 255)),
-        opacity=args.number("opacity", 0.0, 1.0, 0.5) or 0.5,  # never None: it has a default
+        opacity=args.number("opacity", 0.5, above=0.0, at_most=1.0),
         position=args.choice("position", POSITIONS, "bottom-right"),
         margin=args.integer("margin", 0, limits.max_dimension, 16) or 0,
-        scale=args.number("scale", 0.0, 1.0, None),
+        scale=args.number("scale", None, above=0.0, at_most=1.0),
     )
     args.done()
     if text is not None and params.scale is not None:
-        raise ValidationError("image:watermark: scale applies to watermark_path; use font_size")
+        raise args.error("scale applies to watermark_path; use font_size")
     if mark is not None and (font is not None or params.font_size is not None):
-        raise ValidationError("image:watermark: font and font_size apply to text watermarks")
+        raise args.error("font and font_size apply to text watermarks")
     return params
 
 
-def parse_compress(
-    previous: Sequence[Any], kwargs: Mapping[str, Any], limits: Limits, chained: bool = False
-) -> CompressParams:
-    args = Arguments("image:compress", kwargs)
-    common = _common(args, previous, chained=chained)
+@_parser("image:compress")
+def parse_compress(args: Arguments, common: Common, limits: Limits) -> CompressParams:
     requested = args.get("format")
     if requested is not None:
         if not isinstance(requested, str) or requested.lower() not in _COMPRESS_FORMATS:
             raise args.fail("format", "jpeg, webp or png")
         if _COMPRESS_FORMATS[requested.lower()] != common.format:
-            raise ValidationError(
-                f"image:compress: format={requested!r} but dest_path is a {common.format} name; "
-                "make them agree"
+            raise args.error(
+                f"format={requested!r} but dest_path is a {common.format} name; make them agree"
             )
     if common.format not in ("JPEG", "WEBP", "PNG"):
-        raise ValidationError("image:compress: output must be JPEG, WebP or PNG")
+        raise args.error("output must be JPEG, WebP or PNG")
     params = CompressParams(
         common=common,
         lossless=args.boolean("lossless"),
@@ -286,21 +318,18 @@ def parse_compress(
     args.done()
     lossy = common.format in ("JPEG", "WEBP") and not params.lossless
     if params.lossless and common.format == "JPEG":
-        raise ValidationError("image:compress: JPEG has no lossless mode; use WebP or PNG")
+        raise args.error("JPEG has no lossless mode; use WebP or PNG")
     if not lossy and common.quality is not None and common.format == "PNG":
-        raise ValidationError("image:compress: PNG is lossless; quality does not apply")
+        raise args.error("PNG is lossless; quality does not apply")
     if params.target_bytes is not None and not lossy:
-        raise ValidationError("image:compress: target_bytes needs lossy JPEG or WebP output")
+        raise args.error("target_bytes needs lossy JPEG or WebP output")
     if common.quality is not None and params.min_quality > common.quality:
-        raise ValidationError("image:compress: min_quality is above quality")
+        raise args.error("min_quality is above quality")
     return params
 
 
-def parse_thumbnail(
-    previous: Sequence[Any], kwargs: Mapping[str, Any], limits: Limits, chained: bool = False
-) -> ThumbnailParams:
-    args = Arguments("image:thumbnail", kwargs)
-    common = _common(args, previous, chained=chained, placeholder_ok=True)
+@_parser("image:thumbnail", placeholder_ok=True)
+def parse_thumbnail(args: Arguments, common: Common, limits: Limits) -> ThumbnailParams:
     raw = args.get("sizes")
     accepts = (
         f"a list of 1 to {MAX_THUMBNAILS} sizes, each a number (a square box) or [width, height],"
@@ -326,22 +355,11 @@ def parse_thumbnail(
     mode = args.choice("mode", ("fit", "fill"), "fit")
     args.done()
     for width, height in sizes:
-        limits.check_output("image:thumbnail", width, height)
+        limits.check_output(args.task, width, height)
     return ThumbnailParams(common, tuple(sizes), mode)
 
 
-Parser = Callable[[Sequence[Any], Mapping[str, Any], Limits, bool], Any]
-
-#: How each task's arguments are parsed, by task name (the worker and the producer).
-PARSERS: dict[str, Parser] = {
-    "image:resize": parse_resize,
-    "image:watermark": parse_watermark,
-    "image:compress": parse_compress,
-    "image:thumbnail": parse_thumbnail,
-}
-
-
-def _checker(parser: Parser) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
+def _checker(parser: Parser[Any]) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
     def check(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         parser(tuple(args), dict(kwargs), Limits.current(), False)
 

@@ -1,6 +1,8 @@
 """Maintenance tasks, fired by the beat schedule (``beat_schedule.py``).
 
-Thin tasks: read configuration, call :mod:`tasks.maintenance`, return a JSON report.
+Thin tasks: read configuration, call :mod:`tasks.maintenance`, return a JSON report. Their
+arguments go through the catalog's parser (:class:`tasks.arguments.Arguments`), at enqueue and
+again in the worker, like the other catalogs'.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 from project import KitTask, kit_task
 from project.config import current
 from project.errors import ValidationError
+from tasks.arguments import Arguments
 from tasks.maintenance.backup import backup_database
 from tasks.maintenance.cleanup import (
     CleanupReport,
@@ -35,27 +38,31 @@ def backup_database_task(database: str = "main") -> dict[str, object]:
     return result.as_dict()
 
 
-def _check_retention(retention_days: Any) -> None:
-    if not isinstance(retention_days, int | float) or isinstance(retention_days, bool):
-        raise ValidationError(f"retention_days must be a number of days, not {retention_days!r}")
-    if not retention_days >= 1:  # also refuses NaN
-        raise ValidationError(f"retention_days must be at least 1, not {retention_days!r}")
+CLEANUP = "cleanup:old_data"
+DEFAULT_RETENTION_DAYS = 30
+
+
+def _retention(retention_days: Any) -> float:
+    """``retention_days`` (unset: the default), or ValidationError."""
+    args = Arguments(CLEANUP, {"retention_days": retention_days})
+    return args.number(
+        "retention_days", DEFAULT_RETENTION_DAYS, at_least=1, kind="a number of days"
+    )
 
 
 class CleanupTask(KitTask):
     def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
         # A wrong arity is Celery's TypeError (task typing); only the value is checked here.
-        if args:
-            _check_retention(args[0])
-        elif kwargs and "retention_days" in kwargs:
-            _check_retention(kwargs["retention_days"])
+        _retention(args[0] if args else (kwargs or {}).get("retention_days"))
 
 
-@kit_task(name="cleanup:old_data", base=CleanupTask, bind=True, default_queue="low")
-def cleanup_old_data(self: KitTask, retention_days: float = 30) -> dict[str, object]:
-    _check_retention(retention_days)  # again: a message may come from anywhere
+@kit_task(name=CLEANUP, base=CleanupTask, bind=True, default_queue="low")
+def cleanup_old_data(
+    self: KitTask, retention_days: float = DEFAULT_RETENTION_DAYS
+) -> dict[str, object]:
+    days = _retention(retention_days)  # again: a message may come from anywhere
     settings = current(MaintenanceSettings)
-    cutoff = cutoff_for(retention_days)
+    cutoff = cutoff_for(days)
     report = CleanupReport()
     for root in dict.fromkeys([settings.backup_dir, *settings.cleanup_dirs]):
         remove_old_files(Path(root).resolve(), cutoff, report)
