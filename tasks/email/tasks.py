@@ -24,13 +24,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from celery.canvas import Signature
-
 from project import kit_task
 from project.config import current
 from project.errors import ValidationError
 from project.lifecycle.task import KitTask
 from project.storage import default_storage
+from tasks.arguments import chain_steps
 from tasks.email import telemetry
 from tasks.email.delivery import Ledger, deliver
 from tasks.email.ratelimit import RateLimiter, Throttled
@@ -56,20 +55,13 @@ class EmailTask(KitTask):
 
     def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
         self.parse(args or (), kwargs or {})
-        _validate_steps(self.app, options.get("chain") or ())
-
-
-def _validate_steps(app: Any, steps: Sequence[Any]) -> None:
-    """E-mail steps later in a chain: immutable (``.si``), with valid arguments."""
-    for step in steps:
-        signature = Signature.from_dict(step, app=app) if isinstance(step, dict) else step
-        if signature.get("task") != TASK_NAME:
-            continue
-        if not signature.get("immutable"):
-            raise ValidationError(
-                f"{TASK_NAME} in a chain must be immutable (.si): it takes no previous result"
-            )
-        _parse(tuple(signature.args), dict(signature.kwargs))
+        later = [s for s in chain_steps(self.app, options) if s.get("task") == TASK_NAME]
+        for step in later:  # immutable (.si), with valid arguments
+            if not step.get("immutable"):
+                raise ValidationError(
+                    f"{TASK_NAME} in a chain must be immutable (.si): it takes no previous result"
+                )
+            self.parse(step.args, step.kwargs)
 
 
 @kit_task(name=TASK_NAME, base=EmailTask, bind=True, default_queue="default")

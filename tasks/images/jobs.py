@@ -41,6 +41,7 @@ Result = dict[str, Any]
 
 
 def resize(params: ResizeParams, storage: Storage, limits: Limits) -> Result:
+    """Resize (fit, fill or exact) with Lanczos; no upscaling unless ``upscale=True``."""
     with observed("resize") as obs:
         decoded = _decode(
             storage, params.common, limits, obs, lambda w, h: plan_for(params, w, h).needed
@@ -52,6 +53,7 @@ def resize(params: ResizeParams, storage: Storage, limits: Limits) -> Result:
 
 
 def watermark(params: WatermarkParams, storage: Storage, limits: Limits) -> Result:
+    """A text or image watermark at a corner, the centre, or tiled."""
     with observed("watermark") as obs:
         decoded = _decode(storage, params.common, limits, obs)
         base = decoded.image
@@ -70,6 +72,7 @@ def watermark(params: WatermarkParams, storage: Storage, limits: Limits) -> Resu
 
 
 def compress(params: CompressParams, storage: Storage, limits: Limits) -> Result:
+    """Re-encode as JPEG, WebP or PNG, optionally stripped and within a byte budget."""
     with observed("compress") as obs:
         common = params.common
         decoded = _decode(storage, common, limits, obs)
@@ -95,6 +98,7 @@ def compress(params: CompressParams, storage: Storage, limits: Limits) -> Result
 
 
 def thumbnail(params: ThumbnailParams, storage: Storage, limits: Limits) -> Result:
+    """Several thumbnail sizes from one decode."""
     with observed("thumbnail") as obs:
 
         def needed(width: int, height: int) -> tuple[int, int]:

@@ -20,14 +20,13 @@ Queues: ``resize``, ``compress`` and ``thumbnail`` serve uploads a user may be w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
-
-from celery.canvas import Signature
 
 from project import kit_task
 from project.lifecycle.task import KitTask
-from project.storage import default_storage
+from project.storage import Storage, default_storage
+from tasks.arguments import chain_steps
 from tasks.images import jobs
 from tasks.images.validation import PARSERS, Limits
 
@@ -48,38 +47,28 @@ class ImageTask(KitTask):
 
     def check_arguments(self, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
         self.parse(args or (), kwargs or {})
-        _validate_steps(self.app, options.get("chain") or ())
+        for step in chain_steps(self.app, options):  # the image steps later in the chain
+            parser = PARSERS.get(str(step.get("task")))
+            if parser is not None:  # a mutable step gets its source from the step before
+                parser(tuple(step.args), dict(step.kwargs), _limits(), not step.get("immutable"))
 
 
-def _validate_steps(app: Any, steps: Sequence[Any]) -> None:
-    """The rest of a chain (Celery passes it in reverse order), image steps checked now."""
-    for step in steps:
-        signature = Signature.from_dict(step, app=app) if isinstance(step, dict) else step
-        parser = PARSERS.get(str(signature.get("task")))
-        if parser is not None:  # a mutable step gets its source from the step before
-            chained = not signature.get("immutable")
-            parser(tuple(signature.args), dict(signature.kwargs), _limits(), chained)
+Job = Callable[[Any, Storage, Limits], dict[str, Any]]
 
 
-@kit_task(name="image:resize", base=ImageTask, bind=True, default_queue="default")
-def resize(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
-    """Resize (fit, fill or exact) with Lanczos; no upscaling unless ``upscale=True``."""
-    return jobs.resize(self.parse(previous, kwargs), default_storage(), _limits())
+def _image_task(name: str, queue: str, job: Job) -> Any:
+    """The task ``name``: its arguments parsed (:data:`PARSERS`), then ``job`` run on the
+    configured storage; the job's docstring is the task's."""
+
+    def run(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
+        return job(self.parse(previous, kwargs), default_storage(), _limits())
+
+    run.__name__ = run.__qualname__ = job.__name__
+    run.__doc__ = job.__doc__
+    return kit_task(name=name, base=ImageTask, bind=True, default_queue=queue)(run)
 
 
-@kit_task(name="image:watermark", base=ImageTask, bind=True, default_queue="low")
-def watermark(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
-    """A text or image watermark at a corner, the centre, or tiled."""
-    return jobs.watermark(self.parse(previous, kwargs), default_storage(), _limits())
-
-
-@kit_task(name="image:compress", base=ImageTask, bind=True, default_queue="default")
-def compress(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
-    """Re-encode as JPEG, WebP or PNG, optionally stripped and within a byte budget."""
-    return jobs.compress(self.parse(previous, kwargs), default_storage(), _limits())
-
-
-@kit_task(name="image:thumbnail", base=ImageTask, bind=True, default_queue="default")
-def thumbnail(self: ImageTask, *previous: Any, **kwargs: Any) -> dict[str, Any]:
-    """Several thumbnail sizes from one decode."""
-    return jobs.thumbnail(self.parse(previous, kwargs), default_storage(), _limits())
+resize = _image_task("image:resize", "default", jobs.resize)
+watermark = _image_task("image:watermark", "low", jobs.watermark)
+compress = _image_task("image:compress", "default", jobs.compress)
+thumbnail = _image_task("image:thumbnail", "default", jobs.thumbnail)
