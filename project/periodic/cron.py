@@ -1,6 +1,6 @@
 """Cron lines and schedule entries: parsed once, with errors that name the entry.
 
-Entries come from three places, later ones winning: the seed's table in ``beat_schedule.py``,
+Entries come from three places, later ones winning: the project's table in ``beat_schedule.py``,
 ``KIT_BEAT_SCHEDULE`` (JSON, read at start-up), and ``kit cron add/rm`` at run time (kept in
 Redis by the beat scheduler, :mod:`project.periodic.beat`).
 """

@@ -1,7 +1,7 @@
-"""The task metrics (the seed's set, named the OpenTelemetry way) and the worker's gauges.
+"""The task metrics (named the OpenTelemetry way) and the worker's gauges.
 
-Attributes are bounded: task name, queue, outcome and exception *type*. Never an error message
-(the seed labelled by ``err.Error()``: one time series per distinct message).
+Attributes are bounded: task name, queue, outcome and exception *type*. Never an error message:
+labelling by the message (Go's ``err.Error()``) makes one time series per distinct message.
 
 =========================  =========  ================================================
 name                       kind       attributes

@@ -1,4 +1,4 @@
-"""The batch image pipeline (the seed's BatchProcessImages) and the tolerant workflow step.
+"""The batch image pipeline (``kit batch images``) and the tolerant workflow step.
 
 ``process_images(paths, operations)`` runs, per image, a chain of the image tasks (resize →
 watermark → compress by default), all images in one group, and a chord callback

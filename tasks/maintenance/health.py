@@ -1,4 +1,4 @@
-"""The health check: the seed's alert conditions, evaluated by the kit itself.
+"""The health check: the conditions the deployment alerts on, evaluated by the kit itself.
 
 Redis (reachable, memory, persistence), workers (Celery's broadcast ping), queue backlogs and
 the failure rate over the last ``KIT_HEALTH_WINDOW`` seconds (from :mod:`project.ops.counters`),

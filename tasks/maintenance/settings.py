@@ -13,8 +13,9 @@ __all__ = ["MaintenanceSettings"]
 
 DEFAULT_BACKUP_DIR = "var/backups"
 DEFAULT_BACKUP_KEEP = 7  # newest backups kept per database
-DEFAULT_ALERT_BACKLOG = 10_000  # messages waiting in one queue (the seed's alert)
-DEFAULT_ALERT_FAILURE_RATE = 0.05  # failed / (processed + failed) (the seed's alert)
+# The thresholds of deploy/prometheus/alerts.yml, so the kit's own check agrees with the alerts.
+DEFAULT_ALERT_BACKLOG = 10_000  # messages waiting in one queue
+DEFAULT_ALERT_FAILURE_RATE = 0.05  # failed / (processed + failed)
 DEFAULT_HEALTH_WINDOW = 300  # seconds of task counters the failure rate is computed over
 
 
