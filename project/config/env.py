@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from project.broker import urls
 from project.errors import ConfigError
@@ -19,6 +20,7 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _EXAMPLE_WEIGHTS = "critical=6,default=3,low=1"
+Number = TypeVar("Number", int, float)
 
 
 class Env:
@@ -30,6 +32,11 @@ class Env:
     def _raw(self, name: str) -> str | None:
         value = self._environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
+
+    def _items(self, name: str) -> tuple[str, tuple[str, ...]]:
+        """A comma-separated variable as it was set ("" when unset) and its non-empty items."""
+        raw = self._raw(name) or ""
+        return raw, tuple(item.strip() for item in raw.split(",") if item.strip())
 
     def is_set(self, name: str) -> bool:
         return self._raw(name) is not None
@@ -53,10 +60,7 @@ class Env:
         return raw
 
     def paths(self, name: str) -> tuple[str, ...]:
-        raw = self._raw(name)
-        if raw is None:
-            return ()
-        paths = tuple(p.strip() for p in raw.split(",") if p.strip())
+        raw, paths = self._items(name)
         if any("\x00" in p for p in paths):
             raise ConfigError(name, raw, "comma-separated directory paths")
         return paths
@@ -72,17 +76,7 @@ class Env:
     def integer(
         self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
     ) -> int:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        accepts = _range_text("a whole number", minimum, maximum)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(name, raw, accepts) from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ConfigError(name, raw, accepts)
-        return value
+        return self._bounded(name, default, int, "a whole number", minimum, maximum)
 
     def optional_integer(self, name: str, *, minimum: int) -> int | None:
         if self._raw(name) is None:
@@ -97,12 +91,24 @@ class Env:
         minimum: float | None = None,
         maximum: float | None = None,
     ) -> float:
+        return self._bounded(name, default, float, "a number", minimum, maximum)
+
+    def _bounded(
+        self,
+        name: str,
+        default: Number,
+        parse: Callable[[str], Number],
+        kind: str,
+        minimum: float | None,
+        maximum: float | None,
+    ) -> Number:
+        """``parse`` of the variable, within the bounds (NaN is within none), or ``default``."""
         raw = self._raw(name)
         if raw is None:
             return default
-        accepts = _range_text("a number", minimum, maximum)
+        accepts = _range_text(kind, minimum, maximum)
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
             raise ConfigError(name, raw, accepts) from None
         if (
@@ -157,15 +163,11 @@ class Env:
         return weights
 
     def names(self, name: str) -> tuple[str, ...]:
-        raw = self._raw(name)
-        if raw is None:
-            return ()
-        modules = tuple(part.strip() for part in raw.split(",") if part.strip())
-        for module in modules:
-            if not all(piece.isidentifier() for piece in module.split(".")):
-                raise ConfigError(
-                    name, raw, "comma-separated dotted module names, e.g. myapp.tasks,other.jobs"
-                )
+        raw, modules = self._items(name)
+        if not all(piece.isidentifier() for module in modules for piece in module.split(".")):
+            raise ConfigError(
+                name, raw, "comma-separated dotted module names, e.g. myapp.tasks,other.jobs"
+            )
         return modules
 
     def rate(self, name: str) -> tuple[int, float] | None:

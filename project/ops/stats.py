@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,34 +123,29 @@ def _count_unacked(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
 
 
 def _count_scheduled(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
-    ids = _members(client, keys.SCHEDULED)
-    for start in range(0, len(ids), SCAN_BATCH):
-        batch = ids[start : start + SCAN_BATCH]
-        for raw in client.mget([keys.scheduled_record(i) for i in batch]):
-            if raw is None:
-                continue
-            call = ScheduledCall.from_json(raw)
-            queue = call.options.get("queue") or "default"
-            row = rows.get(str(getattr(queue, "name", queue)))
-            if row is not None:
-                row.scheduled += 1
-                row.retrying += 1 if call.options.get("retries") else 0
+    for raw in _records(client, keys.SCHEDULED, keys.scheduled_record):
+        call = ScheduledCall.from_json(raw)
+        queue = call.options.get("queue") or "default"
+        row = rows.get(str(getattr(queue, "name", queue)))
+        if row is not None:
+            row.scheduled += 1
+            row.retrying += 1 if call.options.get("retries") else 0
 
 
 def _count_archived(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
-    ids = _members(client, keys.ARCHIVE_INDEX)
+    for raw in _records(client, keys.ARCHIVE_INDEX, keys.archive_record):
+        row = rows.get(json.loads(raw).get("queue") or "")
+        if row is not None:
+            row.archived += 1
+
+
+def _records(client: redis.Redis, index: str, record: keys.Prefix) -> Iterator[Any]:
+    """The JSON record of every id in the sorted set ``index``, read :data:`SCAN_BATCH` at a
+    time (a record deleted since the index was read is skipped)."""
+    ids = [as_text(m) for m in client.zrange(index, 0, -1)]
     for start in range(0, len(ids), SCAN_BATCH):
         batch = ids[start : start + SCAN_BATCH]
-        for raw in client.mget([keys.archive_record(i) for i in batch]):
-            if raw is None:
-                continue
-            row = rows.get(json.loads(raw).get("queue") or "")
-            if row is not None:
-                row.archived += 1
-
-
-def _members(client: redis.Redis, key: str) -> list[str]:
-    return [as_text(m) for m in client.zrange(key, 0, -1)]
+        yield from (raw for raw in client.mget([record(i) for i in batch]) if raw is not None)
 
 
 def _workers(app: Celery, timeout: float) -> dict[str, int]:
