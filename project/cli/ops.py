@@ -22,6 +22,10 @@ __all__ = ["archived", "queue", "stats", "task"]
 
 T = TypeVar("T")
 
+archived = click.Group("archived", help="Tasks that failed for good: list, show, requeue, delete.")
+queue = click.Group("queue", help="Pause and resume queues; the state is kept in Redis.")
+task = click.Group("task", help="One task: show it, cancel it, or run a scheduled one now.")
+
 
 def fail(message: str) -> NoReturn:
     click.echo(f"kit: {message}", err=True)
@@ -116,11 +120,6 @@ def stats(as_json: bool) -> None:
     console.print(f"workers (concurrency): {workers}")
 
 
-@click.group()
-def archived() -> None:
-    """Tasks that failed for good: list, show, requeue, delete."""
-
-
 @archived.command("ls")
 @click.option("--queue", "queue_name", default=None)
 @click.option("--task", "task_name", default=None)
@@ -141,6 +140,31 @@ def archived_ls(queue_name: str | None, task_name: str | None, limit: int, as_js
     click.echo(f"{len(records)} archived task(s) shown")
 
 
+def _no_archived(task_id: str) -> str:
+    return f"no archived task {task_id!r} (see `kit archived ls`)"
+
+
+def _json_or_fail(value: Any, missing: str) -> None:
+    """``value`` as indented JSON, or ``missing`` as the command's one-line failure."""
+    if value is None:
+        fail(missing)
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _one_or_all(command: Callable[..., None]) -> Callable[..., None]:
+    """The ``TASK_ID`` argument and the ``--all`` flag, of which a command takes exactly one
+    (:func:`_targets`)."""
+    every = click.option("--all", "everything", is_flag=True, help="Every archived task.")
+    return click.argument("task_id", required=False)(every(command))
+
+
+def _targets(task_id: str | None, everything: bool) -> list[str] | None:
+    """The archived ids a command acts on; None: every one."""
+    if bool(task_id) == everything:
+        fail("give one task id, or --all")
+    return None if everything else [str(task_id)]
+
+
 @archived.command("show")
 @click.argument("task_id")
 def archived_show(task_id: str) -> None:
@@ -148,24 +172,19 @@ def archived_show(task_id: str) -> None:
 
     _, client, _ = _context()
     record = redis_call(lambda: Archive(client, 1).get(task_id))
-    if record is None:
-        fail(f"no archived task {task_id!r} (see `kit archived ls`)")
-    click.echo(json.dumps(record.__dict__, indent=2, default=str))
+    _json_or_fail(None if record is None else record.__dict__, _no_archived(task_id))
 
 
 @archived.command("requeue")
-@click.argument("task_id", required=False)
-@click.option("--all", "everything", is_flag=True, help="Every archived task.")
+@_one_or_all
 def archived_requeue(task_id: str | None, everything: bool) -> None:
     """Publish again with a fresh retry budget; the record goes once the publish succeeded."""
     from project.ops.archived import requeue
 
-    if bool(task_id) == everything:
-        fail("give one task id, or --all")
+    ids = _targets(task_id, everything)
     app, client, _ = _context()
     if task_id and not redis_call(lambda: client.exists(keys.archive_record(task_id))):
-        fail(f"no archived task {task_id!r} (see `kit archived ls`)")
-    ids = None if everything else [str(task_id)]
+        fail(_no_archived(task_id))
     done, skipped = redis_call(lambda: requeue(app, client, ids))
     click.echo(f"requeued {done} task(s)")
     if skipped:
@@ -173,48 +192,39 @@ def archived_requeue(task_id: str | None, everything: bool) -> None:
 
 
 @archived.command("delete")
-@click.argument("task_id", required=False)
-@click.option("--all", "everything", is_flag=True, help="Every archived task.")
+@_one_or_all
 def archived_delete(task_id: str | None, everything: bool) -> None:
     from project.ops.archived import delete
 
-    if bool(task_id) == everything:
-        fail("give one task id, or --all")
+    ids = _targets(task_id, everything)
     _, client, _ = _context()
-    removed = redis_call(lambda: delete(client, None if everything else [str(task_id)]))
+    removed = redis_call(lambda: delete(client, ids))
     if task_id and not removed:
-        fail(f"no archived task {task_id!r} (see `kit archived ls`)")
+        fail(_no_archived(task_id))
     click.echo(f"deleted {removed} archived task(s)")
-
-
-@click.group()
-def queue() -> None:
-    """Pause and resume queues; the state is kept in Redis."""
 
 
 @queue.command("pause")
 @click.argument("name")
 def queue_pause(name: str) -> None:
-    from project.broker.pause import pause
-
-    _, client, settings = _context()
-    changed = redis_call(lambda: pause(client, _queue_name(settings, name)))
-    click.echo(f"queue {name} paused" if changed else f"queue {name} was already paused")
+    """Stop consuming NAME on every worker; its messages wait in Redis."""
+    _set_paused(name, True)
 
 
 @queue.command("resume")
 @click.argument("name")
 def queue_resume(name: str) -> None:
-    from project.broker.pause import resume
+    _set_paused(name, False)
+
+
+def _set_paused(name: str, paused: bool) -> None:
+    from project.broker.pause import pause, resume
 
     _, client, settings = _context()
-    changed = redis_call(lambda: resume(client, _queue_name(settings, name)))
-    click.echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
-
-
-@click.group()
-def task() -> None:
-    """One task: show it, cancel it, or run a scheduled one now."""
+    queue_name = _queue_name(settings, name)
+    changed = redis_call(lambda: (pause if paused else resume)(client, queue_name))
+    done, unchanged = ("paused", "was already paused") if paused else ("resumed", "was not paused")
+    click.echo(f"queue {name} {done if changed else unchanged}")
 
 
 @task.command("show")
@@ -224,9 +234,9 @@ def task_show(task_id: str) -> None:
 
     app, client, _ = _context()
     info = redis_call(lambda: show(app, client, task_id))
-    if info is None:
-        fail(f"no task {task_id!r} is known: not queued durably, held, finished or archived")
-    click.echo(json.dumps(info, indent=2, default=str))
+    _json_or_fail(
+        info, f"no task {task_id!r} is known: not queued durably, held, finished or archived"
+    )
 
 
 @task.command("cancel")

@@ -21,26 +21,29 @@ DEFAULT_HEALTH_WINDOW = 300  # seconds of task counters the failure rate is comp
 
 @dataclass(frozen=True)
 class MaintenanceSettings:
+    """What ``health:check`` compares with, then what ``backup:database`` and
+    ``cleanup:old_data`` work on."""
+
+    alert_backlog: int = DEFAULT_ALERT_BACKLOG  # messages
+    alert_failure_rate: float = DEFAULT_ALERT_FAILURE_RATE  # fraction
+    health_window: int = DEFAULT_HEALTH_WINDOW  # seconds
     databases: dict[str, str] = field(default_factory=dict)  # name -> URL ("main": DATABASE_URL)
     backup_dir: str = DEFAULT_BACKUP_DIR
     backup_keep: int = DEFAULT_BACKUP_KEEP
     cleanup_dirs: tuple[str, ...] = ()
-    alert_backlog: int = DEFAULT_ALERT_BACKLOG  # messages
-    alert_failure_rate: float = DEFAULT_ALERT_FAILURE_RATE  # fraction
-    health_window: int = DEFAULT_HEALTH_WINDOW  # seconds
 
     @classmethod
     def from_env(cls, env: Env) -> MaintenanceSettings:
         return cls(
-            databases=_databases(env),
-            backup_dir=env.text("KIT_BACKUP_DIR", DEFAULT_BACKUP_DIR),
-            backup_keep=env.integer("KIT_BACKUP_KEEP", DEFAULT_BACKUP_KEEP, minimum=1),
-            cleanup_dirs=env.paths("KIT_CLEANUP_DIRS"),
             alert_backlog=env.integer("KIT_ALERT_BACKLOG", DEFAULT_ALERT_BACKLOG, minimum=1),
             alert_failure_rate=env.number(
                 "KIT_ALERT_FAILURE_RATE", DEFAULT_ALERT_FAILURE_RATE, minimum=0.0, maximum=1.0
             ),
             health_window=env.integer("KIT_HEALTH_WINDOW", DEFAULT_HEALTH_WINDOW, minimum=60),
+            databases=_databases(env),
+            backup_dir=env.text("KIT_BACKUP_DIR", DEFAULT_BACKUP_DIR),
+            backup_keep=env.integer("KIT_BACKUP_KEEP", DEFAULT_BACKUP_KEEP, minimum=1),
+            cleanup_dirs=env.paths("KIT_CLEANUP_DIRS"),
         )
 
 
