@@ -7,7 +7,7 @@ starts; to remove one of those for good, disable it in ``KIT_BEAT_SCHEDULE``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,15 +31,11 @@ class ScheduleRow:
     last_run: datetime | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "task": self.task,
-            "schedule": self.schedule,
-            "args": self.args,
-            "kwargs": self.kwargs,
-            "next_run": self.next_run.isoformat() if self.next_run else None,
-            "last_run": self.last_run.isoformat() if self.last_run else None,
-        }
+        """JSON-ready: the times as ISO 8601."""
+        row = asdict(self)
+        for moment in ("next_run", "last_run"):
+            row[moment] = row[moment].isoformat() if row[moment] else None
+        return row
 
 
 def _describe(schedule: Any) -> str:

@@ -30,8 +30,7 @@ from project.broker.queues import queue_keys
 
 __all__ = ["METRIC_NAMES", "TaskMetrics", "is_reporting_process", "register_worker_gauges"]
 
-logger = logging.getLogger(__name__)
-
+#: Every metric the kit records, as a dashboard or an alert names it.
 METRIC_NAMES = (
     "kit.tasks.enqueued",
     "kit.tasks.processed",
@@ -43,6 +42,8 @@ METRIC_NAMES = (
     "kit.queue.depth",
     "kit.workers.alive",
 )
+
+logger = logging.getLogger(__name__)
 
 # Seconds: from a 1 ms no-op to the default 5-minute soft time limit and beyond.
 DURATION_BUCKETS = (

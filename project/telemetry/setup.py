@@ -21,21 +21,14 @@ from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 
 from project.telemetry.hooks import TaskTelemetry
-from project.telemetry.logs import TASK_LOG_FORMAT
-from project.telemetry.metrics import METRIC_NAMES, TaskMetrics, register_worker_gauges
+from project.telemetry.metrics import TaskMetrics, register_worker_gauges
 from project.telemetry.providers import Providers, create_providers
 from project.telemetry.settings import load_telemetry_settings
 
 if TYPE_CHECKING:
     from project.lifecycle.kit import Kit
 
-__all__ = [
-    "METRIC_NAMES",
-    "TASK_LOG_FORMAT",
-    "active_hooks",
-    "setup_telemetry",
-    "shutdown_telemetry",
-]
+__all__ = ["active_hooks", "setup_telemetry", "shutdown_telemetry"]  # re-exported by the package
 
 logger = logging.getLogger(__name__)
 

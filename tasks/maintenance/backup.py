@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -37,13 +37,7 @@ class BackupResult:
     removed: list[str]
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "database": self.database,
-            "path": self.path,
-            "bytes": self.bytes,
-            "kind": self.kind,
-            "removed": self.removed,
-        }
+        return asdict(self)
 
 
 def sqlite_path(url: str) -> Path:
