@@ -102,9 +102,9 @@ class KitTask(Task):  # type: ignore[misc]
         kwargs: Any = None,
         *,
         key: str | None = None,
+        on_duplicate: str = "raise",
         ttl: float = DEFAULT_UNIQUE_TTL,
         policy: ReleasePolicy | str = ReleasePolicy.ON_SUCCESS,
-        on_duplicate: str = "raise",
         **options: Any,
     ) -> Any:
         """``apply_async`` through :func:`project.enqueue.dedup.enqueue_unique`."""
