@@ -59,8 +59,6 @@ ARCHIVE_INDEX = "kit:archived"
 archive_record = Prefix("kit:archived:")
 #: ``kit:requeueing:<task id>``: a record being requeued, restored if the requeue died.
 requeue_hold = Prefix("kit:requeueing:")
-#: Held by the running ``kit up`` supervisor (value: host, pid and start time).
-UP_LOCK = "kit:up:lock"
 #: ``kit:unique:<key>``: the unique-enqueue lock; value: the id of the task holding it.
 unique = Prefix("kit:unique:")
 #: ``kit:taskid:<task id>``: a caller-chosen task id in use until its task finishes.
@@ -100,6 +98,8 @@ AGGREGATION_INFLIGHT = "kit:agg:inflight"
 aggregation_batch = Prefix("kit:agg:batch:")
 #: Held by the worker whose aggregation flusher hands full or due groups to their aggregators.
 AGGREGATION_LOCK = "kit:agg:lock"
+#: Held by the running ``kit up`` supervisor (value: host, pid and start time).
+UP_LOCK = "kit:up:lock"
 #: redbeat's key prefix (project.periodic.beat): ``kit:beat:<entry name>`` per schedule entry,
 #: ``kit:beat::schedule`` (entry keys by next run), ``kit:beat::statics`` and the beat lock
 #: ``kit:beat::lock``; redbeat builds these names itself from the prefix.
