@@ -3,7 +3,9 @@
 Start-up: use ``REDIS_URL`` when something answers there; when the URL is local and nothing
 answers, start an embedded Redis with AOF under ``$KIT_STATE_DIR/redis``. Then take two locks so
 a second ``kit up`` says so instead of starting a second beat (two beats double-fire every
-schedule): a file lock for this state directory, and a Redis lock for this broker.
+schedule): a file lock for this state directory, and a Redis lock for this broker. The Redis
+lock of a ``kit up`` that crashed is taken over at once when its process is gone from this host
+(:mod:`project.up.holder`); from elsewhere, its TTL frees it, as the refusal says.
 
 Shutdown (Ctrl-C or SIGTERM): beat first (no new scheduled tasks), then Flower, then the worker
 with a warm shutdown (running tasks finish or go back to Redis, ETA tasks held in memory are
@@ -37,6 +39,7 @@ from project.broker.urls import redacted as redacted_url
 from project.coordination.locks import RedisLock
 from project.errors import AlreadyRunningError, RedisUnavailableError
 from project.settings import Settings
+from project.up.holder import Holder
 from project.up.redis_server import RedisServer
 
 __all__ = ["Supervisor"]
@@ -104,7 +107,7 @@ class Supervisor:
         self.embedded: RedisServer | None = None
         self.children: dict[str, _Child] = {}
         self._lock_file: IO[str] | None = None
-        self._lock_token = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+        self._lock_token = Holder.me().token
         self._stop = threading.Event()
 
     def say(self, message: str) -> None:
@@ -196,13 +199,25 @@ class Supervisor:
         )
 
     def _lock_redis(self, client: redis.Redis) -> RedisLock:
+        """Take the broker's lock; a holder that is gone (same host, its process dead) is
+        taken over at once, another one refuses this start with one line saying who it is."""
         lock = RedisLock(client, keys.UP_LOCK, self._lock_token, LOCK_TTL)
-        if lock.acquire():
-            return lock
-        holder = lock.holder()
+        for _ in range(3):  # the holder may expire or be taken over between two steps
+            if lock.acquire():
+                return lock
+            token = lock.holder()
+            if token is None:
+                continue
+            holder = Holder.parse(token)
+            if holder is None or not holder.is_gone():
+                raise AlreadyRunningError(_refusal(client, token, holder))
+            # Compare-and-delete: only that dead holder's token, never a new one's.
+            if RedisLock(client, keys.UP_LOCK, token, LOCK_TTL).release() and lock.acquire():
+                self.say(f"the last kit up ({holder.describe()}) is gone; took over its lock")
+                return lock
         raise AlreadyRunningError(
-            f"kit up is already running against this Redis ({holder!r}, host:pid:start); "
-            "it runs the only beat. Stop it first, or point REDIS_URL at another Redis"
+            "kit up could not take its lock on this Redis: other kit ups are starting; "
+            "start one at a time"
         )
 
     # -- children ---------------------------------------------------------------------------
@@ -279,6 +294,21 @@ class Supervisor:
             if child is not None:
                 code = child.stop(*plans[name])
                 self.say(f"stopped {name} (exit code {code})")
+
+
+def _refusal(client: redis.Redis, token: str, holder: Holder | None) -> str:
+    who = holder.describe() if holder is not None else f"lock held by {token!r}"
+    message = (
+        f"kit up is already running against this Redis ({who}) and runs the only beat: "
+        "stop it first (Ctrl-C in its terminal), or point REDIS_URL at another Redis"
+    )
+    if holder is not None and holder.is_here():
+        return message  # alive here: it was checked; waiting would not help
+    with contextlib.suppress(redis.RedisError):
+        left = int(client.pttl(keys.UP_LOCK))
+        if left > 0:
+            return f"{message}; if it has crashed, its lock frees within {-(-left // 1000)} s"
+    return f"{message}; if it has crashed, its lock frees within {LOCK_TTL} s"
 
 
 def _answers(client: redis.Redis) -> bool:

@@ -154,3 +154,68 @@ def test_ctrl_c_stops_in_order_and_loses_no_queued_task(
         waiting = sum(client.llen(key) for key in queue_keys("default"))
         assert waiting + client.hlen("unacked") == 10
         client.close()
+
+
+def _refusals(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "already running" in line]
+
+
+@pytest.mark.e2e
+def test_a_kit_up_on_the_same_redis_from_another_directory_names_the_running_one(
+    kit_up: KitUp, tmp_path: Path, kit_env: dict[str, str]
+) -> None:
+    second = KitUp(tmp_path, {**kit_env, "KIT_STATE_DIR": str(tmp_path / "elsewhere")})
+    assert second.process.wait(60) == 1
+    assert "Traceback" not in second.output
+    [refusal] = _refusals(second.output)  # one line, with who holds the lock and what to do
+    assert refusal.startswith("kit: kit up is already running against this Redis")
+    assert f"pid {kit_up.process.pid} on this host" in refusal
+    assert "stop it first" in refusal and "REDIS_URL" in refusal
+
+
+@pytest.mark.e2e
+def test_a_lock_held_on_another_host_says_when_it_frees(
+    private_redis: RedisServer, tmp_path: Path, kit_env: dict[str, str]
+) -> None:
+    client = redis_py.Redis.from_url(private_redis.url)
+    client.set("kit:up:lock", "build-box-7:4242:1796000000:4026531836", px=25_000)
+    client.close()
+    up = KitUp(tmp_path, {**kit_env, "REDIS_URL": private_redis.url})
+    assert up.process.wait(60) == 1
+    assert "Traceback" not in up.output
+    [refusal] = _refusals(up.output)
+    assert "pid 4242 on host build-box-7" in refusal
+    assert "if it has crashed, its lock frees within" in refusal
+    seconds = int(refusal.rsplit("within ", 1)[1].split()[0])
+    assert 0 < seconds <= 25
+
+
+@pytest.mark.e2e
+def test_a_crashed_kit_ups_lock_is_taken_over_at_once_on_the_same_host(
+    kit_up: KitUp, tmp_path: Path, kit_env: dict[str, str]
+) -> None:
+    crashed = kit_up.process.pid
+    kit_up.process.kill()  # SIGKILL: its Redis lock stays, in the embedded Redis's AOF too
+    kit_up.process.wait()
+    probe = redis_py.Redis.from_url(kit_env["REDIS_URL"], socket_connect_timeout=1)
+
+    def old_redis_gone() -> bool:  # its children die with it (PR_SET_PDEATHSIG)
+        try:
+            probe.ping()
+        except redis_py.ConnectionError:
+            return True
+        return False
+
+    eventually(old_redis_gone, 30)
+    probe.close()
+    again = KitUp(tmp_path, {**kit_env, "FLOWER_PORT": str(free_port())})
+    try:
+        again.wait_for("kit: running", timeout=25)  # well before the lock's 30 s TTL
+        assert f"the last kit up (pid {crashed} on this host" in again.output
+        assert not _refusals(again.output)
+        again.ctrl_c()
+        assert again.process.wait(120) == 0
+    finally:
+        if again.process.poll() is None:
+            again.process.kill()
+            again.process.wait()
