@@ -137,9 +137,11 @@ def cron_add(
     kwargs_json: str,
     queue: str | None,
 ) -> None:
-    """Add or replace entry NAME."""
+    """Add or replace entry NAME. The task must be one the running workers have (or, when none
+    answers, one that KIT_CATALOG or KIT_IMPORTS defines)."""
     from project.periodic.cron import CronEntry
     from project.periodic.cron_admin import add_entry
+    from project.periodic.task_names import check_task_name
 
     if (cron_line is None) == (every is None):
         fail("give exactly one of --cron and --every")
@@ -156,8 +158,11 @@ def cron_add(
         entry.schedule()
     except ValueError as exc:
         fail(f"entry {name!r}: {exc}")
+    known = redis_call(lambda: check_task_name(_app(), task))
+    if not known.known:
+        fail(known.problem)
     redis_call(lambda: add_entry(_app(), entry))
-    click.echo(f"added {name}: {task} {cron_line or f'every {every:g} s'}")
+    click.echo(f"added {name}: {task} {cron_line or f'every {every:g} s'} ({known.source})")
 
 
 @cron.command("rm")

@@ -25,18 +25,18 @@ def test_add_list_and_remove_an_entry(redis: Any) -> None:
         "add",
         "nightly-report",
         "--task",
-        "report:build",
+        "backup:database",
         "--cron",
         "30 6 * * 1",
         "--kwargs",
-        '{"format": "pdf"}',
+        '{"database": "main"}',
         "--queue",
         "low",
     )
     assert added.returncode == 0, added.stderr
     listed = json.loads(kit("cron", "ls", "--json").stdout)
     (row,) = [r for r in listed if r["name"] == "nightly-report"]
-    assert (row["task"], row["kwargs"]) == ("report:build", {"format": "pdf"})
+    assert (row["task"], row["kwargs"]) == ("backup:database", {"database": "main"})
     assert row["schedule"].startswith("30 6 * * 1") and row["next_run"]
     assert redis.exists("kit:beat:nightly-report")
 
@@ -59,6 +59,38 @@ def test_mistakes_get_one_line_and_a_non_zero_exit(args: list[str], message: str
     assert done.returncode == 1
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def _refused(done: subprocess.CompletedProcess[str], message: str) -> None:
+    assert done.returncode == 1, done.stdout
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.e2e
+def test_add_refuses_a_task_no_running_worker_has(start_worker: Any, redis: Any) -> None:
+    # This worker runs the test tasks and the e-mail catalog only: the catalog's health:check
+    # is not among them, though the kit command's own process (whole catalog) defines it.
+    start_worker(concurrency=1, env={"KIT_CATALOG": "tasks.email.tasks"})
+    done = kit("cron", "add", "checks", "--task", "health:check", "--every", "60")
+    _refused(done, "no running worker has task 'health:check'")
+    _refused(kit("cron", "add", "typo", "--task", "tests.tikc", "--every", "60"), "tests.tikc")
+    assert not redis.exists("kit:beat:checks") and not redis.exists("kit:beat:typo")
+    added = kit("cron", "add", "ticks", "--task", "tests.tick", "--every", "60")
+    assert added.returncode == 0, added.stderr
+    assert redis.exists("kit:beat:ticks")
+
+
+def test_without_a_worker_add_checks_the_name_against_the_configured_modules(redis: Any) -> None:
+    _refused(
+        kit("cron", "add", "typo", "--task", "health:chek", "--every", "60"),
+        "task 'health:chek' is not defined",
+    )
+    assert not redis.exists("kit:beat:typo")
+    added = kit("cron", "add", "checks", "--task", "health:check", "--every", "60")
+    assert added.returncode == 0, added.stderr
+    assert "no worker answered" in added.stdout
+    assert redis.exists("kit:beat:checks")
 
 
 def test_unreachable_redis_is_one_line_not_a_traceback() -> None:
