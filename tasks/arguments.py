@@ -58,9 +58,9 @@ def check_text(
         raise ValidationError(f"{label} must be a string")
     if not blank and not value.strip():
         raise ValidationError(f"{label} must not be empty")
-    refuse_controls(value, label, newlines=multiline)
-    if len(value) > max_length:
+    if len(value) > max_length:  # first: a huge value is refused without a scan
         raise ValidationError(f"{label} is longer than {max_length} characters")
+    refuse_controls(value, label, newlines=multiline)
     return value
 
 
