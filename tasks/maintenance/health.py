@@ -2,8 +2,11 @@
 
 Redis (reachable, memory, persistence), workers (Celery's broadcast ping), queue backlogs and
 the failure rate over the last ``KIT_HEALTH_WINDOW`` seconds (from :mod:`project.ops.counters`),
-each against its threshold. Every breach is logged as one warning and counted; the figures are
-recorded as gauges, so the same numbers reach the metrics backend and the alert rules.
+each against its threshold. The failure rate counts only once ``KIT_ALERT_MIN_FINISHED`` tasks
+(20) finished in the window, the rule of the failure-rate alert in deploy/prometheus/alerts.yml
+(20 finished runs in 5 minutes; the alert counts per task, this check over all queues). Every
+breach is logged as one warning and counted; the figures are recorded as gauges, so the same
+numbers reach the metrics backend and the alert rules.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class HealthReport:
     backlog: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     failed: int = 0
+    failure_rate_counted: bool = False  # enough tasks finished for the rate to mean something
     breaches: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -63,6 +67,7 @@ class HealthReport:
             "processed": self.processed,
             "failed": self.failed,
             "failure_rate": round(self.failure_rate, 4),
+            "failure_rate_counted": self.failure_rate_counted,
             "breaches": self.breaches,
         }
 
@@ -107,7 +112,8 @@ def check_health(
     report.processed = sum(q["processed"] for q in window.values())
     report.failed = sum(q["failed"] for q in window.values())
     _failure_rate.set(report.failure_rate)
-    if report.failure_rate > settings.alert_failure_rate:
+    report.failure_rate_counted = report.processed + report.failed >= settings.alert_min_finished
+    if report.failure_rate_counted and report.failure_rate > settings.alert_failure_rate:
         report.breach(
             "failure_rate",
             f"{report.failure_rate:.1%} of tasks failed in the last {settings.health_window} s "

@@ -16,6 +16,9 @@ DEFAULT_BACKUP_KEEP = 7  # newest backups kept per database
 # The thresholds of deploy/prometheus/alerts.yml, so the kit's own check agrees with the alerts.
 DEFAULT_ALERT_BACKLOG = 10_000  # messages waiting in one queue
 DEFAULT_ALERT_FAILURE_RATE = 0.05  # failed / (processed + failed)
+# ...counted once this many tasks finished in the window (the alert rule's `>= 20` in 5 m):
+# 1 failure in 3 tasks is not a rate.
+DEFAULT_ALERT_MIN_FINISHED = 20
 DEFAULT_HEALTH_WINDOW = 300  # seconds of task counters the failure rate is computed over
 
 
@@ -26,6 +29,7 @@ class MaintenanceSettings:
 
     alert_backlog: int = DEFAULT_ALERT_BACKLOG  # messages
     alert_failure_rate: float = DEFAULT_ALERT_FAILURE_RATE  # fraction
+    alert_min_finished: int = DEFAULT_ALERT_MIN_FINISHED  # tasks finished in the window
     health_window: int = DEFAULT_HEALTH_WINDOW  # seconds
     databases: dict[str, str] = field(default_factory=dict)  # name -> URL ("main": DATABASE_URL)
     backup_dir: str = DEFAULT_BACKUP_DIR
@@ -38,6 +42,9 @@ class MaintenanceSettings:
             alert_backlog=env.integer("KIT_ALERT_BACKLOG", DEFAULT_ALERT_BACKLOG, minimum=1),
             alert_failure_rate=env.number(
                 "KIT_ALERT_FAILURE_RATE", DEFAULT_ALERT_FAILURE_RATE, minimum=0.0, maximum=1.0
+            ),
+            alert_min_finished=env.integer(
+                "KIT_ALERT_MIN_FINISHED", DEFAULT_ALERT_MIN_FINISHED, minimum=1
             ),
             health_window=env.integer("KIT_HEALTH_WINDOW", DEFAULT_HEALTH_WINDOW, minimum=60),
             databases=_databases(env),

@@ -204,9 +204,10 @@ def test_health_check_reports_each_threshold_breach(start_worker: Any, redis: An
     client = default_kit().redis
     for _ in range(8):
         redis.lpush("low", "{}")  # a backlog in `low`, which this worker does not consume
-    for _ in range(9):
+    for _ in range(18):
         stats.record(client, "default", "processed")
-    stats.record(client, "default", "failed")  # 10 % failed
+    for _ in range(2):  # 10 % failed, of the 20 finished tasks a rate needs
+        stats.record(client, "default", "failed")
     start_worker(concurrency=1, queues=["default"], env={"KIT_ALERT_BACKLOG": "5"})
 
     report = health_check.delay().get(timeout=30)
