@@ -180,6 +180,7 @@ def create_app(settings: Settings, *, main: str = "project") -> Celery:
     attach(celery_app, kit)
     celery_app.steps["consumer"].add(celery_hooks.PipelineStep)
     celery_hooks.connect()
+    celery_hooks.forget_result_subscriptions_at_exit(celery_app)
     catalog.bind(celery_app)
     # Finalized now, so a task defined later with @app.task is made at once: Celery's lazy
     # task proxies are not safe to evaluate from many threads at the same time.
