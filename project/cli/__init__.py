@@ -57,13 +57,6 @@ class KitGroup(click.Group):
         never a traceback: exit code 2 for a malformed variable (like click's bad usage),
         1 for the others (Redis unreachable, ``kit up`` already running)."""
         try:
-            command = [*getattr(ctx, "_protected_args", ()), *ctx.args][:1]
-            if command and command[0] != "up":
-                # The kit's own process: its app is the current one (Celery's result handles
-                # made without an app then clean up through it, even at interpreter exit).
-                from project.lifecycle.kit import default_kit
-
-                default_kit().app.set_current()
             return super().invoke(ctx)
         except ConfigError as exc:
             click.echo(f"kit: {exc}", err=True)

@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +27,14 @@ from celery.app.amqp import AMQP
 from project.lifecycle.kit import Kit, is_kit_app, kit_of
 from project.lifecycle.middleware import Publish
 
-__all__ = ["KitAMQP", "PipelineStep", "connect", "move_publish_receiver_last", "publishing"]
+__all__ = [
+    "KitAMQP",
+    "PipelineStep",
+    "connect",
+    "forget_result_subscriptions_at_exit",
+    "move_publish_receiver_last",
+    "publishing",
+]
 
 #: The kit whose message is being published in this context (None: another app's).
 _publishing: contextvars.ContextVar[Kit | None] = contextvars.ContextVar(
@@ -169,3 +178,26 @@ def move_publish_receiver_last() -> None:
     if _connected:
         signals.before_task_publish.disconnect(_on_before_publish)
         signals.before_task_publish.connect(_on_before_publish, weak=False)
+
+
+def forget_result_subscriptions_at_exit(app: Any) -> None:
+    """At interpreter exit, drop the result channels this process subscribed to.
+
+    Celery's Redis backend subscribes to each published task's result channel and unsubscribes
+    when the task's ``AsyncResult`` is garbage-collected. At exit that happens after Python has
+    begun to shut down, the unsubscribe needs a new connection that can no longer be made, and
+    every ``kit`` command or producer that published printed a traceback as it left. Redis drops
+    a closed connection's subscriptions by itself, so nothing is lost by forgetting them.
+    """
+    ref = weakref.ref(app)
+
+    def forget() -> None:
+        made = ref()
+        # The backend is per thread (Celery keeps it in app._local); never make one here.
+        backend = getattr(getattr(made, "_local", None), "backend", None)
+        consumer = getattr(backend, "result_consumer", None)
+        subscribed = getattr(consumer, "subscribed_to", None)
+        if isinstance(subscribed, set):
+            subscribed.clear()
+
+    atexit.register(forget)

@@ -177,7 +177,9 @@ def watch(handle: WorkflowHandle, timeout: float | None = None) -> list[StepStat
             time.sleep(POLL_INTERVAL)
 
 
-def _watched(handle: WorkflowHandle, timeout: float | None) -> list[StepStatus]:
+def _watched(
+    handle: WorkflowHandle, timeout: float | None, announce: str | None = None
+) -> list[StepStatus]:
     """:func:`watch`, leaving with :func:`_left` on Ctrl-C or the timeout.
 
     The exit happens after the ``except`` block: inside it, the interrupted frames (and the
@@ -186,6 +188,8 @@ def _watched(handle: WorkflowHandle, timeout: float | None) -> list[StepStatus]:
     """
     why, code = "", 0
     try:
+        if announce is not None:  # inside: a Ctrl-C right after it is still this one's
+            click.echo(announce)
         return watch(handle, timeout)
     except KeyboardInterrupt:
         why, code = "interrupted", INTERRUPTED
@@ -273,8 +277,7 @@ def batch_images(folder: str, ops: str, output: str, no_wait: bool, timeout: flo
     if no_wait:
         click.echo(handle.id)
         return
-    click.echo(f"workflow {handle.id}: {len(sources)} images -> {output}/")
-    steps = _watched(handle, timeout)
+    steps = _watched(handle, timeout, f"workflow {handle.id}: {len(sources)} images -> {output}/")
     rows = image_rows(sources, steps)
     render_images(rows, handle.record.meta.get("summary_path"))
     sys.exit(1 if Progress.of(steps).failed or any(r.status != "ok" for r in rows) else 0)
