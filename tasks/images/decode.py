@@ -6,9 +6,9 @@ a file of an allowed format, whose extension does not lie, with a non-zero size 
 file fails the decode. Every refusal is a :class:`~project.errors.PermanentError`: the same
 bytes will fail the same way on every attempt.
 
-Speed: for JPEG the decoder is asked for a smaller image (``draft``: libjpeg scales by 1/2, 1/4
-or 1/8 in the DCT, for far less work), but never below twice the size the operation needs, so the
-final Lanczos pass still has real pixels to work with (``benchmarks/images/scenario.py`` measures the gain
+Speed: for JPEG the decoder is asked for a smaller image (``draft``: libjpeg scales by 1/2, 1/4 or
+1/8 in the DCT, for far less work), but never below twice the size the operation needs, so the final
+Lanczos pass still has real pixels to work with (``benchmarks/images/scenario.py`` measures the gain
 and the quality against a full decode).
 
 Normalisation, so operations see one of four modes (L, LA, RGB, RGBA): EXIF orientation applied,
