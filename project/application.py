@@ -92,10 +92,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,
         "broker_channel_error_retry": True,
-        # A lost connection does not cancel running tasks: a message fetched just before Redis
-        # went away may exist only in this worker (kombu's fetch and its unacked record are two
-        # writes), and cancelling it would lose it. One that is redelivered after it succeeded
-        # is skipped (worker_deduplicate_successful_tasks).
+        # A lost connection does not cancel running tasks: each one's message is recorded in
+        # Redis (the fetch script pops and records it in one step) and returns only if this
+        # worker dies, so letting it finish is safe, and cancelling it would run it twice. One
+        # that is redelivered after it succeeded is skipped (worker_deduplicate_successful_tasks).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Results are kept long enough to be read, not forever (Redis memory).
         "result_expires": settings.broker.result_expires,

@@ -33,6 +33,7 @@ __all__ = [
     "mail_rate",
     "mail_sent",
     "mail_slot",
+    "queue_bell",
     "requeue_hold",
     "running",
     "scheduled_record",
@@ -82,8 +83,13 @@ mail_pending = Prefix("kit:mail:pending:")
 mail_rate = Prefix("kit:mail:rate:")
 #: ``kit:mail:slot:<Message-ID>``: the time (ms) a throttled message may be sent at, reserved.
 mail_slot = Prefix("kit:mail:slot:")
-#: Set of paused queue names (``kit queue pause``).
+#: Set of paused queue names (``kit queue pause``); the workers' fetch script reads it.
 PAUSED = "kit:paused"
+#: ``kit:bell:<queue>``: pushed to after each message published to the queue (or put back, or
+#: resumed); idle workers block on it, so they wait for work without popping any message
+#: (project.broker.transport). Its items carry nothing and may be lost: a worker also looks
+#: every second.
+queue_bell = Prefix("kit:bell:")
 #: ``kit:workflow:<workflow id>``: a workflow's kind and step ids (project.workflows.state).
 workflow = Prefix("kit:workflow:")
 #: Set of the aggregation groups holding members, as ``<aggregator>|<group key>``.

@@ -1,8 +1,9 @@
 """Queues like Asynq's: weighted or strict ordering of ``critical``, ``default`` and ``low``.
 
 kombu's Redis transport asks a *cycle* object, named by the ``queue_order_strategy`` transport
-option, for the order of the queues before each ``BRPOP``; Redis then pops from the first
-non-empty one. The cycles below give that order:
+option, for the order of the queues before each fetch; the kit's fetch script
+(:mod:`project.broker.transport`) then pops from the first non-empty queue that is not paused.
+The cycles below give that order:
 
 * :class:`WeightedCycle` (the default) gives each fetch a weighted random order, so under
   saturation queue *q* is served ``weight(q) / sum(weights)`` of the time and a low-weight

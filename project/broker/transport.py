@@ -1,80 +1,89 @@
-"""kombu's Redis transport with the kit's queue ordering.
+"""kombu's Redis transport with the kit's queue ordering, atomic fetch and pause.
 
 Stock kombu builds each ``BRPOP`` key list *priority-major*: every queue's priority-0 list,
 then every queue's priority-3 list, and so on. A priority-0 message in ``low`` then beats a
 priority-5 one in ``critical``, and the queue weights only matter among equal priorities.
-
 The kit decides the other way, like Asynq, where queues *are* the priority: the queue order
 (weighted draw or strict) picks the queue, and the task priority (0 most urgent ... 9 least)
-orders messages *within* that queue. Only the key order of ``BRPOP`` changes; fetching,
-acknowledgement and restore are kombu's own.
+orders messages *within* that queue.
 
-Fetching is atomic while there is work. kombu's ``BRPOP`` pops a message and only then, in a
-second write, records it as unacknowledged; a pop whose reply never reaches the worker (Redis
-drops pending replies when it shuts down) or whose record never follows loses the message.
-While queues hold messages, this channel fetches with one Lua script instead, which pops the
-next message (same queue order) and records it in ``unacked`` and ``unacked_index`` in one
-atomic step, like Asynq's dequeue script: a lost reply leaves it recorded, and the visibility
-timeout returns it. Only when every queue is empty does the channel block in ``BRPOP``, whose
-message (the first after an idle spell) takes kombu's two-write path.
+Every fetch is one Lua script, like Asynq's dequeue script. kombu's ``BRPOP`` pops a message
+and only then, in a second write, records it as unacknowledged: a worker killed between the
+two, or a reply Redis drops as it shuts down, loses the message. The script pops the next
+message (queue order, then priority) and records it in ``unacked`` and ``unacked_index`` in one
+atomic step, so a fetched message is always either in its queue or recorded: a lost reply or
+a dead worker leaves it recorded, and the visibility timeout returns it. The script also skips
+every queue in the paused set (``kit queue pause``), so a pause holds from the moment the set
+is written, on every worker.
 
-That path also had a window in which kombu loses a message. ``BRPOP`` removes the message from
-its queue, and only then does a second write record it in the ``unacked`` hash. If Redis goes
-away between the two (a restart, a failover), the message exists only in this process and
-kombu drops it. Here it is kept in memory and pushed back to its queue, marked redelivered,
-before the next fetch. Only a worker that dies while Redis is still unreachable loses it.
+After a fetch finds every queue empty the worker waits without popping anything: it blocks in
+``BLPOP`` on its queues' *bells* (:data:`project.keys.queue_bell`), one-item lists that every
+publish (and every message put back, and ``kit queue resume``) pushes to, and runs the script
+once the bell rings, or after ``brpop_timeout`` (1 s) for messages pushed by something other
+than this transport. A bell carries nothing, so losing one only costs that second.
 
 Celery selects this class through ``broker_transport`` while ``broker_url`` stays a plain
-``redis://`` URL.
+``redis://`` URL; :meth:`Transport.as_uri` keeps that scheme in the URL the connection shows
+(Flower picks its broker client by it).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections import Counter
 from collections.abc import Mapping
 from queue import Empty
 from time import monotonic, time
 from typing import Any
+from urllib.parse import quote
 
 from kombu.transport import redis, virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
+from kombu.utils.url import as_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from project import keys
 from project.broker.queues import StrictCycle, WeightedCycle
 
 __all__ = ["SENTINEL_TRANSPORT", "TRANSPORT", "Channel", "QoS", "SentinelTransport", "Transport"]
 
 TRANSPORT = "project.broker.transport:Transport"
+#: At most this many idle workers are woken per queue by one pipelined batch of publishes.
+BELLS_PER_FLUSH = 32
 #: The same behaviour on kombu's Sentinel transport (``sentinel://`` URLs).
 SENTINEL_TRANSPORT = "project.broker.transport:SentinelTransport"
 
 logger = logging.getLogger(__name__)
 
-# (payload, exchange, routing key) of fetched messages whose unacked record failed, per broker
-# (two kit apps in one process may use two): the failure ends the channel, and the next
-# connection's channel to the same broker pushes them back.
-_unrecorded: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
-_unrecorded_lock = threading.Lock()
-_requeue_lock = threading.Lock()
-
-# KEYS: unacked hash, unacked index, then the queue keys in fetch order. ARGV: now.
-# Returns {key, payload} like BRPOP, or nil when every queue is empty.
+# KEYS: unacked hash, unacked index, paused set, then per queue in fetch order its bell and
+# its priority lists. ARGV: now, the number of priority lists per queue, the queue names.
+# Returns {key, payload} like BRPOP, or nil when no queue that is not paused holds a message.
 _FETCH = """
-for i = 3, #KEYS do
-  local payload = redis.call('rpop', KEYS[i])
-  if payload then
-    local message = cjson.decode(payload)
-    local properties = message['properties']
-    local delivery = properties['delivery_info']
-    local tag = properties['delivery_tag']
-    local record = '[' .. payload .. ',' .. cjson.encode(delivery['exchange']) .. ','
-      .. cjson.encode(delivery['routing_key']) .. ']'
-    redis.call('zadd', KEYS[2], ARGV[1], tag)
-    redis.call('hset', KEYS[1], tag, record)
-    return {KEYS[i], payload}
+local steps = tonumber(ARGV[2])
+local queues = #ARGV - 2
+for q = 1, queues do
+  local bell = 4 + (q - 1) * (steps + 1)
+  if redis.call('sismember', KEYS[3], ARGV[q + 2]) == 0 then
+    for i = bell + 1, bell + steps do
+      local payload = redis.call('rpop', KEYS[i])
+      if payload then
+        local message = cjson.decode(payload)
+        local properties = message['properties']
+        local delivery = properties['delivery_info']
+        local tag = properties['delivery_tag']
+        local record = '[' .. payload .. ',' .. cjson.encode(delivery['exchange']) .. ','
+          .. cjson.encode(delivery['routing_key']) .. ']'
+        redis.call('zadd', KEYS[2], ARGV[1], tag)
+        redis.call('hset', KEYS[1], tag, record)
+        redis.call('ltrim', KEYS[bell], 0, 0)
+        return {KEYS[i], payload}
+      end
+    end
   end
+end
+for q = 1, queues do
+  redis.call('del', KEYS[4 + (q - 1) * (steps + 1)])
 end
 return nil
 """
@@ -121,41 +130,43 @@ class QoS(redis.QoS):
             # Fetched by the Lua script, which recorded it already: only remember it here.
             virtual.QoS.append(self, message, delivery_tag)
             return
-        try:
-            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
-        except self.channel.connection_errors:
-            delivery = message.delivery_info
-            with _unrecorded_lock:
-                _unrecorded.setdefault(_broker(self.channel), []).append(
-                    (message._raw, delivery["exchange"], delivery["routing_key"])
-                )
-            logger.warning(
-                "Redis went away as message %s was fetched; it goes back to its queue on reconnect",
-                delivery_tag,
-            )
-            raise
-
-
-def _broker(channel: Any) -> str:
-    """Which broker a channel talks to (its connection's URL)."""
-    return str(channel.connection.client.as_uri(include_password=True))
+        super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
 
 
 def _detached(exc: AttributeError) -> Exception:
     return RedisConnectionError(f"channel closed after a lost connection ({exc})")
 
 
+class PublishBatch(redis.PublishBatch):
+    """kombu's pipelined publish (``enqueue_many``), ringing each queue's bell once per flush,
+    after that flush's messages, instead of once per message."""
+
+    def __init__(self, channel: Any, max_size: int) -> None:
+        super().__init__(channel, max_size)  # type: ignore[no-untyped-call]
+        self.rung: Counter[str] = Counter()
+
+    def flush(self) -> None:
+        if self._buffered and self.rung:
+            for queue, published in self.rung.items():
+                bells = [1] * min(published, BELLS_PER_FLUSH)  # one per idle worker to wake
+                self.pipeline.lpush(keys.queue_bell(queue), *bells)
+            self._buffered += len(self.rung)
+        self.rung.clear()
+        super().flush()  # type: ignore[no-untyped-call]
+
+
 class Channel(redis.Channel):
-    """A Redis channel that fetches queue-major and hands its cycle the configured weights."""
+    """A Redis channel that fetches with :data:`_FETCH` and waits on its queues' bells."""
 
     QoS = QoS
 
     queue_weights: Mapping[str, int] = {}
     #: The delivery tag the Lua fetch recorded, while that message is being delivered.
     prerecorded: str | None = None
-    #: Queues had work at the last fetch: fetch with the script, not BRPOP.
+    #: Queues had work at the last fetch (or a bell rang since): fetch, do not wait.
     _busy: bool = True
-    _fetching: bool = False
+    #: The command whose reply the poller waits for: ``EVAL`` (a fetch) or ``BLPOP`` (a wait).
+    _pending: str = "EVAL"
     from_transport_options = (  # type: ignore[assignment]
         *redis.Channel.from_transport_options,
         "queue_weights",
@@ -166,47 +177,51 @@ class Channel(redis.Channel):
         if isinstance(self._queue_cycle, WeightedCycle | StrictCycle):
             self._queue_cycle.set_weights(self.queue_weights)
 
+    def _bell(self, queue: str) -> str:
+        return self.global_keyprefix + keys.queue_bell(queue)
+
+    def _fetch_args(self, queues: list[str]) -> list[Any]:
+        """``EVAL`` of the fetch script over ``queues``, in this order (kombu's keys prefixed
+        by hand: kombu's prefixing client does not know ``EVAL``)."""
+        prefix = self.global_keyprefix
+        script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, keys.PAUSED]
+        for queue in queues:
+            script_keys.append(self._bell(queue))
+            script_keys += [prefix + self._q_for_pri(queue, pri) for pri in self.priority_steps]  # type: ignore[no-untyped-call]
+        steps = len(self.priority_steps)
+        return ["EVAL", _FETCH, len(script_keys), *script_keys, time(), steps, *queues]
+
     def _brpop_start(self, timeout: float | None = None) -> None:
-        # Mirrors kombu's Channel._brpop_start; only the key order differs (queue-major).
-        if _unrecorded.get(_broker(self)):
-            self.requeue_unrecorded()
-        if timeout is None:
-            timeout = self.brpop_timeout
+        # Replaces kombu's BRPOP: a fetch while there is work, else a wait that pops nothing.
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        key_for = self._q_for_pri
-        keys = [key_for(q, pri) for q in queues for pri in self.priority_steps]  # type: ignore[no-untyped-call]
+        if self._busy:
+            self._pending, command = "EVAL", self._fetch_args(queues)
+        else:
+            wait = self.brpop_timeout if timeout is None else timeout
+            self._pending = "BLPOP"
+            command = ["BLPOP", *(self._bell(q) for q in queues), wait or 0]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
-        self._fetching = self._busy and not self.global_keyprefix
-        if self._fetching:
-            unacked = [self.unacked_key, self.unacked_index_key]
-            command_args = ["EVAL", _FETCH, len(keys) + 2, *unacked, *keys, time()]
-        else:
-            command_args = ["BRPOP", *keys, timeout or 0]
-            if self.global_keyprefix:
-                command_args = self.client._prefix_args(command_args)
-        self.client.connection.send_command(*command_args)
+        self.client.connection.send_command(*command)
 
     def _brpop_read(self, **options: Any) -> bool:
-        if not self._fetching:
-            delivered = bool(super()._brpop_read(**options))  # type: ignore[no-untyped-call]
-            self._busy = True  # a message after an idle spell: there may be more
-            return delivered
-        # The script's reply: parsed and delivered as kombu does a BRPOP reply.
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+                reply = self.client.parse_response(self.client.connection, self._pending, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            if self._pending == "BLPOP":
+                self._busy = True  # a bell rang, or a second passed: fetch next
+                raise Empty()
             if not reply:
-                self._busy = False  # every queue empty: block in BRPOP next time
+                self._busy = False  # nothing to fetch: wait on the bells next
                 raise Empty()
             key, payload = reply
             message = loads(bytes_to_str(payload))
-            queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            queue = bytes_to_str(key)[len(self.global_keyprefix) :].rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
             self.prerecorded = message["properties"]["delivery_tag"]
             try:
@@ -216,36 +231,94 @@ class Channel(redis.Channel):
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
-            self._fetching = False
             self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
 
-    def requeue_unrecorded(self) -> int:
-        """Push back the messages whose unacked record failed; keep them if Redis is still away."""
-        if not _requeue_lock.acquire(blocking=False):
-            return 0  # another channel of this process is at it
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        """kombu's synchronous get (``Queue.get``), fetched and recorded by the same script."""
+        if no_ack:  # nothing to record: kombu's plain pop
+            return super().basic_get(queue, no_ack=True, **kwargs)  # type: ignore[no-untyped-call]
+        with self.conn_or_acquire() as client:
+            reply = client.execute_command(*self._fetch_args([queue]))
+        if not reply:
+            return None
+        message = self.Message(loads(bytes_to_str(reply[1])), channel=self)  # type: ignore[no-untyped-call]
+        virtual.QoS.append(self.qos, message, message.delivery_tag)
+        return message
+
+    def create_publish_batch(self, max_size: int) -> PublishBatch:
+        return PublishBatch(self, max_size)
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's publish, then the queue's bell, in the same round trip."""
+        batch = kwargs.get("_publish_batch")
+        if isinstance(batch, PublishBatch):
+            super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+            batch.rung[queue] += 1
+        elif batch is not None or (self._expires and queue in self._expires):
+            super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+            with self.conn_or_acquire() as client:
+                client.lpush(keys.queue_bell(queue), 1)
+        else:
+            priority = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
+            with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+                pipe.lpush(self._q_for_pri(queue, priority), dumps(message))  # type: ignore[no-untyped-call]
+                pipe.lpush(keys.queue_bell(queue), 1)
+                pipe.execute()
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        """kombu's restore (a message back to its queue), then its queue's bell."""
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)  # type: ignore[no-untyped-call]
         try:
-            broker = _broker(self)
-            with _unrecorded_lock:
-                pending = list(_unrecorded.get(broker, ()))
-            if not pending:
-                return 0
-            try:
-                with self.client.pipeline() as pipe:
-                    for payload, exchange, routing_key in pending:
-                        self._do_restore_message(payload, exchange, routing_key, pipe)  # type: ignore[no-untyped-call]
-                    pipe.execute()
-            except self.connection_errors:
-                return 0  # the next fetch tries again
-            with _unrecorded_lock:
-                del _unrecorded[broker][: len(pending)]  # only appends happen meanwhile
-        finally:
-            _requeue_lock.release()
-        logger.warning("requeued %d message(s) fetched while Redis went away", len(pending))
-        return len(pending)
+            for queue in self._lookup(exchange, routing_key):  # type: ignore[no-untyped-call]
+                pipe.lpush(keys.queue_bell(queue), 1)
+        except self.connection_errors:
+            raise
+        except Exception:  # the bell is an optimisation: the restore itself must go on
+            logger.debug("no bell rung for a restored message", exc_info=True)
 
 
 class Transport(redis.Transport):
+    """The kit's transport; its connections show ``redis://`` URLs (:meth:`as_uri`)."""
+
     Channel = Channel
+    scheme = "redis"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        # kombu asks the *class* whether a transport parses its URLs (this one does not: kombu
+        # parses them as for stock Redis) and the *instance* whether it makes its own URI,
+        # which kombu would otherwise start with the broker_transport path,
+        # ``project.broker.transport:Transport://``: Flower refused that as a broker.
+        self.can_parse_url = True
+
+    def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
+        """The connection's URL with a scheme Flower and operators know."""
+        return _as_uri(self, include_password, mask)
+
+
+def _as_uri(transport: Any, include_password: bool, mask: str) -> str:
+    # kombu's Connection.as_uri for a transport it does not parse URLs for, but our scheme.
+    info = transport.client.info()
+    password = info["password"]
+    if not include_password:
+        password = mask
+    elif callable(password):
+        password = password()
+    scheme = "rediss" if transport.scheme == "redis" and info["ssl"] else transport.scheme
+    return str(
+        as_url(
+            scheme,
+            info["hostname"] or "localhost",
+            info["port"],
+            info["userid"],
+            password,
+            quote(info["virtual_host"] or ""),
+            sanitize=not include_password,
+            mask=mask,
+        )
+    )
 
 
 class SentinelChannel(Channel, redis.SentinelChannel):
@@ -259,3 +332,11 @@ class SentinelChannel(Channel, redis.SentinelChannel):
 
 class SentinelTransport(redis.SentinelTransport):
     Channel = SentinelChannel
+    scheme = "sentinel"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.can_parse_url = True  # see Transport.__init__
+
+    def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
+        return _as_uri(self, include_password, mask)
