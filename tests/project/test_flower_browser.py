@@ -1,9 +1,11 @@
 """Flower, checked as a person would: a real headless browser logs in, finds the worker and a
-task this test ran, and a screenshot is kept; without credentials the page is refused."""
+task this test ran, and reads the three queues' lengths on the Broker tab; screenshots are
+kept; without credentials the page is refused."""
 
 from __future__ import annotations
 
 import base64
+import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from project.broker.pause import pause
 from project.up.redis_server import free_port
 from tests.support.browser import ensure_chromium, headless_chrome
 from tests.support.polling import eventually
@@ -33,8 +36,8 @@ def _status(url: str, auth: str | None) -> int:
         return 0
 
 
-def _api_tasks(base: str) -> str:
-    request = urllib.request.Request(f"{base}/api/tasks")
+def _api(base: str, path: str) -> str:
+    request = urllib.request.Request(f"{base}{path}")
     request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -43,9 +46,23 @@ def _api_tasks(base: str) -> str:
         return ""
 
 
+def _queue_lengths(driver: Any) -> dict[str, str]:
+    """Queue name to its Messages cell, as the Broker tab's table shows them."""
+    from selenium.webdriver.common.by import By
+
+    lengths = {}
+    for row in driver.find_elements(By.CSS_SELECTOR, "#queue-table tbody tr"):
+        cells = [
+            c.get_attribute("textContent").strip() for c in row.find_elements(By.TAG_NAME, "td")
+        ]
+        if len(cells) > 1:
+            lengths[cells[0]] = cells[1]
+    return lengths
+
+
 @pytest.mark.e2e
 def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
-    start_worker: Any, tmp_path: Path
+    start_worker: Any, redis: Any, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -75,7 +92,7 @@ def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
             result = add.delay(20, 22)
             assert result.get(timeout=30) == 42
             try:
-                eventually(lambda: result.id in _api_tasks(base), 5)
+                eventually(lambda: result.id in _api(base, "/api/tasks"), 5)
             except AssertionError:
                 return None
             return result
@@ -101,6 +118,25 @@ def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
         driver.get(f"{base}/workers")
         WebDriverWait(driver, 60).until(lambda d: node in d.page_source)
         driver.save_screenshot(str(ARTIFACTS / "flower-workers.png"))
+
+        # The Broker tab: 1, 2 and 3 messages wait in the paused queues, at priorities 0 and 9
+        # (two of kombu's lists per queue), and Flower reads their lengths.
+        for queue in ("critical", "default", "low"):
+            pause(redis, queue)
+        for queue, waiting in (("critical", 1), ("default", 2), ("low", 3)):
+            for n in range(waiting):
+                add.apply_async((n, n), queue=queue, priority=n % 2 * 9)
+        expected = {"critical": "1", "default": "2", "low": "3"}
+        driver.get(f"{base}/broker")
+        WebDriverWait(driver, 60).until(lambda d: _queue_lengths(d) == expected or d.refresh())
+        assert "redis://" in driver.find_element(By.CLASS_NAME, "broker-url").text
+        driver.save_screenshot(str(ARTIFACTS / "flower-broker.png"))
+        api = json.loads(_api(base, "/api/queues/length"))
+        assert {q["name"]: q["messages"] for q in api["active_queues"]} == {
+            "critical": 1,
+            "default": 2,
+            "low": 3,
+        }
     finally:
         if driver is not None:
             driver.quit()
