@@ -39,7 +39,9 @@ class Env:
         return raw, tuple(item.strip() for item in raw.split(",") if item.strip())
 
     def is_set(self, name: str) -> bool:
-        return self._raw(name) is not None
+        """Whether the variable is in the environment at all: set to "" counts (a list
+        variable set empty means an empty list, not its default)."""
+        return name in self._environ
 
     def text(self, name: str, default: str) -> str:
         return self._raw(name) or default

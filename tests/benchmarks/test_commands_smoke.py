@@ -116,7 +116,7 @@ def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Pat
             ("before_apply", "DurableDelay"),
             ("before_run", "SingleFlightRun"),
             ("on_success", "Counters"),
-            ("on_success", "LockRelease"),
+            ("after_body", "LockRelease"),
             ("before_run", "Empty"),
         } <= seen
         assert all(row["us"] > 0 for row in measured["hooks"])

@@ -96,3 +96,9 @@ def test_task_events_can_be_switched_off_for_throughput() -> None:
     assert (quiet["worker_send_task_events"], quiet["task_send_sent_event"]) == (False, False)
     with pytest.raises(ConfigError, match="KIT_TASK_EVENTS"):
         load_settings({"KIT_TASK_EVENTS": "sometimes"})
+
+
+def test_an_empty_catalog_means_no_catalog_modules() -> None:
+    assert load_settings({}).tasks.catalog  # the default: the kit's catalog
+    only_mine = load_settings({"KIT_CATALOG": "", "KIT_IMPORTS": "myapp.tasks"}).tasks
+    assert only_mine.catalog == () and only_mine.modules == ("myapp.tasks",)
