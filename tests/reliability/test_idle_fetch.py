@@ -21,6 +21,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -136,12 +137,13 @@ def test_a_task_sent_to_an_idle_worker_starts_within_a_hundred_milliseconds(
     from tests.support.tasks import tick
 
     start_worker(concurrency=1, env=WORKER_ENV)
-    latencies = []
+    latencies: list[float] = []
     for i in range(30):
+        key = f"latency-{i}"
         _wait_until_idle(redis)
         sent_at = time.time()
-        tick.delay(f"latency-{i}")
-        started = eventually(lambda i=i: redis.lrange(f"test:ticks:latency-{i}", 0, 0), 30, 0.001)
+        tick.delay(key)
+        started: list[str] = eventually(partial(redis.lrange, f"test:ticks:{key}", 0, 0), 30, 0.001)
         latencies.append(float(started[0]) - sent_at)
     median, worst = statistics.median(latencies), max(latencies)
     summary = f"send to start: median {median * 1e3:.1f} ms, max {worst * 1e3:.1f} ms"
