@@ -129,6 +129,7 @@ def test_a_synchronous_get_is_recorded_in_the_same_step(private_redis: RedisServ
     ("url", "shown", "with_password"),
     [
         ("redis://:s3cret@127.0.0.1:6390/2", "redis://:**@127.0.0.1:6390/2", "redis://:s3cret@"),
+        ("rediss://:s3cret@127.0.0.1:6390/0", "rediss://:**@127.0.0.1:6390/0", "rediss://:s3cret@"),
         (
             "sentinel://:s3cret@127.0.0.1:26379/0;sentinel://:s3cret@127.0.0.1:26380/0",
             "sentinel://:**@127.0.0.1:26379/0",
