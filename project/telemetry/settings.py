@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from project.config.env import Env
 
@@ -15,6 +15,9 @@ DEFAULT_METRIC_EXPORT_INTERVAL = 60_000  # milliseconds (the OpenTelemetry defau
 DEFAULT_OTEL_FLUSH_TIMEOUT = 5.0  # seconds a process may spend flushing telemetry as it exits
 DEFAULT_PROMETHEUS_HOST = "localhost"  # the OpenTelemetry Prometheus exporter's defaults
 DEFAULT_PROMETHEUS_PORT = 9464
+#: OTEL_SEMCONV_STABILITY_OPT_IN values that concern messaging (others are ignored, as the SDK
+#: does): ``messaging`` = the current conventions only, ``messaging/dup`` (or unset) = both.
+SEMCONV_NEW, SEMCONV_DUP = "messaging", "messaging/dup"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,17 @@ class TelemetrySettings:
     flush_timeout: float = DEFAULT_OTEL_FLUSH_TIMEOUT
     prometheus_host: str = DEFAULT_PROMETHEUS_HOST
     prometheus_port: int = DEFAULT_PROMETHEUS_PORT
+    logs_exporter: str = "none"  # opt-in: task log records over OTLP
+    logs_endpoint: str | None = None
+    #: "messaging" (new conventions only) or "messaging/dup" (old and new: the default, so
+    #: dashboards built on the stock instrumentation's names keep working while they migrate).
+    semconv: str = SEMCONV_DUP
+    #: HMAC-SHA256 key for hashed identifiers (e-mail recipients); None: nothing is hashed,
+    #: since an unkeyed hash of an address is reversed by hashing a list of known addresses.
+    hash_key: bytes | None = field(default=None, repr=False)
+    #: Recipient domains reported by name in metric attributes; any other is ``other``, so a
+    #: metric's series stay bounded whatever addresses tasks are given.
+    email_domains: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Env) -> TelemetrySettings:
@@ -57,7 +71,28 @@ class TelemetrySettings:
             prometheus_port=env.integer(
                 "OTEL_EXPORTER_PROMETHEUS_PORT", DEFAULT_PROMETHEUS_PORT, minimum=1, maximum=65535
             ),
+            logs_exporter=env.choice("OTEL_LOGS_EXPORTER", "none", ("otlp", "console", "none")),
+            logs_endpoint=env.optional_text("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or endpoint,
+            semconv=_semconv(env.optional_text("OTEL_SEMCONV_STABILITY_OPT_IN")),
+            hash_key=_key(env.optional_text("KIT_TELEMETRY_HASH_KEY")),
+            email_domains=_domains(env.optional_text("KIT_TELEMETRY_EMAIL_DOMAINS")),
         )
+
+
+def _semconv(raw: str | None) -> str:
+    """The opt-in list is comma-separated and may name other domains (``http``)."""
+    values = {v.strip() for v in (raw or "").split(",")}
+    if SEMCONV_DUP in values or SEMCONV_NEW not in values:
+        return SEMCONV_DUP
+    return SEMCONV_NEW
+
+
+def _key(raw: str | None) -> bytes | None:
+    return raw.encode("utf-8") if raw else None
+
+
+def _domains(raw: str | None) -> frozenset[str]:
+    return frozenset(d.strip().lower() for d in (raw or "").split(",") if d.strip())
 
 
 def load_telemetry_settings(environ: Mapping[str, str] | None = None) -> TelemetrySettings:
