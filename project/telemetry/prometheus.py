@@ -6,6 +6,11 @@ each child's meter provider writes a snapshot of its cumulative metrics to a fil
 sum of all snapshots. A dead child's counters and histograms are folded into a ``retired``
 total, so the sums never go backwards; its gauges stand only until a live process reports them.
 
+Histogram buckets carry exemplars (the latest per bucket over all processes: the trace and
+span id of a sampled attempt, OpenTelemetry's ``trace_based`` exemplar filter), shown when a
+scraper asks for OpenMetrics (``Accept: application/openmetrics-text``): a slow bucket of
+``kit_task_duration_seconds`` leads to a slow trace.
+
 Names follow the OpenTelemetry-to-Prometheus conventions the Collector uses as well:
 ``kit.tasks.failed`` becomes ``kit_tasks_failed_total``, ``kit.task.duration`` (seconds)
 ``kit_task_duration_seconds``, attribute ``task.name`` label ``task_name``.
@@ -13,6 +18,7 @@ Names follow the OpenTelemetry-to-Prometheus conventions the Collector uses as w
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -40,6 +46,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 __all__ = ["MergedCollector", "SnapshotExporter", "serve_metrics", "snapshot_directory"]
 
@@ -98,6 +105,7 @@ def _serialise(data: MetricsData) -> Iterator[dict[str, Any]]:
                             "buckets": list(hp.bucket_counts),
                             "sum": hp.sum,
                             "count": hp.count,
+                            "exemplars": _exemplars(hp.exemplars, hp.explicit_bounds),
                         }
                 elif isinstance(metric.data, SumData | GaugeData):
                     monotonic = isinstance(metric.data, SumData) and metric.data.is_monotonic
@@ -108,6 +116,22 @@ def _serialise(data: MetricsData) -> Iterator[dict[str, Any]]:
                             "attributes": dict(np.attributes or {}),
                             "value": np.value,
                         }
+
+
+def _exemplars(exemplars: Any, bounds: Any) -> dict[str, dict[str, Any]]:
+    """The latest exemplar with a trace per bucket (index as a string key, for JSON)."""
+    by_bucket: dict[str, dict[str, Any]] = {}
+    for exemplar in exemplars or ():
+        if not exemplar.trace_id:
+            continue
+        index = str(bisect.bisect_left(list(bounds), exemplar.value))
+        by_bucket[index] = {
+            "trace_id": format(exemplar.trace_id, "032x"),
+            "span_id": format(exemplar.span_id or 0, "016x"),
+            "value": float(exemplar.value),
+            "time": exemplar.time_unix_nano / 1e9,
+        }
+    return by_bucket
 
 
 def _write_atomically(path: Path, document: dict[str, Any]) -> None:
@@ -132,6 +156,10 @@ def _add(into: dict[tuple[Any, ...], dict[str, Any]], point: dict[str, Any]) -> 
         ]
         current["sum"] += point["sum"]
         current["count"] += point["count"]
+        exemplars = current.setdefault("exemplars", {})
+        for index, exemplar in (point.get("exemplars") or {}).items():
+            if index not in exemplars or exemplars[index]["time"] < exemplar["time"]:
+                exemplars[index] = exemplar
     elif point["kind"] == "counter":
         current["value"] += point["value"]
     elif point["kind"] == "gauge":
@@ -237,11 +265,18 @@ def _family(points: list[dict[str, Any]]) -> Metric:
         family = HistogramMetricFamily(name, help_text, labels=label_names)
         for p in points:
             cumulative, buckets = 0, []
-            for bound, count in zip([*p["bounds"], float("inf")], p["buckets"], strict=True):
+            exemplars = p.get("exemplars") or {}
+            bounds = [*p["bounds"], float("inf")]
+            for index, (bound, count) in enumerate(zip(bounds, p["buckets"], strict=True)):
                 cumulative += count
-                buckets.append(
-                    ("+Inf" if bound == float("inf") else repr(float(bound)), cumulative)
-                )
+                label = "+Inf" if bound == float("inf") else repr(float(bound))
+                exemplar = exemplars.get(str(index))
+                if exemplar is None:
+                    buckets.append((label, cumulative))
+                else:
+                    ids = {"trace_id": exemplar["trace_id"], "span_id": exemplar["span_id"]}
+                    example = Exemplar(ids, exemplar["value"], exemplar["time"])
+                    buckets.append((label, cumulative, example))  # type: ignore[arg-type]
             family.add_metric(values(p), buckets, p["sum"])
     elif first["kind"] == "counter":
         family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=label_names)
