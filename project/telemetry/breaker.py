@@ -26,12 +26,15 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-__all__ = ["COOL_DOWN", "BreakerMetricExporter", "BreakerSampler", "BreakerSpanExporter"]
+__all__ = ["COOL_DOWN", "Breaker", "BreakerMetricExporter", "BreakerSampler", "BreakerSpanExporter"]
 
 COOL_DOWN = 15.0  # seconds exports are dropped after a failure
 
 
-class _Breaker:
+class Breaker:
+    """Open for ``cool_down`` seconds after a failed export; shared by exporters that talk to
+    the same collector."""
+
     def __init__(self, cool_down: float) -> None:
         self.cool_down = cool_down
         self.open_until = 0.0
@@ -46,7 +49,7 @@ class _Breaker:
 class BreakerSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, cool_down: float = COOL_DOWN) -> None:
         self.inner = inner
-        self.breaker = _Breaker(cool_down)
+        self.breaker = Breaker(cool_down)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.breaker.closed():
@@ -69,7 +72,7 @@ class BreakerMetricExporter(MetricExporter):
             preferred_aggregation=inner._preferred_aggregation,
         )
         self.inner = inner
-        self.breaker = _Breaker(cool_down)
+        self.breaker = Breaker(cool_down)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any

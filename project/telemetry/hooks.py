@@ -11,7 +11,9 @@ stock span is the current one, add:
 * on each attempt's span: task id, name, queue, priority, retry count, attempt number, outcome;
 * on a retried attempt: error status, the exception, and a ``task.retry`` event (the stock
   instrumentation leaves a retried attempt looking successful);
-* the task metrics of :mod:`project.telemetry.metrics`, with bounded attributes.
+* the task metrics of :mod:`project.telemetry.metrics`, with bounded attributes;
+* OpenTelemetry's messaging conventions on the publish and process spans, and their metrics
+  (:mod:`project.telemetry.messaging`).
 
 The pipeline calls them and never lets one raise: telemetry never fails a task.
 """
@@ -28,6 +30,14 @@ from opentelemetry.trace import Status, StatusCode
 
 from project.broker.queues import PUBLISHED_AT_HEADER
 from project.enqueue.aggregation import link_members
+from project.telemetry.messaging import (
+    MessagingMetrics,
+    consumer_group,
+    mark_process,
+    mark_send,
+    process_attributes,
+    send_attributes,
+)
 from project.telemetry.metrics import TaskMetrics
 from project.workflows.state import HEADER_WORKFLOW_ID
 
@@ -44,9 +54,14 @@ def _queue_of(request: Any) -> str:
 class TaskTelemetry:
     """The kit's task hooks for one process (made by ``setup_telemetry``)."""
 
-    def __init__(self, metrics: TaskMetrics) -> None:
+    def __init__(
+        self, metrics: TaskMetrics, messaging: MessagingMetrics, rename: bool = False
+    ) -> None:
         self.metrics = metrics
+        self.messaging = messaging
+        self.rename = rename  # OTEL_SEMCONV_STABILITY_OPT_IN=messaging: the conventions' names
         self._started: dict[str, float] = {}
+        self._group: str | None = None  # this worker's consumer group, found on first use
 
     # -- producer ----------------------------------------------------------------------------
 
@@ -54,9 +69,14 @@ class TaskTelemetry:
         self, sender: str, headers: dict[str, Any], routing_key: str | None = None
     ) -> None:
         _mark_workflow(headers.get(HEADER_WORKFLOW_ID))
+        queue = str(routing_key or "unknown")
+        span = trace.get_current_span()
+        if span.is_recording():
+            mark_send(span, queue, headers.get("id"), self.rename)
+        self.messaging.sent.add(1, send_attributes(queue))  # every message, a retry's too
         if headers.get("retries"):
             return  # a retry's republish is counted by kit.tasks.retried, not as new work
-        attributes = {"task.name": str(sender), "task.queue": str(routing_key or "unknown")}
+        attributes = {"task.name": str(sender), "task.queue": queue}
         self.metrics.enqueued.add(1, attributes)
 
     # -- consumer ----------------------------------------------------------------------------
@@ -72,7 +92,11 @@ class TaskTelemetry:
         span = trace.get_current_span()
         _mark_workflow(request.get(HEADER_WORKFLOW_ID))
         link_members(request)  # an aggregated task links to the members it absorbed
+        if self._group is None:
+            self._group = consumer_group(task.app, request.hostname)
+        self.messaging.consumed.add(1, process_attributes(queue, self._group))
         if span.is_recording():
+            mark_process(span, queue, self._group, task_id, self.rename)
             span.set_attributes(
                 {
                     "task.id": task_id,
@@ -104,26 +128,30 @@ class TaskTelemetry:
                 span.record_exception(reason)
             span.add_event("task.retry", {"task.attempt": int(sender.request.retries or 0) + 1})
             span.set_status(Status(StatusCode.ERROR, f"retrying after {exc_type}"))
-        attributes = self._finish(sender, "retry")
+        attributes = self._finish(sender, "retry", exc_type)
         self.metrics.retried.add(1, {**attributes, "exception.type": exc_type})
 
     def on_failure(self, sender: Any, exception: Any) -> None:
         exc_type = type(exception).__name__ if exception is not None else "unknown"
-        attributes = self._finish(sender, "failure")
+        attributes = self._finish(sender, "failure", exc_type)
         self.metrics.failed.add(1, {**attributes, "exception.type": exc_type})
 
     def on_postrun(self, task: Any) -> None:
         self._started.pop(str(task.request.id), None)
 
-    def _finish(self, task: Any, outcome: str) -> dict[str, str]:
+    def _finish(self, task: Any, outcome: str, error_type: str | None = None) -> dict[str, str]:
         """Record the attempt's duration and outcome; return the task's metric attributes."""
         request = task.request
-        attributes = {"task.name": str(task.name), "task.queue": _queue_of(request)}
+        queue = _queue_of(request)
+        attributes = {"task.name": str(task.name), "task.queue": queue}
         started = self._started.pop(str(request.id), None)
         if started is not None:
-            self.metrics.duration.record(
-                time.perf_counter() - started, {**attributes, "task.outcome": outcome}
-            )
+            elapsed = time.perf_counter() - started
+            self.metrics.duration.record(elapsed, {**attributes, "task.outcome": outcome})
+            process = process_attributes(queue, self._group or "unknown")
+            if error_type is not None:
+                process["error.type"] = error_type
+            self.messaging.process_duration.record(elapsed, process)
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute("task.outcome", outcome)

@@ -38,8 +38,9 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from project.telemetry.breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
+from project.telemetry.messaging import OLD_ATTRIBUTES
 from project.telemetry.redaction import RedactingSpanExporter
-from project.telemetry.settings import TelemetrySettings
+from project.telemetry.settings import SEMCONV_NEW, TelemetrySettings
 
 __all__ = ["Providers", "build_resource", "create_providers", "warn_once_per_process_tree"]
 
@@ -54,6 +55,8 @@ _EXPORT_LOGGERS = (
     "opentelemetry.sdk.metrics._internal.export",
     "opentelemetry.sdk.trace.export",
 )
+
+
 class _OneExportWarning(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
@@ -88,16 +91,21 @@ class Providers:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     exporting: bool = True  # False: no exporter at all, the providers are not installed
+    logger_provider: Any = None  # OTEL_LOGS_EXPORTER=otlp: an SDK LoggerProvider
 
     def flush(self, timeout: float) -> None:
         millis = int(timeout * 1000)
         self.tracer_provider.force_flush(millis)
         self.meter_provider.force_flush(millis)
+        if self.logger_provider is not None:
+            self.logger_provider.force_flush(millis)
 
     def shutdown(self, timeout: float) -> None:
         self.flush(timeout)
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown(timeout_millis=timeout * 1000)
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
 
 
 def _package_version() -> str:
@@ -145,7 +153,8 @@ def _span_exporter(settings: TelemetrySettings) -> SpanExporter | None:
         exporter = HTTPSpanExporter()
     # The breaker outermost: while the collector is down, spans are dropped before redaction
     # copies them.
-    return BreakerSpanExporter(RedactingSpanExporter(exporter))
+    drop = OLD_ATTRIBUTES if settings.semconv == SEMCONV_NEW else frozenset()
+    return BreakerSpanExporter(RedactingSpanExporter(exporter, drop))
 
 
 def _metric_exporter(settings: TelemetrySettings) -> MetricExporter | None:
@@ -197,10 +206,17 @@ def create_providers(
                 metric_exporter, export_interval_millis=settings.metric_export_interval
             )
         )
+    logger_provider = None
+    if settings.logs_exporter != "none":
+        from project.telemetry.otlp_logs import create_logger_provider
+
+        breaker = span_exporter.breaker if isinstance(span_exporter, BreakerSpanExporter) else None
+        logger_provider = create_logger_provider(settings, resource, breaker)
     if span_exporter is None and metric_exporter is None:
         logger.info(
             "OpenTelemetry: no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT); "
             "traces and metrics are not exported"
         )
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    return Providers(tracer_provider, meter_provider, span_exporter is not None or bool(readers))
+    exporting = span_exporter is not None or bool(readers) or logger_provider is not None
+    return Providers(tracer_provider, meter_provider, exporting, logger_provider)

@@ -21,9 +21,10 @@ from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 
 from project.telemetry.hooks import TaskTelemetry
+from project.telemetry.messaging import MessagingMetrics, OperationDurationProcessor
 from project.telemetry.metrics import TaskMetrics, register_worker_gauges
 from project.telemetry.providers import Providers, create_providers
-from project.telemetry.settings import load_telemetry_settings
+from project.telemetry.settings import SEMCONV_NEW, load_telemetry_settings
 
 if TYPE_CHECKING:
     from project.lifecycle.kit import Kit
@@ -39,6 +40,7 @@ class _ProcessTelemetry:
     providers: Providers
     hooks: TaskTelemetry
     flush_timeout: float
+    log_handler: logging.Handler | None = None
 
 
 _state: _ProcessTelemetry | None = None
@@ -82,10 +84,18 @@ def setup_telemetry(
     # After the stock instrumentation's receiver: its span is current in before_publish.
     celery_hooks.move_publish_receiver_last()
     meter = providers.meter_provider.get_meter("project")
-    hooks = TaskTelemetry(TaskMetrics(meter))
+    messaging = MessagingMetrics(meter)
+    providers.tracer_provider.add_span_processor(OperationDurationProcessor(messaging))
+    hooks = TaskTelemetry(TaskMetrics(meter), messaging, rename=settings.semconv == SEMCONV_NEW)
     if role == "worker" and kit is not None:
         register_worker_gauges(meter, kit.redis, kit.settings.broker.queue_weights)
-    _state = _ProcessTelemetry(os.getpid(), providers, hooks, settings.flush_timeout)
+    handler: logging.Handler | None = None
+    if providers.logger_provider is not None:
+        from project.telemetry.otlp_logs import KitLoggingHandler
+
+        handler = KitLoggingHandler(providers.logger_provider)
+        logging.getLogger().addHandler(handler)
+    _state = _ProcessTelemetry(os.getpid(), providers, hooks, settings.flush_timeout, handler)
     return providers
 
 
@@ -95,6 +105,8 @@ def shutdown_telemetry() -> None:
     state, _state = _state, None
     if state is None or state.pid != os.getpid():
         return
+    if state.log_handler is not None:
+        logging.getLogger().removeHandler(state.log_handler)
     try:
         state.providers.shutdown(state.flush_timeout)
     except Exception:

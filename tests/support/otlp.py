@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -55,6 +56,17 @@ class MetricPoint:
     value: float  # sum or gauge value; for histograms the count of observations
     kind: str
     resource: dict[str, Any] = field(default_factory=dict)
+    exemplar_trace_ids: list[str] = field(default_factory=list)  # hex, histograms only
+
+
+@dataclass
+class LogRecord:
+    body: Any
+    severity: str
+    trace_id: str  # hex, "" outside a span
+    span_id: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
@@ -75,6 +87,15 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
+class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, sink: OTLPReceiver) -> None:
+        self.sink = sink
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.sink._add_logs(request)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 class OTLPReceiver:
     """gRPC server on a free loopback port; ``endpoint`` goes in OTEL_EXPORTER_OTLP_ENDPOINT."""
 
@@ -82,9 +103,11 @@ class OTLPReceiver:
         self._lock = threading.Lock()
         self.spans: list[Span] = []
         self.metric_requests: list[Any] = []
+        self.logs: list[LogRecord] = []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(self), self.server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self.server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(self), self.server)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
 
     @property
@@ -122,6 +145,27 @@ class OTLPReceiver:
                     )
         with self._lock:
             self.spans.extend(decoded)
+
+    def _add_logs(self, request: Any) -> None:
+        decoded = [
+            LogRecord(
+                body=any_value(record.body),
+                severity=record.severity_text,
+                trace_id=record.trace_id.hex(),
+                span_id=record.span_id.hex(),
+                attributes=_attributes(record.attributes),
+                resource=_attributes(resource_logs.resource.attributes),
+            )
+            for resource_logs in request.resource_logs
+            for scope in resource_logs.scope_logs
+            for record in scope.log_records
+        ]
+        with self._lock:
+            self.logs.extend(decoded)
+
+    def log_records(self) -> list[LogRecord]:
+        with self._lock:
+            return list(self.logs)
 
     def _add_metrics(self, request: Any) -> None:
         with self._lock:
@@ -193,10 +237,11 @@ def _points(metric: Any, resource: dict[str, Any]) -> Iterator[MetricPoint]:
     data = getattr(metric, kind)
     for point in data.data_points:
         attributes = _attributes(point.attributes)
+        exemplars = [e.trace_id.hex() for e in point.exemplars if e.trace_id]
         if kind == "histogram":
             value = float(point.count)
         elif point.WhichOneof("value") == "as_int":
             value = float(point.as_int)
         else:
             value = float(point.as_double)
-        yield MetricPoint(metric.name, attributes, value, kind, resource)
+        yield MetricPoint(metric.name, attributes, value, kind, resource, exemplars)

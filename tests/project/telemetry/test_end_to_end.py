@@ -1,5 +1,6 @@
 """One trace from a Flask request through a chain with a group and a retry, read back from a
-real OTLP receiver, with the task metrics the same processes exported."""
+real OTLP receiver, with the task metrics (exemplars included), the messaging conventions'
+attributes and metrics, and the log records the same processes exported."""
 
 from __future__ import annotations
 
@@ -13,6 +14,26 @@ from tests.support.polling import eventually
 from tests.support.webapps import ExampleServer
 
 EMAIL = "ada.lovelace@example.com"
+PRODUCER, CONSUMER = 4, 5  # span kinds
+
+
+def _assert_messaging(span: Span) -> None:
+    """The conventions' attributes on a publish or process span, beside the stock ones."""
+    a = span.attributes
+    assert a["messaging.system"] == "redis", span.name
+    queue = a["messaging.destination.name"]
+    assert queue in ("default", "low", "high"), span.name
+    if span.kind == PRODUCER:
+        assert (a["messaging.operation.type"], a["messaging.operation.name"]) == ("send", "send")
+        assert a["messaging.message.id"]
+    else:
+        assert (a["messaging.operation.type"], a["messaging.operation.name"]) == (
+            "process",
+            "process",
+        )
+        assert a["messaging.message.id"] == a["task.id"]
+        assert a["messaging.consumer.group.name"]
+    assert "celery.action" in a  # the stock attributes stay
 
 
 def _by_name(spans: list[Span], name: str) -> list[Span]:
@@ -33,7 +54,12 @@ def test_one_trace_from_request_through_chain_group_retry_and_metrics(
 ) -> None:
     from project import app
 
-    env = telemetry_env(receiver, KIT_IMPORTS="tests.support.tasks,examples.signup_tasks")
+    env = telemetry_env(
+        receiver,
+        KIT_IMPORTS="tests.support.tasks,examples.signup_tasks",
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_BLRP_SCHEDULE_DELAY="100",
+    )
     worker = start_worker(concurrency=2, env=env)
     flask = ExampleServer("examples.flask_app", env)
     try:
@@ -86,6 +112,17 @@ def test_one_trace_from_request_through_chain_group_retry_and_metrics(
     assert run_d.attributes["task.name"] == "signup:notify_team"
     assert run_d.attributes["task.priority"] == 5
 
+    # The messaging conventions on every publish and process span; the stock names stay
+    # (OTEL_SEMCONV_STABILITY_OPT_IN unset: both).
+    publishes = [s for s in spans if s.kind == PRODUCER]
+    processes = [s for s in spans if s.kind == CONSUMER]
+    assert len(publishes) == 5 and len(processes) == 5  # a, b (twice: a retry), c, d
+    for span in publishes + processes:
+        _assert_messaging(span)
+        assert span.name.startswith("apply_async/" if span.kind == PRODUCER else "run/")
+        assert "messaging.destination" in span.attributes  # the old name, kept in dup mode
+    assert run_d.attributes["messaging.destination.name"] == "low"
+
     # No e-mail address anywhere, though the address was an argument and in an error message.
     for span in spans:
         for value in _all_attribute_values(span):
@@ -106,3 +143,68 @@ def test_one_trace_from_request_through_chain_group_retry_and_metrics(
     assert metric_total("kit.task.queue_wait") == 5
     retried = receiver.latest("kit.tasks.retried")
     assert {p.attributes["exception.type"] for p in retried.values()} == {"TransientError"}
+
+    # The conventions' metrics: every message (the retry's too), every delivery.
+    eventually(lambda: metric_total("messaging.process.duration") >= 5, 30)
+    assert metric_total("messaging.client.sent.messages") == 5
+    assert metric_total("messaging.client.consumed.messages") == 5
+    assert metric_total("messaging.process.duration") == 5
+    assert metric_total("messaging.process.duration", **{"error.type": "TransientError"}) == 1
+    assert metric_total("messaging.client.operation.duration") == 5
+    assert metric_total("messaging.client.sent.messages", **{"messaging.destination.name": "low"})
+    for point in receiver.latest("messaging.client.consumed.messages").values():
+        assert point.attributes["messaging.system"] == "redis"
+        assert point.attributes["messaging.operation.name"] == "process"
+
+    # Exemplars: a duration and a queue-wait observation lead to this very trace.
+    for name in ("kit.task.duration", "kit.task.queue_wait"):
+        traces = {
+            t for p in receiver.metric_points() if p.name == name for t in p.exemplar_trace_ids
+        }
+        assert request_span.trace_id in traces, name
+
+    # Log records over OTLP (OTEL_LOGS_EXPORTER=otlp), each task's with its trace and span.
+    run_ids = {span.span_id for span in processes}
+
+    def task_logs() -> list[Any]:
+        return [r for r in receiver.log_records() if r.span_id in run_ids]
+
+    eventually(lambda: len({r.span_id for r in task_logs()}) >= 5, 30)
+    for record in task_logs():
+        assert record.trace_id == request_span.trace_id
+        assert "@example.com" not in str(record.body)
+
+
+@pytest.mark.e2e
+def test_semconv_opt_in_messaging_names_spans_by_the_conventions_and_drops_old_attributes(
+    receiver: OTLPReceiver, start_worker: Any
+) -> None:
+    from project import app
+
+    env = telemetry_env(
+        receiver,
+        KIT_IMPORTS="tests.support.tasks,examples.signup_tasks",
+        OTEL_SEMCONV_STABILITY_OPT_IN="http,messaging",
+    )
+    worker = start_worker(concurrency=1, env=env)
+    flask = ExampleServer("examples.flask_app", env)
+    try:
+        status, body = flask.post("/signup", {"email": EMAIL})
+        assert status == 202
+        assert app.AsyncResult(body["workflow_id"]).get(timeout=60).startswith("trial:")
+    finally:
+        flask.stop()
+        worker.stop()
+    spans = receiver.wait_for_spans(
+        lambda spans: (
+            len([s for s in spans if s.kind == CONSUMER]) >= 4
+            and len([s for s in spans if s.kind == PRODUCER]) >= 4
+        )
+    )
+    messaging = [s for s in spans if s.kind in (PRODUCER, CONSUMER)]
+    for span in messaging:
+        _assert_messaging(span)
+        operation = "send" if span.kind == PRODUCER else "process"
+        assert span.name == f"{operation} {span.attributes['messaging.destination.name']}"
+        assert not {"messaging.destination", "messaging.destination_kind"} & set(span.attributes)
+    assert {s.name for s in messaging} >= {"send default", "process default", "process low"}
