@@ -111,8 +111,13 @@ class QueueProbe:
 
     @classmethod
     def discover(cls, client: redis.Redis) -> QueueProbe:
-        """Watch every list present after the pre-load: the queues the messages went to."""
-        keys = [key for key in client.scan_iter(count=1000) if client.type(key) == b"list"]
+        """Watch every list present after the pre-load: the queues the messages went to (not the
+        kit's own lists, such as its queues' bells, which hold no messages)."""
+        keys = [
+            key
+            for key in client.scan_iter(count=1000)
+            if client.type(key) == b"list" and not key.startswith(b"kit:")
+        ]
         return cls(client, sorted(keys))
 
     @classmethod

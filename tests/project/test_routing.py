@@ -8,10 +8,11 @@ import pytest
 
 
 def _queued(redis: Any) -> dict[str, int]:
-    """Messages waiting per queue (kombu keeps a list per queue and priority)."""
+    """Messages waiting per queue (kombu keeps a list per queue and priority; the kit's own
+    lists, such as the queues' bells, hold no messages)."""
     counts: dict[str, int] = {}
     for key in redis.keys("*"):
-        if key.startswith("_kombu") or redis.type(key) != "list":
+        if key.startswith(("_kombu", "kit:")) or redis.type(key) != "list":
             continue
         queue = key.split("\x06\x16")[0]
         counts[queue] = counts.get(queue, 0) + redis.llen(key)
