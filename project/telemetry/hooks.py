@@ -33,9 +33,9 @@ from project.enqueue.aggregation import link_members
 from project.telemetry.messaging import (
     MessagingMetrics,
     consumer_group,
-    mark_process,
     mark_send,
     process_attributes,
+    process_span_attributes,
     send_attributes,
 )
 from project.telemetry.metrics import TaskMetrics
@@ -96,9 +96,11 @@ class TaskTelemetry:
             self._group = consumer_group(task.app, request.hostname)
         self.messaging.consumed.add(1, process_attributes(queue, self._group))
         if span.is_recording():
-            mark_process(span, queue, self._group, task_id, self.rename)
+            if self.rename:
+                span.update_name(f"process {queue}")
             span.set_attributes(
                 {
+                    **process_span_attributes(queue, self._group, task_id),
                     "task.id": task_id,
                     "task.name": task.name,
                     "task.queue": queue,
@@ -150,7 +152,7 @@ class TaskTelemetry:
             self.metrics.duration.record(elapsed, {**attributes, "task.outcome": outcome})
             process = process_attributes(queue, self._group or "unknown")
             if error_type is not None:
-                process["error.type"] = error_type
+                process = {**process, "error.type": error_type}  # the cached dict stays as is
             self.messaging.process_duration.record(elapsed, process)
         span = trace.get_current_span()
         if span.is_recording():

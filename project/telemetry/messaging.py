@@ -16,6 +16,7 @@ the stock instrumentation's and stay in both modes.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry.context import Context
@@ -34,6 +35,9 @@ __all__ = [
     "consumer_group",
     "mark_process",
     "mark_send",
+    "process_attributes",
+    "process_span_attributes",
+    "send_attributes",
 ]
 
 SYSTEM = "redis"  # the broker: messages are Redis lists (Celery is the client library)
@@ -76,6 +80,7 @@ class MessagingMetrics:
         )
 
 
+@lru_cache(maxsize=256)  # a handful of queues: built once, not per message (never mutated)
 def send_attributes(queue: str) -> dict[str, str]:
     return {
         "messaging.operation.name": "send",
@@ -84,6 +89,7 @@ def send_attributes(queue: str) -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=256)
 def process_attributes(queue: str, group: str) -> dict[str, str]:
     return {
         "messaging.operation.name": "process",
@@ -106,14 +112,17 @@ def mark_send(span: ApiSpan, queue: str, message_id: Any, rename: bool) -> None:
         span.update_name(f"send {queue}")
 
 
+def process_span_attributes(queue: str, group: str, message_id: str) -> dict[str, str]:
+    """The process span's attributes: set with the task's own in one call (one lock)."""
+    return {
+        **process_attributes(queue, group),
+        "messaging.operation.type": "process",
+        "messaging.message.id": message_id,
+    }
+
+
 def mark_process(span: ApiSpan, queue: str, group: str, message_id: str, rename: bool) -> None:
-    span.set_attributes(
-        {
-            **process_attributes(queue, group),
-            "messaging.operation.type": "process",
-            "messaging.message.id": message_id,
-        }
-    )
+    span.set_attributes(process_span_attributes(queue, group, message_id))
     if rename:
         span.update_name(f"process {queue}")
 
