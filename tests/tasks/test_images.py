@@ -16,9 +16,9 @@ from project.lifecycle.kit import default_kit
 from project.retries.archive import ArchivedTask, Reason
 from project.storage import LocalStorage
 from tasks.images.tasks import compress, resize, thumbnail, watermark
-from tests.tasks.images.test_jobs import hostile_files
 from tests.support import images as gen
 from tests.support.polling import eventually
+from tests.tasks.images.test_jobs import hostile_files
 
 TIMEOUT = 30
 
