@@ -24,7 +24,7 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Span as ApiSpan
 
-from project.telemetry.metrics import DURATION_BUCKETS
+from project.telemetry.metrics import seconds_histogram
 
 __all__ = [
     "MESSAGING_METRIC_NAMES",
@@ -66,17 +66,13 @@ class MessagingMetrics:
             unit="{message}",
             description="Messages delivered to a task",
         )
-        self.process_duration = meter.create_histogram(
+        self.process_duration = seconds_histogram(
+            meter,
             "messaging.process.duration",
-            unit="s",
-            description="Time a task attempt took to process its message",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "Time a task attempt took to process its message",
         )
-        self.operation_duration = meter.create_histogram(
-            "messaging.client.operation.duration",
-            unit="s",
-            description="Time a publish took",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        self.operation_duration = seconds_histogram(
+            meter, "messaging.client.operation.duration", "Time a publish took"
         )
 
 
