@@ -49,10 +49,10 @@ from project.broker.queues import StrictCycle, WeightedCycle
 __all__ = ["SENTINEL_TRANSPORT", "TRANSPORT", "Channel", "QoS", "SentinelTransport", "Transport"]
 
 TRANSPORT = "project.broker.transport:Transport"
-#: At most this many idle workers are woken per queue by one pipelined batch of publishes.
-BELLS_PER_FLUSH = 32
 #: The same behaviour on kombu's Sentinel transport (``sentinel://`` URLs).
 SENTINEL_TRANSPORT = "project.broker.transport:SentinelTransport"
+#: At most this many idle workers are woken per queue by one pipelined batch of publishes.
+BELLS_PER_FLUSH = 32
 
 logger = logging.getLogger(__name__)
 
@@ -246,10 +246,12 @@ class Channel(redis.Channel):
         return message
 
     def create_publish_batch(self, max_size: int) -> PublishBatch:
+        """kombu's batch, which rings each queue's bell once per flush (see :meth:`_put`)."""
         return PublishBatch(self, max_size)
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        """kombu's publish, then the queue's bell, in the same round trip."""
+        """kombu's publish, then the queue's bell (after the message, so a worker it wakes
+        finds it): in the same round trip, or at the batch's flush."""
         batch = kwargs.get("_publish_batch")
         if isinstance(batch, PublishBatch):
             super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
