@@ -72,10 +72,7 @@ def test_a_conftest_that_makes_the_app_at_import_gets_the_private_redis(
     # A common conftest: it imports the project's tasks, which makes project.app, before any
     # pytest_configure has run.
     (tmp_path / "conftest.py").write_text(
-        "import project\n\n"
-        "@project.app.task(name='made:early')\n"
-        "def early(x):\n"
-        "    return x * 2\n"
+        "import project\n\n@project.app.task(name='made:early')\ndef early(x):\n    return x * 2\n"
     )
     (tmp_path / "test_early.py").write_text(
         "from conftest import early\n"
