@@ -109,7 +109,10 @@ def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
         driver.get(f"{base}/workers")
         WebDriverWait(driver, 60).until(lambda d: node in d.page_source)
         driver.get(f"{base}/tasks")
-        WebDriverWait(driver, 60).until(lambda d: result.id in d.page_source or d.refresh())
+        # Flower fills a row's columns as the task's events arrive: wait for id and name both.
+        WebDriverWait(driver, 60).until(
+            lambda d: (result.id in d.page_source and "tests.add" in d.page_source) or d.refresh()
+        )
         assert "tests.add" in driver.find_element(By.TAG_NAME, "body").text
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "flower-tasks.png"

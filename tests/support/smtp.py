@@ -88,7 +88,11 @@ class SMTPServer:
             options.update(tls_context=tls_context, require_starttls=True)
         if credentials is not None:
             options.update(authenticator=_authenticator(credentials), auth_required=True)
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
+        # A busy 2-CPU machine (the whole suite running) can take more than aiosmtpd's default
+        # 5 s to answer the controller's start-up probe.
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=30, **options
+        )
 
     def start(self) -> SMTPServer:
         self.controller.start()
