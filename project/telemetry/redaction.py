@@ -40,8 +40,12 @@ _PAIR = re.compile(
     r"(\s*[=:]\s*|\"\s*:\s*\"|'\s*:\s*')[^\s&,;'\"]+"
 )
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w])")
-# One pass decides whether a text needs any of the substitutions (most need none).
-_SUSPECT = re.compile(r"@|(?i:bearer|basic|pass|pwd|secret|token|key)|\d(?:[ -]?\d){12}")
+_KEYWORDS = ("bearer", "basic", "pass", "pwd", "secret", "token", "key")
+# Thirteen digits, single spaces or hyphens between them allowed: the shortest card.
+_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12}")
+_MAX_CACHED = 4096  # distinct attribute values remembered (task and queue names, hosts, ...)
+_MAX_CACHED_LENGTH = 256  # longer values (messages, tracebacks) are scanned each time
+_cache: dict[str, str] = {}  # value -> its redacted form; written by the export thread
 
 
 def _luhn(digits: str) -> bool:
@@ -59,65 +63,101 @@ def _card(match: re.Match[str]) -> str:
     return REDACTED_CARD if _luhn(digits) else match.group(0)
 
 
+def _suspect(text: str) -> bool:
+    """Whether ``text`` may hold a secret: substring tests first (every secret but a card has
+    an ``@`` or a keyword), the digit run last, so a clean text costs a few C-level scans
+    instead of a regex tried at every position."""
+    if "@" in text:
+        return True
+    lowered = text.lower()
+    for word in _KEYWORDS:
+        if word in lowered:
+            return True
+    return _DIGIT_RUN.search(text) is not None
+
+
 def redact_text(text: str) -> str:
     """``text`` with every recognised secret replaced (``text`` itself when there is none)."""
-    if not _SUSPECT.search(text):
+    if not _suspect(text):
         return text
-    text = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED_SECRET}@", text)
-    text = _EMAIL.sub(REDACTED_EMAIL, text)
+    if "@" in text:  # addresses and URL credentials both need one
+        if "://" in text:
+            text = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED_SECRET}@", text)
+        text = _EMAIL.sub(REDACTED_EMAIL, text)
     text = _BEARER.sub(rf"\1 {REDACTED_SECRET}", text)
     text = _PAIR.sub(rf"\1\2{REDACTED_SECRET}", text)
     return _CARD.sub(_card, text)
 
 
+def _redact_string(text: str) -> str:
+    """:func:`redact_text`, remembered for short values: a span repeats most of its values
+    (names, queue, host, delivery info) from the span before, and its id three times."""
+    known = _cache.get(text)
+    if known is not None:
+        return known
+    redacted = redact_text(text)
+    if len(text) <= _MAX_CACHED_LENGTH:
+        if len(_cache) >= _MAX_CACHED:
+            _cache.clear()  # bounded; the values in use come back within a span or two
+        _cache[text] = redacted
+    return redacted
+
+
 def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
+    """Only strings can hold a secret: numbers and booleans pass as they are."""
+    kind = type(value)
+    if kind is str:
+        return _redact_string(value)
+    if kind is int or kind is float or kind is bool:
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        items = tuple(_redact_value(v) for v in value)
+        return value if items == tuple(value) else items
+    if isinstance(value, str):  # a str subclass
         return redact_text(value)
-    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return tuple(_redact_value(v) for v in value)
     return value
 
 
-def _redact_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {key: _redact_value(value) for key, value in (attributes or {}).items()}
-
-
-def _suspect(value: Any) -> bool:
-    if isinstance(value, str):
-        return _SUSPECT.search(value) is not None
-    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return any(_suspect(v) for v in value)
-    return False
-
-
-def _needs_redaction(span: ReadableSpan) -> bool:
-    def suspect(attributes: Mapping[str, Any] | None) -> bool:
-        return any(_suspect(v) for v in (attributes or {}).values())
-
-    return (
-        suspect(span.attributes)
-        or any(suspect(event.attributes) for event in span.events)
-        or _suspect(span.status.description or "")
-    )
+def _redact_attributes(
+    attributes: Mapping[str, Any] | None, drop: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
+    """The attributes redacted and without ``drop``; ``None`` when that changes nothing (one
+    pass over the values, no copy in the common case)."""
+    if not attributes:
+        return None
+    result: dict[str, Any] | None = None
+    for index, (key, value) in enumerate(attributes.items()):
+        redacted = _redact_value(value)
+        changed = redacted is not value and redacted != value  # a cached equal string
+        if result is None and (changed or key in drop):
+            result = {k: v for k, v in list(attributes.items())[:index] if k not in drop}
+        if result is not None and key not in drop:
+            result[key] = redacted
+    return result
 
 
 def redact_span(span: ReadableSpan, drop: frozenset[str] = frozenset()) -> ReadableSpan:
-    """The span itself when clean (the common case costs one scan), else a redacted copy.
+    """The span itself when clean (the common case costs one pass), else a redacted copy.
     ``drop``: attribute names left out of the copy (old semantic conventions)."""
-    dropping = bool(drop) and any(key in drop for key in span.attributes or {})
-    if not dropping and not _needs_redaction(span):
+    attributes = _redact_attributes(span.attributes, drop)
+    events = [_redact_attributes(event.attributes) for event in span.events]
+    description = span.status.description
+    status = redact_text(description) if description else description
+    if attributes is None and status == description and all(e is None for e in events):
         return span
-    attributes = {k: v for k, v in (span.attributes or {}).items() if k not in drop}
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=_redact_attributes(attributes),
-        events=[Event(e.name, _redact_attributes(e.attributes), e.timestamp) for e in span.events],
+        attributes=dict(span.attributes or {}) if attributes is None else attributes,
+        events=[
+            e if redacted is None else Event(e.name, redacted, e.timestamp)
+            for e, redacted in zip(span.events, events, strict=True)
+        ],
         links=span.links,
         kind=span.kind,
-        status=Status(span.status.status_code, redact_text(span.status.description or "") or None),
+        status=Status(span.status.status_code, status or None),
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,

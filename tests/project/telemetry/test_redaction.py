@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from project.telemetry.logs import install_log_correlation
-from project.telemetry.redaction import redact_text
+from project.telemetry.redaction import redact_span, redact_text
 
 SECRETS = [
     ("mail to bob@example.com bounced", "bob@example.com"),
@@ -50,3 +51,30 @@ def test_log_records_are_redacted_where_they_are_made(caplog: pytest.LogCaptureF
     assert "ada@example.com" not in text and ":pw@" not in text
     assert "4111111111111111" not in text
     assert "<card>" in text  # the traceback is kept, redacted
+
+
+def _ended_span(attributes: dict[str, object], event: str | None = None) -> ReadableSpan:
+    events = [] if event is None else [Event("task.retry", {"exception.message": event})]
+    return ReadableSpan(name="run/x", attributes=attributes, events=events)  # type: ignore[arg-type]
+
+
+def test_a_clean_span_is_exported_as_it_is() -> None:
+    span = _ended_span({"task.id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "task.attempt": 1})
+    assert redact_span(span) is span
+
+
+def test_secrets_in_span_attributes_and_events_are_replaced() -> None:
+    span = _ended_span(
+        {"task.queue": "default", "celery.args": ("bob@example.com", 3)},
+        event="login with password=hunter22",
+    )
+    redacted = redact_span(span)
+    assert redacted.attributes == {"task.queue": "default", "celery.args": ("<email>", 3)}
+    assert redacted.events[0].attributes == {"exception.message": "login with password=<secret>"}
+
+
+def test_dropped_attributes_leave_the_copy() -> None:
+    span = _ended_span({"messaging.destination": "default", "task.queue": "default"})
+    assert redact_span(span, frozenset({"messaging.destination"})).attributes == {
+        "task.queue": "default"
+    }
