@@ -37,8 +37,9 @@ class KitGroup(click.Group):
         from importlib.metadata import entry_points
 
         from project.cli.ops import archived, queue, stats, task
+        from project.cli.web import web
 
-        for command in (stats, archived, queue, task):
+        for command in (stats, archived, queue, task, web):
             self.add_command(command)
         for entry in entry_points(group=COMMANDS_GROUP):
             for command in entry.load():

@@ -26,7 +26,16 @@ import redis
 from project import keys
 from project.lifecycle.middleware import Middleware
 
-__all__ = ["FLUSH_INTERVAL", "OUTCOMES", "RETENTION", "Counters", "Tally", "record", "totals"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "OUTCOMES",
+    "RETENTION",
+    "Counters",
+    "Tally",
+    "per_minute",
+    "record",
+    "totals",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +123,22 @@ def totals(
             start = (qi * len(OUTCOMES) + oi) * per
             result[queue][outcome] = sum(int(v) for v in values[start : start + per] if v)
     return result
+
+
+def per_minute(
+    client: redis.Redis, queues: Iterable[str], minutes: int, now: float | None = None
+) -> dict[str, list[int]]:
+    """Per outcome: the count of each of the last ``minutes`` minutes, oldest first, summed
+    over ``queues`` (the console's chart); the current, unfinished minute is the last."""
+    last = int((time.time() if now is None else now) // BUCKET)
+    buckets = range(last - minutes + 1, last + 1)
+    names = list(queues)
+    wanted = [keys.stats(o, q, b) for o in OUTCOMES for b in buckets for q in names]
+    values = iter(client.mget(wanted) if wanted else [])
+    return {
+        outcome: [sum(int(next(values) or 0) for _ in names) for _ in buckets]
+        for outcome in OUTCOMES
+    }
 
 
 class Counters(Middleware):
