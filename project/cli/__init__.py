@@ -74,9 +74,9 @@ def main() -> None:
 
 @main.command()
 def up() -> None:
-    """Run Redis (embedded if none answers at REDIS_URL), a worker, beat and Flower.
+    """Run Redis (embedded if none answers at REDIS_URL), a worker, beat, Flower and the console.
 
-    Ctrl-C stops beat, Flower, the worker (warm shutdown) and Redis, in that order.
+    Ctrl-C stops beat, Flower, the console, the worker (warm shutdown) and Redis, in that order.
     """
     from project.up.supervisor import Supervisor
 

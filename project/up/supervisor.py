@@ -1,4 +1,5 @@
-"""``kit up``: Redis (embedded when none answers), a worker, beat and Flower, stopped in order.
+"""``kit up``: Redis (embedded when none answers), a worker, beat, Flower and the console
+(``kit web``), stopped in order.
 
 Start-up: use ``REDIS_URL`` when something answers there; when the URL is local and nothing
 answers, start an embedded Redis with AOF under ``$KIT_STATE_DIR/redis``. Then take two locks so
@@ -7,7 +8,8 @@ schedule): a file lock for this state directory, and a Redis lock for this broke
 lock of a ``kit up`` that crashed is taken over at once when its process is gone from this host
 (:mod:`project.up.holder`); from elsewhere, its TTL frees it, as the refusal says.
 
-Shutdown (Ctrl-C or SIGTERM): beat first (no new scheduled tasks), then Flower, then the worker
+Shutdown (Ctrl-C or SIGTERM): beat first (no new scheduled tasks), then Flower and the console
+(no new actions on tasks), then the worker
 with a warm shutdown (running tasks finish or go back to Redis, ETA tasks held in memory are
 restored), and Redis last, whose SIGTERM handler fsyncs the AOF. No queued task is lost.
 Every child, the embedded Redis included, runs in a session of its own: a terminal's Ctrl-C
@@ -36,6 +38,8 @@ import redis
 from project import keys
 from project.broker.connections import connect
 from project.broker.urls import redacted as redacted_url
+from project.config.env import Env
+from project.console.settings import ConsoleSettings
 from project.coordination.locks import RedisLock
 from project.errors import AlreadyRunningError, RedisUnavailableError
 from project.settings import Settings
@@ -56,13 +60,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class _Child:
-    """A celery subprocess whose output is relayed with a prefix."""
+#: How children are started: celery's command line, and the kit's own (``kit web``).
+CELERY = [sys.executable, "-m", "celery", "-A", "project"]
+KIT = [sys.executable, "-m", "project.cli"]
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], out: IO[str]) -> None:
+
+class _Child:
+    """A celery (or ``kit``) subprocess whose output is relayed with a prefix."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        out: IO[str],
+        program: list[str] = CELERY,
+    ) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", *args],
+            [*program, *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -239,27 +255,43 @@ class Supervisor:
             beat_db = str(self.state_dir / "celerybeat-schedule")
             self._spawn("beat", ["beat", "--loglevel=INFO", f"--schedule={beat_db}"], env)
             self._spawn("flower", ["flower"], env)
-            self._announce_flower()
+            self._spawn("console", ["web"], env, program=KIT)
+            self._announce()
             return self._watch(lock)
         finally:
             self._stop_children()
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str], program: list[str] = CELERY
+    ) -> None:
         if not self._stop.is_set():  # a Ctrl-C during start-up starts nothing more
-            self.children[name] = _Child(name, args, env, self.out)
+            self.children[name] = _Child(name, args, env, self.out, program)
 
-    def _announce_flower(self) -> None:
-        host, port = self.settings.up.flower_address, self.settings.up.flower_port
+    def _announce(self) -> None:
+        """Say where Flower and the console are once they listen, then that all runs."""
+        console = ConsoleSettings.from_env(Env(os.environ))
+        auth = "KIT_WEB_BASIC_AUTH" if console.credentials_source == "KIT_WEB_BASIC_AUTH" else None
+        listeners = (
+            ("flower", "Flower", self.settings.up.flower_address, self.settings.up.flower_port),
+            ("console", "Console", console.address, console.port),
+        )
+        for name, title, host, port in listeners:
+            if not self._listening(name, host, port):
+                return
+            where = auth if name == "console" and auth else "FLOWER_BASIC_AUTH"
+            self.say(f"{title}: http://{host}:{port}/ (basic auth from {where})")
+        self.say("running; press Ctrl-C to stop")
+
+    def _listening(self, name: str, host: str, port: int) -> bool:
         deadline = time.monotonic() + 60
         while not self._stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
-                self.say(f"Flower: http://{host}:{port}/ (basic auth from FLOWER_BASIC_AUTH)")
-                self.say("running; press Ctrl-C to stop")
-                return
-            flower = self.children.get("flower")
-            if flower is None or flower.process.poll() is not None:
-                return
+                return True
+            child = self.children.get(name)
+            if child is None or child.process.poll() is not None:
+                return False
             self._stop.wait(0.1)
+        return False
 
     def _watch(self, lock: RedisLock) -> int:
         next_refresh = time.monotonic() + LOCK_REFRESH
@@ -276,7 +308,8 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if not self._stop.is_set():
-            self.say(f"{signal.Signals(signum).name}: stopping beat, Flower, worker, then Redis")
+            name = signal.Signals(signum).name
+            self.say(f"{name}: stopping beat, Flower, the console, worker, then Redis")
         self._stop.set()
 
     def _stop_children(self) -> None:
@@ -284,12 +317,13 @@ class Supervisor:
         plans: dict[str, tuple[tuple[signal.Signals, float], ...]] = {
             "beat": ((signal.SIGTERM, CHILD_STOP_MARGIN),),
             "flower": ((signal.SIGTERM, CHILD_STOP_MARGIN),),
+            "console": ((signal.SIGTERM, CHILD_STOP_MARGIN),),
             # Warm shutdown: running tasks get the soft shutdown time to finish. Then a cold
             # one: Celery's soft shutdown gives them that time again, stops them, and their
             # late-acknowledged messages go back to Redis.
             "worker": ((signal.SIGTERM, grace), (signal.SIGQUIT, grace + CHILD_STOP_MARGIN)),
         }
-        for name in ("beat", "flower", "worker"):
+        for name in ("beat", "flower", "console", "worker"):
             child = self.children.pop(name, None)
             if child is not None:
                 code = child.stop(*plans[name])

@@ -1,4 +1,5 @@
-"""`kit up`: embedded Redis, worker, beat and Flower; an orderly Ctrl-C that loses nothing."""
+"""`kit up`: embedded Redis, worker, beat, Flower and the console; an orderly Ctrl-C that loses
+nothing."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def kit_env(tmp_path: Path) -> dict[str, str]:
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens: kit up embeds Redis
         KIT_STATE_DIR=str(tmp_path / "var"),
         FLOWER_PORT=str(free_port()),
+        KIT_WEB_PORT=str(free_port()),
         FLOWER_BASIC_AUTH="admin:correct-horse",
         PYTHONPATH=str(ROOT),
     )
@@ -86,8 +88,8 @@ def _app_for(url: str, **env: str) -> Any:
     return create_app(load_settings({"REDIS_URL": url, **env}))
 
 
-def _flower_status(port: str, auth: str | None) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/workers")
+def _flower_status(port: str, auth: str | None, path: str = "/api/workers") -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
@@ -108,6 +110,9 @@ def test_kit_up_embeds_redis_and_runs_worker_beat_and_flower(
     kit_up.wait_for("[beat]")
     assert _flower_status(kit_env["FLOWER_PORT"], kit_env["FLOWER_BASIC_AUTH"]) == 200
     assert _flower_status(kit_env["FLOWER_PORT"], None) == 401
+    # The console shares Flower's credentials.
+    assert _flower_status(kit_env["KIT_WEB_PORT"], kit_env["FLOWER_BASIC_AUTH"], "/api/cron") == 200
+    assert _flower_status(kit_env["KIT_WEB_PORT"], None, "/api/cron") == 401
 
 
 @pytest.mark.e2e
@@ -139,7 +144,7 @@ def test_ctrl_c_stops_in_order_and_loses_no_queued_task(
     assert kit_up.process.wait(120) == 0
     output = kit_up.output
     lines = [line for line in output.splitlines() if line.startswith("kit: stopped")]
-    assert [line.split()[2] for line in lines] == ["beat", "flower", "worker", "Redis"]
+    assert [line.split()[2] for line in lines] == ["beat", "flower", "console", "worker", "Redis"]
     # Only kit up saw the terminal's SIGINT: the worker's shutdown found its broker up, and
     # Redis stopped on kit up's SIGTERM, after the others (not on the terminal's SIGINT).
     assert "Traceback" not in output and "Error" not in output, output[-3000:]
@@ -208,7 +213,9 @@ def test_a_crashed_kit_ups_lock_is_taken_over_at_once_on_the_same_host(
 
     eventually(old_redis_gone, 30)
     probe.close()
-    again = KitUp(tmp_path, {**kit_env, "FLOWER_PORT": str(free_port())})
+    again = KitUp(
+        tmp_path, {**kit_env, "FLOWER_PORT": str(free_port()), "KIT_WEB_PORT": str(free_port())}
+    )
     try:
         again.wait_for("kit: running", timeout=25)  # well before the lock's 30 s TTL
         assert f"the last kit up (pid {crashed} on this host" in again.output
