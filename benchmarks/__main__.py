@@ -52,7 +52,7 @@ COUNTED: tuple[tuple[str, str, Command], ...] = (
         "producer enqueues/s: apply_async vs enqueue_unique, telemetry off and on",
         enqueue.enqueue,
     ),
-    ("bulk", "producer tasks/s: enqueue_many vs a loop of apply_async (target 10x)", enqueue.bulk),
+    ("bulk", "producer tasks/s: enqueue_many vs a loop of apply_async (target 20x)", enqueue.bulk),
 )
 SCENARIO_HELP = {
     "throughput": "run only this scenario (repeatable); default: all",

@@ -21,7 +21,7 @@ excluded and a run's error is at most one poll interval over its whole length.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,6 +80,7 @@ class Measurement:
     elapsed: float  # seconds on the clock
     startup: float  # seconds from spawning the worker to its first processed task
     polls: int
+    clock_polls: int = 0  # polls after the one that started the clock (its Redis commands)
 
     @property
     def rate(self) -> float:
@@ -94,7 +95,11 @@ class Measurement:
 
 class QueueProbe:
     """The number of messages not yet acknowledged: one Lua script over a fixed set of keys
-    (kombu's queue lists and unacked hash unless told otherwise)."""
+    (kombu's queue lists and unacked hash unless told otherwise).
+
+    :attr:`per_poll` is what one poll costs Redis, by command (``INFO commandstats`` counts
+    the commands a script runs too), so a count of the workers' commands can leave it out.
+    """
 
     def __init__(
         self,
@@ -102,12 +107,15 @@ class QueueProbe:
         queue_keys: Sequence[bytes | str],
         script: str = _REMAINING_SCRIPT,
         extra_keys: Sequence[str] = (UNACKED_KEY,),
+        inner: Mapping[str, int] | None = None,
     ) -> None:
         if not queue_keys:
             raise BenchmarkError("no queue lists to watch: nothing was pre-loaded")
         self.client = client
         self.keys = [*queue_keys, *extra_keys]
         self._script = client.register_script(script)
+        calls = {"hlen": 1, "llen": len(queue_keys)} if inner is None else dict(inner)
+        self.per_poll: dict[str, int] = {"evalsha": 1, **calls}
 
     @classmethod
     def discover(cls, client: redis.Redis) -> QueueProbe:
@@ -122,12 +130,13 @@ class QueueProbe:
 
     @classmethod
     def dramatiq(cls, client: redis.Redis, queue: str) -> QueueProbe:
-        return cls(client, [f"dramatiq:{queue}.msgs"], _DRAMATIQ_SCRIPT, extra_keys=())
+        keys = [f"dramatiq:{queue}.msgs"]
+        return cls(client, keys, _DRAMATIQ_SCRIPT, extra_keys=(), inner={"hlen": 1})
 
     @classmethod
     def rq(cls, client: redis.Redis, queue: str) -> QueueProbe:
         keys = [f"rq:queue:{queue}", f"rq:queue:{queue}:intermediate", f"rq:wip:{queue}"]
-        return cls(client, keys, _RQ_SCRIPT, extra_keys=())
+        return cls(client, keys, _RQ_SCRIPT, extra_keys=(), inner={"llen": 2, "zcard": 1})
 
     def remaining(self) -> int:
         return int(self._script(keys=self.keys))
@@ -140,9 +149,12 @@ def measure(
     *,
     spawned_at: float,
     poll_interval: float = POLL_INTERVAL,
+    on_start: Callable[[], object] = lambda: None,
 ) -> Measurement:
-    """Poll until every pre-loaded task is acknowledged; fail fast if the worker cannot."""
+    """Poll until every pre-loaded task is acknowledged; fail fast if the worker cannot.
+    ``on_start`` is called once, as the clock starts (the Redis command count's snapshot)."""
     started_at: float | None = None
+    start_poll = 0
     done_at_start = 0
     last_remaining = total
     last_progress = time.monotonic()
@@ -152,7 +164,8 @@ def measure(
         now = time.monotonic()
         polls += 1
         if started_at is None and remaining < total:
-            started_at, done_at_start = now, total - remaining
+            started_at, done_at_start, start_poll = now, total - remaining, polls
+            on_start()
         if remaining == 0:
             break
         if remaining < last_remaining:
@@ -172,6 +185,7 @@ def measure(
         elapsed=now - started_at,
         startup=started_at - spawned_at,
         polls=polls,
+        clock_polls=polls - start_poll,
     )
 
 

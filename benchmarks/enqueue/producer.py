@@ -3,10 +3,13 @@ subprocess by :mod:`benchmarks.core.producer`, each returning the seconds it tim
 
 A loop variant first makes :data:`WARMUP` untimed enqueues, which open the connections (and
 Celery's result-backend subscription) before the clock starts, so the rate is the steady-state
-cost of one enqueue, not of the first connect; a bulk variant first publishes one untimed
-batch of :data:`WARMUP`. Arguments are distinct per task (``bench.item(n)``), so no unique
-enqueue is a duplicate. The kit, Dramatiq and RQ are imported inside the functions: the parent
-process imports this module for :data:`WARMUP` only.
+cost of one enqueue, not of the first connect; a bulk variant first publishes one untimed batch
+of :data:`WARMUP`. Arguments are distinct per task (``bench.item(n)``), so no unique enqueue is
+a duplicate. Stock Celery's loop (:func:`plain_apply_async`) is the kit's yardstick: a
+``Celery()`` app on the same Redis, without and with its Redis result backend (the kit's app has
+one, and with it each ``apply_async`` subscribes to the task's result channel). The kit,
+Dramatiq and RQ are imported inside the functions: the parent process imports this module for
+:data:`WARMUP` only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = [
     "enqueue_many",
     "enqueue_many_unique",
     "enqueue_unique",
+    "plain_apply_async",
+    "plain_apply_async_results",
     "rq_enqueue",
 ]
 
@@ -65,6 +70,29 @@ def apply_async(count: int) -> float:
     # No producer= : Celery's producer pool hands the same connection back on every call,
     # which is what a web app's ``task.delay()`` gets.
     return _timed_loop(lambda n: item.apply_async((n,)), count)
+
+
+def _plain_loop(count: int, *, results: bool) -> float:
+    from benchmarks.throughput.plain_app import create_app
+
+    url = os.environ["REDIS_URL"]
+    plain = create_app(url, url if results else None)
+
+    def item(n: int) -> None:
+        """Never runs: no worker."""
+
+    task = plain.task(name="bench.item", shared=False)(item)
+    return _timed_loop(lambda n: task.apply_async((n,)), count)
+
+
+def plain_apply_async(count: int) -> float:
+    """Stock Celery, no result backend (its default)."""
+    return _plain_loop(count, results=False)
+
+
+def plain_apply_async_results(count: int) -> float:
+    """Stock Celery with its Redis result backend on the same Redis."""
+    return _plain_loop(count, results=True)
 
 
 def enqueue_unique(count: int) -> float:

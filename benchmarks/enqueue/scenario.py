@@ -1,16 +1,18 @@
 """Producer-side enqueue rate into Redis, no worker running: what a web request pays to enqueue.
 
-:data:`VARIANTS` (the ``enqueue`` command and the suite): a loop of ``apply_async``, a loop of
-``enqueue_unique`` and one bulk ``enqueue_many`` call, each with telemetry off and on, and
-Dramatiq's ``send`` and RQ's ``enqueue`` on the same Redis as a reference point for what a
-Redis enqueue can cost (they run only when installed). The questions are whether
-``enqueue_unique`` (one ``SET NX PX`` before the publish) keeps at least 0.8 of plain
-``apply_async``'s rate, with telemetry off and with it on, and whether ``enqueue_many`` is 10x
-the loop. :data:`BULK_VARIANTS` (the ``bulk`` command) put ``enqueue_many`` with and without
-``unique=True`` beside the same loop, telemetry off.
+:data:`VARIANTS` (the ``enqueue`` command and the suite): stock Celery's ``apply_async`` loop (a
+plain ``Celery()`` app, without and with a Redis result backend), then the kit's: a loop of
+``apply_async``, a loop of ``enqueue_unique`` and one bulk ``enqueue_many`` call, each with
+telemetry off and on, and Dramatiq's ``send`` and RQ's ``enqueue`` on the same Redis as a
+reference point for what a Redis enqueue can cost (they run only when installed). The questions
+are whether the kit's loop keeps 0.9 of stock Celery's, whether ``enqueue_unique`` (one ``SET NX
+PX`` before the publish) keeps at least 0.8 of ``apply_async``'s rate, with telemetry off and
+with it on, and whether ``enqueue_many`` is 20x the loop. :data:`BULK_VARIANTS` (the ``bulk``
+command) put ``enqueue_many`` with and without ``unique=True`` beside the same loop, telemetry
+off.
 
 Every run is a fresh producer process (:mod:`benchmarks.enqueue.producer`) against an emptied
-Redis, interleaved, and the kit's variants are checked to have published every message. With
+Redis, interleaved, and the Celery variants are checked to have published every message. With
 telemetry on, the producer exports to the local receiver; the spans received per enqueue are
 reported, since a producer whose span queue overflowed (spans dropped) would look cheaper.
 """
@@ -72,6 +74,12 @@ class Variant:
 
 
 VARIANTS: tuple[Variant, ...] = (
+    Variant("plain-apply_async", "plain Celery apply_async", "plain_apply_async"),
+    Variant(
+        "plain-apply_async-results",
+        "plain Celery apply_async, Redis result backend",
+        "plain_apply_async_results",
+    ),
     Variant("apply_async", "Celery apply_async (kit app)", "apply_async"),
     Variant("enqueue_unique", "kit enqueue_unique", "enqueue_unique"),
     Variant(

@@ -2,7 +2,9 @@
 
 A layout is a framework (stock Celery, the kit, Dramatiq, RQ) plus the processes that make up
 its workers on this machine: the command line of each, its environment, and for the kit any
-Celery settings it changes through :mod:`benchmarks.throughput.overrides`. Every framework runs
+Celery settings it changes through :mod:`benchmarks.throughput.overrides` (stock Celery's
+only knob here is a Redis result backend, ``plain-results``: the kit stores results, so the
+fair comparison of Redis work has one too). Every framework runs
 the same task bodies (:mod:`benchmarks.core.bodies`): stock Celery's and the kit's apps are the
 throughput benchmark's (:mod:`benchmarks.throughput.plain_app`,
 :mod:`benchmarks.throughput.kit_tasks`), Dramatiq's actors are
@@ -11,8 +13,12 @@ started with :class:`~benchmarks.core.processes.Worker` in its own process group
 with it.
 
 :data:`LAYOUTS` are the ones the suite runs. :data:`CANDIDATES` are the kit layouts measured to
-choose :data:`RECOMMENDED` (run them with ``python -m benchmarks all --only processing
---layout KEY``); the README records the comparison and the choice.
+choose :data:`RECOMMENDED` and the default worker's pool (run them with ``python -m benchmarks
+all --only processing --layout KEY``); the README records the comparison and the choice. Two
+families: ``kit-default-*`` change only the pool and its size of ``celery -A project worker``
+(prefetch, events and the rest stay the kit's defaults, whatever they are at the time), the
+question being what the default pool should be; the others also set prefetch 4 and events
+off, the throughput layouts.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Literal
 
 import redis as redis_lib
 
-from benchmarks.core.bodies import BROKER_URL_ENV, QUEUE
+from benchmarks.core.bodies import BROKER_URL_ENV, QUEUE, RESULT_BACKEND_ENV
 from benchmarks.core.bodies import URL_ENV as STAMP_URL_ENV
 from benchmarks.core.measure import BenchmarkError, QueueProbe
 from benchmarks.core.processes import PrivateRedis, Worker, WorkerGroup, child_env
@@ -68,25 +74,28 @@ class Layout:
     argv: tuple[tuple[str, ...], ...]  # one command line per process, after python -m <module>
     noop_rate: float  # expected tasks/s on a 2-CPU machine, to size a run (see counts())
     sleep_rate: float
+    cpu_rate: float
     kit_env: Mapping[str, str] = field(default_factory=dict)
     conf: Mapping[str, overrides.Scalar] = field(default_factory=dict)
+    results: bool = False  # stock Celery only: a Redis result backend (the kit always has one)
 
     @property
     def requires(self) -> str | None:
         return self.framework if self.framework in ("dramatiq", "rq") else None
 
-    def counts(self, seconds: float, minimum: int) -> tuple[int, int]:
-        """(no-op, sleep) tasks for phases of about ``seconds`` each at the expected rates."""
-        return (
-            max(minimum, round(self.noop_rate * seconds)),
-            max(minimum, round(self.sleep_rate * seconds)),
-        )
+    def counts(self, seconds: float, minimum: int) -> dict[str, int]:
+        """Tasks per kind (noop, sleep, cpu) for phases of about ``seconds`` each at the
+        expected rates."""
+        rates = {"noop": self.noop_rate, "sleep": self.sleep_rate, "cpu": self.cpu_rate}
+        return {kind: max(minimum, round(rate * seconds)) for kind, rate in rates.items()}
 
     def env(self, redis_url: str) -> dict[str, str]:
         extra = {STAMP_URL_ENV: redis_url}
         if self.framework in ("plain", "kit"):
             app: Literal["plain", "kit"] = "kit" if self.framework == "kit" else "plain"
             extra.update(celery_worker_env(app, redis_url, self.kit_env, self.conf))
+            if self.results:
+                extra[RESULT_BACKEND_ENV] = redis_url
         elif self.framework == "rq":
             extra["RQ_REDIS_URL"] = redis_url
         else:  # Dramatiq reads stock Celery's variable
@@ -104,7 +113,12 @@ _PREFETCH_4 = {"KIT_PREFETCH_MULTIPLIER": "4"}
 
 
 def _candidate(
-    key: str, pool: str, shape: str, processes: int, args: tuple[str, ...], rates: tuple[int, int]
+    key: str,
+    pool: str,
+    shape: str,
+    processes: int,
+    args: tuple[str, ...],
+    rates: tuple[int, int, int],
 ) -> Layout:
     """A kit layout with prefetch 4 and task events off, run as ``processes`` ``celery
     worker`` processes (distinct node names when more than one) with ``args``."""
@@ -124,17 +138,42 @@ def _candidate(
     )
 
 
-#: The kit layouts tried for throughput. Only pool, processes, concurrency, prefetch and events
-#: change; late ack, results, time limits and the rest of the safe defaults stay.
+def _default_pool(
+    key: str, shape: str, args: tuple[str, ...], rates: tuple[int, int, int]
+) -> Layout:
+    """``celery -A project worker`` with ``args`` (the pool and its size) and nothing else
+    changed: a candidate for the default worker's pool."""
+    return Layout(
+        key,
+        f"kit default, {shape}",
+        "kit",
+        f"{shape}, kit defaults otherwise",
+        ((*_KIT, *args),),
+        *rates,
+    )
+
+
+#: The kit layouts tried. The throughput ones change pool, processes, concurrency, prefetch and
+#: events; late ack, results, time limits and the rest of the safe defaults stay. The
+#: ``kit-default-*`` ones change the pool only: prefork with more processes than CPUs keeps
+#: time limits working (Celery enforces them in prefork only), threads do not.
 CANDIDATES: tuple[Layout, ...] = (
-    _candidate("kit-prefork-fast", "prefork", "prefork, 1 x 2 processes", 1, (), (500, 190)),
+    _default_pool("kit-default-prefork-4", "prefork 4", ("--concurrency", "4"), (350, 280, 330)),
+    _default_pool("kit-default-prefork-8", "prefork 8", ("--concurrency", "8"), (350, 450, 330)),
+    _default_pool(
+        "kit-default-threads-8",
+        "threads 8",
+        ("--pool", "threads", "--concurrency", "8"),
+        (400, 400, 180),
+    ),
+    _candidate("kit-prefork-fast", "prefork", "prefork, 1 x 2 processes", 1, (), (500, 190, 350)),
     _candidate(
         "kit-prefork-8",
         "prefork 8",
         "prefork, 1 x 8 processes",
         1,
         ("--concurrency", "8"),
-        (450, 600),
+        (450, 600, 350),
     ),
     _candidate(
         "kit-threads-8",
@@ -142,7 +181,7 @@ CANDIDATES: tuple[Layout, ...] = (
         "threads, 1 process x 8 threads",
         1,
         ("--pool", "threads", "--concurrency", "8"),
-        (500, 500),
+        (500, 500, 180),
     ),
     _candidate(
         "kit-threads-2x8",
@@ -150,10 +189,15 @@ CANDIDATES: tuple[Layout, ...] = (
         "threads, 2 processes x 8 threads",
         2,
         ("--pool", "threads", "--concurrency", "8"),
-        (700, 700),
+        (700, 700, 330),
     ),
     _candidate(
-        "kit-solo-2", "2 x solo", "solo, 2 processes x 1", 2, ("--pool", "solo"), (700, 150)
+        "kit-solo-2",
+        "2 x solo",
+        "solo, 2 processes x 1",
+        2,
+        ("--pool", "solo"),
+        (700, 150, 350),
     ),
 )
 RECOMMENDED = "kit-threads-2x8"
@@ -167,6 +211,18 @@ LAYOUTS: tuple[Layout, ...] = (
         (_PLAIN,),
         700,
         190,
+        350,
+    ),
+    Layout(
+        "plain-results",
+        "plain Celery, Redis result backend",
+        "plain",
+        "as plain Celery defaults, plus `result_backend` on the same Redis",
+        (_PLAIN,),
+        600,
+        190,
+        350,
+        results=True,
     ),
     Layout(
         "kit",
@@ -176,6 +232,7 @@ LAYOUTS: tuple[Layout, ...] = (
         (_KIT,),
         300,
         150,
+        300,
     ),
     *(
         dataclasses.replace(c, label=f"kit recommended ({c.label.removeprefix('kit, ')})")
@@ -190,6 +247,7 @@ LAYOUTS: tuple[Layout, ...] = (
         (("benchmarks.layouts.dramatiq_tasks", "--processes", "2", "--threads", "8"),),
         1000,
         700,
+        350,
     ),
     Layout(
         "rq",
@@ -198,6 +256,7 @@ LAYOUTS: tuple[Layout, ...] = (
         "2 x `rq worker` (forks a work horse per job)",
         (("worker", QUEUE), ("worker", QUEUE)),
         60,
+        50,
         50,
     ),
     Layout(
@@ -208,6 +267,7 @@ LAYOUTS: tuple[Layout, ...] = (
         (("worker-pool", "-n", "2", "-w", "rq.SimpleWorker", QUEUE),),
         400,
         120,
+        250,
     ),
 )
 

@@ -25,7 +25,7 @@ from benchmarks.throughput.preload import preload as celery_preload
 
 __all__ = ["Kind", "Publisher", "publisher_for"]
 
-Kind = Literal["noop", "sleep", "stamp"]
+Kind = Literal["noop", "sleep", "cpu", "stamp"]
 RQ_BATCH = 1000  # jobs per enqueue_many pipeline
 
 

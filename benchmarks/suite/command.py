@@ -12,40 +12,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
-import statistics
+import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.core.jsonable import json_safe
 from benchmarks.core.report import document, table, write_report
-from benchmarks.core.stats import RateSummary
 from benchmarks.enqueue.scenario import summaries as enqueue_summaries
 from benchmarks.enqueue.scenario import summary_dicts
-from benchmarks.layouts.catalog import RECOMMENDED
-from benchmarks.layouts.processing import rates_by_layout
+from benchmarks.layouts.processing import commands_by_layout, rates_by_layout
+from benchmarks.suite.chart import CHART_NAME, write_chart
+from benchmarks.suite.rows import concern_costs, table_rows
 from benchmarks.suite.run import FULL, QUICK, SECTIONS, SuiteResults, run_suite
-from benchmarks.suite.targets import Target, latency_quantiles, targets, telemetry_rates
-from benchmarks.telemetry.scenario import BASELINE, EXPORTING, span_section
+from benchmarks.suite.targets import commands_per_task, targets
+from benchmarks.telemetry.scenario import span_section
 
 __all__ = ["payload", "run", "suite_markdown"]
 
-Row = tuple[str, str, str, str, str, str]
-#: (section title, kind) of the processing rows, in table order
-_PROCESSING = (("noop", "Processing, no-op"), ("sleep", "Processing, 10 ms I/O"))
-_LATENCY = (("idle", "Latency, idle"), ("load", "Latency, 50 % load"))
-_TELEMETRY = (
-    (BASELINE, "kit default worker, telemetry off"),
-    (EXPORTING, "kit default worker, traces + metrics over OTLP"),
-)
-#: Which row carries which target: (benchmark title, subject key) -> target key
-_JUDGED = {
-    ("Enqueue", "enqueue_many"): "bulk",
-    ("Processing, no-op", "kit"): "kit-vs-plain",
-    ("Processing, no-op", RECOMMENDED): "recommended-vs-dramatiq",
-    ("Latency, idle", "kit"): "idle-latency",
-    ("Telemetry, no-op", EXPORTING): "telemetry",
-}
+TOP_COMMANDS = 8  # commands named per layout in the by-command list
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -56,78 +40,11 @@ def run(args: argparse.Namespace, command: str) -> int:
     results = run_suite(config, args.only or SECTIONS, args.layout)
     wall = time.monotonic() - began
     text = suite_markdown(results, command) + f"Total wall time: {wall:.0f} s.\n"
-    write_report(args.output_dir, "all", text, {**payload(results, command), "wall_seconds": wall})
+    data = {**payload(results, command), "wall_seconds": wall}
+    write_report(args.output_dir, "all", text, data)
+    if data["processing"]:
+        print(f"wrote {write_chart(data, args.output_dir / CHART_NAME)}", file=sys.stderr)
     return 0
-
-
-def _range(s: RateSummary) -> str:
-    return f"{s.low:,.0f}-{s.high:,.0f} ({s.spread_pct:.0f}%)"
-
-
-def _rows(results: SuiteResults, found: Sequence[Target]) -> list[Row]:
-    by_key = {t.key: t for t in found}
-
-    def row(title: str, key: str, label: str, figure: str, spread: str) -> Row:
-        t = by_key.get(_JUDGED.get((title, key), ""))
-        return (
-            title,
-            label,
-            figure,
-            spread,
-            *((f"{t.text}: {t.shown}", t.verdict) if t else ("", "")),
-        )
-
-    rows = [
-        row("Enqueue", v.key, v.label, f"{s.median:,.0f}/s", _range(s))
-        for v, s in enqueue_summaries(results.enqueue_variants, results.enqueue)
-    ]
-    rates = rates_by_layout(results.processing)
-    for kind, title in _PROCESSING:
-        for layout in results.layouts:
-            if (rate := rates.get((layout.key, kind))) is not None:
-                rows.append(
-                    row(title, layout.key, layout.label, f"{rate.median:,.0f}/s", _range(rate))
-                )
-    labels = {layout.key: layout.label for layout in results.layouts}
-    for phase, title in _LATENCY:
-        for key in dict.fromkeys(r.layout for r in results.latency):
-            if q := latency_quantiles(results.latency, key, phase):
-                med = {name: statistics.median(v) for name, v in q.items()}
-                rows.append(
-                    row(
-                        title,
-                        key,
-                        f"{labels.get(key, key)}: p50 / p95 / p99",
-                        f"{med['p50']:.1f} / {med['p95']:.1f} / {med['p99']:.1f} ms",
-                        f"p50 {min(q['p50']):.1f}-{max(q['p50']):.1f} ms",
-                    )
-                )
-    tele = telemetry_rates(results)
-    for key, label in _TELEMETRY:
-        if (s := tele.get(key)) is not None:
-            rows.append(row("Telemetry, no-op", key, label, f"{s.median:,.0f}/s", _range(s)))
-    if (m := results.memory) is not None:
-        rows.append(
-            row(
-                "Memory",
-                m.layout,
-                f"{m.layout}: RSS after {m.first_tasks:,} / {m.total_tasks:,} tasks",
-                f"{m.rss_first / 2**20:.1f} / {m.rss_last / 2**20:.1f} MiB",
-                f"x{m.ratio:.3f} (one run)",
-            )
-        )
-    for image in results.images:
-        if image["path"] == "kit":
-            rows.append(
-                row(
-                    "Images",
-                    "kit",
-                    f"decode+resize to {image['target_width']} px vs naive",
-                    f"{image['speedup_vs_naive']}x faster",
-                    f"PSNR {image['psnr_db']} dB, SSIM {image['ssim']}",
-                )
-            )
-    return rows
 
 
 def machine_line(facts: dict[str, object]) -> str:
@@ -140,6 +57,26 @@ def machine_line(facts: dict[str, object]) -> str:
     )
 
 
+def _commands_section(results: SuiteResults) -> str:
+    """Each layout's Redis commands per task by command (its last repetition): where its
+    Redis work goes."""
+    lines = []
+    for key, counts in commands_by_layout(results.processing).items():
+        top = list(counts[-1].by_command().items())
+        text = ", ".join(f"{name} {n:.2f}" for name, n in top[:TOP_COMMANDS])
+        rest = sum(n for _, n in top[TOP_COMMANDS:])
+        lines.append(
+            f"- {key} ({counts[-1].per_task:.1f}): {text}" + (f", other {rest:.2f}" if rest else "")
+        )
+    if not lines:
+        return ""
+    return (
+        "## Redis commands per task, by command\n\nINFO commandstats over the no-op phase "
+        "(pre-loaded, so all worker side; the benchmark's probe left out), last repetition; "
+        "a Lua script counts as EVALSHA plus each command it runs.\n\n" + "\n".join(lines)
+    )
+
+
 def _details(results: SuiteResults) -> list[str]:
     layouts = [f"- `{x.key}`: {x.label}: {x.shape}" for x in results.layouts]
     layouts += [
@@ -149,7 +86,7 @@ def _details(results: SuiteResults) -> list[str]:
         f"- skipped enqueue variant `{v.key}`: {v.requires} is not installed"
         for v in results.skipped_variants
     ]
-    blocks = ["## Layouts\n\n" + "\n".join(layouts)]
+    blocks = ["## Layouts\n\n" + "\n".join(layouts), _commands_section(results)]
     if results.latency:
         blocks.append(
             "## Latency runs (producer pace: target / achieved tasks/s)\n\n"
@@ -181,7 +118,7 @@ def suite_markdown(results: SuiteResults, command: str) -> str:
         f"Machine: {machine_line(results.facts)}.\n"
         f"Command: `{command}`; {results.config.repeat} interleaved repetition(s) per "
         "scenario, median and min-max.",
-        table(header, _rows(results, found), "llrrll"),
+        table(header, table_rows(results, found), "llrrll"),
         "## Targets\n\n" + "\n".join(verdicts),
         *_details(results),
     )
@@ -209,6 +146,11 @@ def payload(results: SuiteResults, command: str) -> dict[str, Any]:
             + [v.key for v in results.skipped_variants],
             "enqueue": summary_dicts(enqueue_summaries(results.enqueue_variants, results.enqueue)),
             "processing": [{"layout": k[0], "kind": k[1], **s.as_dict()} for k, s in rates.items()],
+            "redis_commands_per_task": commands_per_task(results),
+            "costs_us_per_task": [
+                {"scenario": key, "concern": concern, "median": us, "low": low, "high": high}
+                for key, concern, (us, low, high) in concern_costs(results)
+            ],
             "latency": [r.as_dict() for r in results.latency],
             "telemetry": [r.as_dict() for r in results.telemetry],
             "memory": results.memory.as_dict() if results.memory else None,
@@ -216,6 +158,7 @@ def payload(results: SuiteResults, command: str) -> dict[str, Any]:
             "runs": {
                 "enqueue": [r.as_dict() for r in results.enqueue],
                 "processing": [r.as_dict() for r in results.processing],
+                "costs": [r.as_dict() for r in results.costs],
             },
         }
     )

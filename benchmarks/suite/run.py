@@ -3,11 +3,14 @@
 This module runs the sections; :mod:`benchmarks.suite.targets` judges the figures and
 :mod:`benchmarks.suite.command` writes the one table.
 
-Sections, in order: enqueue rate (with bulk ``enqueue_many`` and the reference libraries),
-processing rate per worker layout, latency (which needs the processing rates: its load is half
-of each layout's measured maximum), telemetry overhead, memory after 100,000 tasks, and the
-image path. Each section interleaves its scenarios and repeats them (:attr:`SuiteConfig.repeat`),
-except memory (one long run) and images (in-process medians). ``--only`` runs some sections;
+Sections, in order: enqueue rate (stock Celery's ``apply_async`` beside the kit's, bulk
+``enqueue_many`` and the reference libraries), processing rate per worker layout (no-op, 10 ms
+I/O, 5 ms CPU, and Redis commands per task), latency (which needs the processing rates: its
+load is half of each layout's measured maximum), the cost of each kit concern (the
+``throughput`` benchmark's scenarios: the kit's default worker with one concern switched off),
+telemetry overhead, memory after 100,000 tasks, and the image path. Each section interleaves
+its scenarios and repeats them (:attr:`SuiteConfig.repeat`), except memory (one long run) and
+images (in-process medians). ``--only`` runs some sections;
 latency on its own first measures its layouts' processing rates once.
 
 :data:`FULL` is sized to finish in under ten minutes on a 2-CPU machine; :data:`QUICK` only
@@ -39,8 +42,10 @@ from benchmarks.telemetry.scenario import (
     run_telemetry,
     telemetry_scenarios,
 )
+from benchmarks.throughput.scenario import RunRecord, run_throughput, select
 
 __all__ = [
+    "COSTS",
     "FULL",
     "LATENCY_LAYOUTS",
     "QUICK",
@@ -50,11 +55,22 @@ __all__ = [
     "run_suite",
 ]
 
-SECTIONS = ("enqueue", "processing", "latency", "telemetry", "memory", "images")
+SECTIONS = ("enqueue", "processing", "latency", "costs", "telemetry", "memory", "images")
 #: The layouts whose latency is measured: the kit's two, stock Celery, and the references
 #: that do not fork per job (RQ's forking worker is measured for rates only).
 LATENCY_LAYOUTS = ("plain", "kit", RECOMMENDED, "dramatiq", "rq-simple")
 MEMORY_LAYOUT = RECOMMENDED
+#: The concerns whose cost the costs section measures: the throughput scenario that switches
+#: each off alone (its baseline is the ``kit`` scenario, the default worker), and its name.
+CONCERNS = {
+    "kit-no-events": "task events",
+    "kit-ignore-result": "result storage",
+    "kit-early-ack": "late ack (vs early)",
+    "kit-no-lease": "lease renewal",
+    "kit-no-counters": "task counters",
+    "kit-no-telemetry": "telemetry (SDK on, no endpoint)",
+}
+COSTS = ("kit", *CONCERNS)  # the throughput scenarios the costs section runs
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,8 @@ class SuiteConfig:
     minimum_tasks: int = 30  # per processing phase, however slow the layout
     latency_idle_tasks: int = 75
     latency_load_seconds: float = 2.0
+    cost_tasks: int = 1000  # per run of each costs scenario
+    cost_scenarios: tuple[str, ...] = COSTS
     telemetry_tasks: int = 1000
     memory_first: int = 1_000
     memory_total: int = 100_000
@@ -85,6 +103,8 @@ QUICK = SuiteConfig(
     minimum_tasks=30,
     latency_idle_tasks=10,
     latency_load_seconds=0.2,
+    cost_tasks=50,
+    cost_scenarios=("kit", "kit-no-counters"),  # proves the table; every worker start costs 2 s
     telemetry_tasks=50,
     memory_first=100,
     memory_total=300,
@@ -106,6 +126,7 @@ class SuiteResults:
     enqueue: list[EnqueueRun] = field(default_factory=list)
     processing: list[PhaseRun] = field(default_factory=list)
     latency: list[LatencyRun] = field(default_factory=list)
+    costs: list[RunRecord] = field(default_factory=list)
     telemetry: list[TelemetryRun] = field(default_factory=list)
     memory: MemoryRun | None = None
     images: list[dict[str, Any]] = field(default_factory=list)
@@ -178,6 +199,12 @@ def _latency(results: SuiteResults, bench: Session) -> None:
     )
 
 
+def _costs(results: SuiteResults, bench: Session) -> None:
+    c = results.config
+    scenarios = select(c.cost_scenarios)
+    results.costs = run_throughput(bench, scenarios, tasks=c.cost_tasks, repeat=c.repeat)
+
+
 def _telemetry(results: SuiteResults, bench: Session) -> None:
     c = results.config
     scenarios = tuple(
@@ -207,6 +234,7 @@ _SECTION_RUNNERS: dict[str, Callable[[SuiteResults, Session], None]] = {
     "enqueue": _enqueue,
     "processing": _processing,
     "latency": _latency,
+    "costs": _costs,
     "telemetry": _telemetry,
     "memory": _memory,
     "images": _images,

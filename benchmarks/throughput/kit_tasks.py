@@ -1,11 +1,12 @@
 """The benchmark's tasks on the kit's app, loaded by the worker through ``KIT_IMPORTS``.
 
 ``celery -A project worker`` imports this module before it reads its settings, which makes it
-the one place a scenario can revert a kit default that has no ``KIT_*`` variable (see
-:mod:`benchmarks.throughput.overrides`) without touching the kit. The overrides are applied
-before the tasks are defined because a task copies ``task_*`` settings (acks_late,
-ignore_result ...) when it is bound. The throughput, telemetry and layout benchmarks all run
-these tasks; their bodies are the same for every framework (:mod:`benchmarks.core.bodies`).
+the one place a scenario can revert a kit default that has no ``KIT_*`` variable, or take a
+middleware out (see :mod:`benchmarks.throughput.overrides`), without touching the kit. The
+overrides are applied before the tasks are defined because a task copies ``task_*`` settings
+(acks_late, ignore_result ...) when it is bound. The throughput, telemetry and layout
+benchmarks all run these tasks; their bodies are the same for every framework
+(:mod:`benchmarks.core.bodies`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import os
 from typing import Any
 
 from benchmarks.core import bodies
-from benchmarks.throughput.overrides import ENV_VAR, apply_overrides, parse
+from benchmarks.throughput.overrides import (
+    DROP_ENV,
+    ENV_VAR,
+    apply_overrides,
+    drop_middleware,
+    parse,
+    parse_drop,
+)
 from project import app
 
 __all__ = ["TASKS"]
@@ -27,6 +35,10 @@ apply_overrides(app, _overrides)
 if _overrides:
     # WARNING so it reaches the worker log at Celery's default log level: the run's record.
     logger.warning("benchmark overrides applied to the kit's app: %s", _overrides)
+_dropped = parse_drop(os.environ.get(DROP_ENV))
+drop_middleware(app, _dropped)
+if _dropped:
+    logger.warning("benchmark: middleware taken out of the kit's pipeline: %s", _dropped)
 
 #: ``bench.noop``, ``bench.sleep`` and ``bench.stamp``, by kind.
 TASKS: dict[str, Any] = {

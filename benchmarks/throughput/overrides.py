@@ -9,6 +9,11 @@ limits travel in message headers).
 
 Celery's CLI reads a few settings while parsing arguments, before ``KIT_IMPORTS`` runs; an
 override of those would be silently ignored, so they are refused here instead.
+
+Two of the kit's per-task concerns are middleware with no setting at all (the lease renewer,
+the task counters): :data:`DROP_ENV` names middleware classes to take out of the app's
+pipeline (:func:`drop_middleware`), the worker side only. A name the pipeline does not hold
+is an error, so a renamed class cannot turn the scenario into the default unnoticed.
 """
 
 from __future__ import annotations
@@ -19,9 +24,19 @@ from typing import Any
 
 from celery.app.defaults import DEFAULTS
 
-__all__ = ["ENV_VAR", "OverrideError", "apply_overrides", "encode", "parse"]
+__all__ = [
+    "DROP_ENV",
+    "ENV_VAR",
+    "OverrideError",
+    "apply_overrides",
+    "drop_middleware",
+    "encode",
+    "parse",
+    "parse_drop",
+]
 
 ENV_VAR = "BENCH_CELERY_CONF"
+DROP_ENV = "BENCH_KIT_DROP"  # comma-separated middleware class names
 
 #: Read by ``celery worker`` at argument parsing, before the override hook is imported.
 _READ_BEFORE_IMPORTS = frozenset(
@@ -78,3 +93,23 @@ def apply_overrides(app: Any, overrides: Mapping[str, Scalar]) -> None:
     """Update ``app.conf``; must run before the benchmark task is defined (tasks copy conf)."""
     if overrides:
         app.conf.update(dict(overrides))
+
+
+def parse_drop(text: str | None) -> tuple[str, ...]:
+    """The middleware class names in ``text`` (:data:`DROP_ENV`'s value); empty when unset."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+
+
+def drop_middleware(app: Any, names: tuple[str, ...]) -> None:
+    """Take the middleware of these class names out of the kit app's pipeline."""
+    if not names:
+        return
+    from project.lifecycle.kit import kit_of
+    from project.lifecycle.middleware import Pipeline
+
+    kit = kit_of(app)
+    present = {type(m).__name__ for m in kit.pipeline}
+    if missing := sorted(set(names) - present):
+        raise OverrideError(f"{DROP_ENV}: no middleware {missing} in the pipeline ({present})")
+    kept = [m for m in kit.pipeline if type(m).__name__ not in names]
+    kit.pipeline = Pipeline(kept, timed=kit.pipeline.timed)

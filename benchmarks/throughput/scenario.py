@@ -63,7 +63,11 @@ MAX_LOG_ERRORS = 5  # distinct non-fatal error lines kept per run
 
 
 def celery_worker_env(
-    app: AppKind, redis_url: str, kit_env: Mapping[str, str], conf: Mapping[str, overrides.Scalar]
+    app: AppKind,
+    redis_url: str,
+    kit_env: Mapping[str, str],
+    conf: Mapping[str, overrides.Scalar],
+    drop: Sequence[str] = (),
 ) -> dict[str, str]:
     """The variables a stock Celery or kit worker needs on top of the scrubbed environment."""
     if app == "plain":
@@ -71,6 +75,8 @@ def celery_worker_env(
     extra = {"REDIS_URL": redis_url, "KIT_IMPORTS": KIT_TASKS_MODULE, **kit_env}
     if conf:
         extra[overrides.ENV_VAR] = overrides.encode(conf)
+    if drop:
+        extra[overrides.DROP_ENV] = ",".join(drop)
     return extra
 
 
@@ -83,13 +89,14 @@ class Scenario:
     kit_env: Mapping[str, str] = field(default_factory=dict)
     conf: Mapping[str, overrides.Scalar] = field(default_factory=dict)
     worker_args: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()  # kit middleware taken out of the worker's pipeline
 
     def command(self) -> list[str]:
         target = "benchmarks.throughput.plain_app" if self.app == "plain" else "project"
         return ["-A", target, "worker", *self.worker_args]
 
     def env(self, redis_url: str) -> dict[str, str]:
-        return child_env(celery_worker_env(self.app, redis_url, self.kit_env, self.conf))
+        return child_env(celery_worker_env(self.app, redis_url, self.kit_env, self.conf, self.drop))
 
 
 _EARLY_ACK: dict[str, overrides.Scalar] = {"task_acks_late": False}
@@ -142,12 +149,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         kit_env=_NO_TELEMETRY,
     ),
     Scenario(
+        "kit-no-lease",
+        "kit, lease renewal off",
+        "Leases middleware taken out",
+        "kit",
+        drop=("Leases",),
+    ),
+    Scenario(
+        "kit-no-counters",
+        "kit, task counters off",
+        "Counters middleware taken out",
+        "kit",
+        drop=("Counters",),
+    ),
+    Scenario(
         "kit-all-reverted",
         "kit, all of the above reverted",
         "all of the above",
         "kit",
         kit_env={**_PREFETCH_4, **_NO_TELEMETRY},
         conf={**_EARLY_ACK, **_NO_EVENTS, **_IGNORE_RESULT, **_NO_TIME_LIMITS},
+        drop=("Leases", "Counters"),
     ),
 )
 

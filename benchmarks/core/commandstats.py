@@ -1,0 +1,84 @@
+"""Redis commands per task, from ``INFO commandstats``: where a worker's Redis work goes.
+
+Round trips and Redis CPU are what a Redis-bound worker pays per task, and the command count
+is the one figure every framework can be compared on without touching its code: the
+benchmark's Redis is private, so every command it serves during a measured window is the
+workers' (the publisher is idle: the tasks were pre-loaded) or the benchmark's own probe,
+whose cost per poll is known (:attr:`~benchmarks.core.measure.QueueProbe.per_poll`) and
+subtracted, with the snapshot's own ``INFO``. Commands a Lua script runs are counted by Redis
+too (one ``EVALSHA`` plus what it calls), and so are those inside ``MULTI``/``EXEC``.
+
+The window opens when the first task is processed (start-up left out) and closes when none
+is left, so the count divides by the tasks processed in it; tasks in flight at either edge
+make it approximate to within a prefetch's worth of tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import redis
+
+__all__ = ["CommandCount", "CommandWindow", "command_calls"]
+
+PREFIX = "cmdstat_"
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    """Calls so far of each command Redis has served (``client|list`` style names)."""
+    stats = client.info("commandstats")
+    return {name.removeprefix(PREFIX): int(entry["calls"]) for name, entry in stats.items()}
+
+
+@dataclass(frozen=True)
+class CommandCount:
+    tasks: int  # tasks processed in the window
+    calls: dict[str, int]  # commands served in the window, by name, the probe's left out
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def per_task(self) -> float:
+        return self.total / self.tasks if self.tasks else float("nan")
+
+    def by_command(self) -> dict[str, float]:
+        """Commands per task, by command, most frequent first."""
+        ranked = sorted(self.calls.items(), key=lambda item: (-item[1], item[0]))
+        return {name: calls / self.tasks for name, calls in ranked if calls} if self.tasks else {}
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "tasks": self.tasks,
+            "commands": self.total,
+            "per_task": self.per_task,
+            "by_command_per_task": {k: round(v, 3) for k, v in self.by_command().items()},
+        }
+
+
+class CommandWindow:
+    """``start()`` when the clock starts, ``finish()`` when it stops."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._before: dict[str, int] | None = None
+
+    def start(self) -> None:
+        self._before = command_calls(self.client)
+
+    def finish(self, tasks: int, polls: int, per_poll: Mapping[str, int]) -> CommandCount:
+        """The commands since :meth:`start`, less ``polls`` polls of ``per_poll`` each and the
+        one ``INFO`` the start snapshot took."""
+        if self._before is None:
+            raise RuntimeError("finish() before start()")
+        after = command_calls(self.client)
+        less = {name: polls * count for name, count in per_poll.items()}
+        less["info"] = less.get("info", 0) + 1
+        calls = {
+            name: diff
+            for name, count in after.items()
+            if (diff := count - self._before.get(name, 0) - less.get(name, 0)) > 0
+        }
+        return CommandCount(tasks, calls)
