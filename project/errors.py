@@ -12,6 +12,12 @@
     ├── RedisPoolTimeoutError     no pooled Redis connection came free in time (also a redis
     │                             ConnectionError: transient, so a task retries it)
     ├── AlreadyRunningError       ``kit up`` is already running against this Redis
+    ├── StateError                an operator's task action or listing cannot be done
+    │   ├── UnknownTaskError      no task with that id is queued, held, scheduled, archived,
+    │   │                         aggregating or finished (exit 1, HTTP 404)
+    │   ├── UnknownQueueError     not a configured queue, or not a task state (exit 2, 404)
+    │   └── TaskStateError        the task is not in a state that allows the action: a
+    │                             running one cannot be deleted (exit 1, HTTP 409)
     └── NotAKitAppError           a Celery app that ``project.create_app`` did not make
 
 Messages say what to do, not only what went wrong.
@@ -30,9 +36,13 @@ __all__ = [
     "PermanentError",
     "RedisPoolTimeoutError",
     "RedisUnavailableError",
+    "StateError",
     "TaskError",
     "TaskIdConflictError",
+    "TaskStateError",
     "TransientError",
+    "UnknownQueueError",
+    "UnknownTaskError",
     "ValidationError",
 ]
 
@@ -121,4 +131,40 @@ class NotAKitAppError(KitError):
         super().__init__(
             f"{app!r} was not made by project.create_app, so it has no kit settings; "
             "use project.app or an app from project.create_app(settings)"
+        )
+
+
+class StateError(KitError):
+    """An operator's action on a task (``kit task``, the console) cannot be done as asked."""
+
+
+class UnknownTaskError(StateError):
+    """No task with this id is anywhere the kit looks."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"no task {task_id!r} is known: not pending, running, scheduled, retrying, "
+            "archived, aggregating or finished within KIT_RESULT_EXPIRES (see `kit task ls`)"
+        )
+
+
+class UnknownQueueError(StateError):
+    """A queue that is not configured, or a state name that is not a task state."""
+
+    def __init__(self, what: str, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown {what} {name!r}; {what}s: {', '.join(known)}")
+
+
+class TaskStateError(StateError):
+    """The task exists but its state does not allow the action (it may have moved on)."""
+
+    def __init__(self, task_id: str, state: str, action: str, allowed: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        self.action = action
+        super().__init__(
+            f"cannot {action} task {task_id!r}: it is {state}; {action} applies to {allowed} tasks"
         )

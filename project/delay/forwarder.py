@@ -22,7 +22,7 @@ from project.errors import PermanentError
 from project.lifecycle.kit import kit_of
 from project.retries.archive import ArchivedTask, Reason
 
-__all__ = ["DurableDelay", "Forwarder"]
+__all__ = ["DurableDelay", "Forwarder", "publish_call"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,20 +70,24 @@ class Forwarder(LeaderLoop):
         logger.error("delayed task %s[%s] refused and archived: %s", call.task, call.task_id, exc)
 
     def _publish(self, call: ScheduledCall) -> None:
-        options: dict[str, Any] = dict(call.options)
-        headers = dict(options.get("headers") or {})
-        token = otel_context.attach(propagate.extract(headers))
-        try:
-            task = self.app.tasks.get(call.task)
-            if task is not None:
-                task.apply_async(call.args, call.kwargs, task_id=call.task_id, **options)
-            else:
-                self.app.send_task(
-                    call.task, call.args, call.kwargs, task_id=call.task_id, **options
-                )
-        finally:
-            otel_context.detach(token)
+        publish_call(self.app, call)
         logger.info("forwarded delayed task %s[%s]", call.task, call.task_id)
+
+
+def publish_call(app: Celery, call: ScheduledCall) -> None:
+    """Publish a delayed call now, with its id, options and the trace it was scheduled in
+    (the forwarder when it is due; ``kit task run`` before)."""
+    options: dict[str, Any] = dict(call.options)
+    headers = dict(options.get("headers") or {})
+    token = otel_context.attach(propagate.extract(headers))
+    try:
+        task = app.tasks.get(call.task)
+        if task is not None:
+            task.apply_async(call.args, call.kwargs, task_id=call.task_id, **options)
+        else:
+            app.send_task(call.task, call.args, call.kwargs, task_id=call.task_id, **options)
+    finally:
+        otel_context.detach(token)
 
 
 class DurableDelay(LeaderMiddleware):

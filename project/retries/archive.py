@@ -31,6 +31,7 @@ class Reason:
     RETRIES_EXHAUSTED = "retries_exhausted"  # a transient error outlived max_retries
     UNEXPECTED = "unexpected"  # an error not classified as transient: fails fast
     REFUSED = "refused"  # the worker would not execute the message
+    OPERATOR = "archived by operator"  # ``kit task archive`` (or the console) moved it here
 
 
 @dataclass
