@@ -63,11 +63,11 @@ class QueueTasksApi(ApiHandler):
 
 
 def list_page(context: Any, queue: str, state: str, limit: int, cursor: str | None) -> Any:
-    from project.ops.states import list_tasks
+    from project.ops.states import UnknownQueueError, list_tasks
 
     try:
         return list_tasks(context.app, context.client, queue, state, limit=limit, cursor=cursor)
-    except ValueError as exc:  # a cursor that is not one of ours
+    except UnknownQueueError as exc:  # queue and state are checked: a cursor not of this list
         raise tornado.web.HTTPError(400, "%s", exc) from None
 
 

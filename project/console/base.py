@@ -43,12 +43,12 @@ T = TypeVar("T")
 #: shared client's KIT_REDIS_MAX_CONNECTIONS (100 by default).
 THREADS = 8
 
-#: The kit's errors and what they answer (looked up by name: the state model defines them).
-STATUS_OF_ERROR = {
-    "UnknownTaskError": 404,
-    "UnknownQueueError": 404,
-    "TaskStateError": 409,
-}
+#: The kit's errors and what they answer (a subclass answers as its first listed base).
+STATUS_OF_ERROR: tuple[tuple[type[errors.KitError], int], ...] = (
+    (errors.UnknownTaskError, 404),
+    (errors.UnknownQueueError, 404),
+    (errors.TaskStateError, 409),
+)
 
 
 @dataclass
@@ -71,10 +71,7 @@ class Context:
 
 
 def _status(exc: BaseException) -> int | None:
-    for kind in type(exc).__mro__:
-        if kind.__name__ in STATUS_OF_ERROR and issubclass(kind, errors.KitError):
-            return STATUS_OF_ERROR[kind.__name__]
-    return None
+    return next((code for kind, code in STATUS_OF_ERROR if isinstance(exc, kind)), None)
 
 
 class BaseHandler(tornado.web.RequestHandler):

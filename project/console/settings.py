@@ -49,11 +49,9 @@ class ConsoleSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> ConsoleSettings:
-        source = "KIT_WEB_BASIC_AUTH"
-        raw = env.optional_text(source)
+        source, raw = "KIT_WEB_BASIC_AUTH", env.optional_text("KIT_WEB_BASIC_AUTH")
         if raw is None:
-            source = "FLOWER_BASIC_AUTH"
-            raw = env.optional_text(source)
+            source, raw = "FLOWER_BASIC_AUTH", env.optional_text("FLOWER_BASIC_AUTH")
         template = env.optional_text("KIT_TRACE_URL_TEMPLATE")
         if template is not None and "{trace_id}" not in template:
             raise ConfigError(
