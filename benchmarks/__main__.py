@@ -147,8 +147,8 @@ def _add_hooks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _add_suite(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "all",
-        help="the whole suite: enqueue, processing, latency, telemetry, memory, images; "
-        "one table with the targets' pass/fail",
+        help="the whole suite: enqueue, processing, latency, costs, telemetry, memory, "
+        "images; one table with the targets' pass/fail, and the throughput chart",
     )
     sub.add_argument(
         "--quick",
