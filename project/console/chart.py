@@ -1,8 +1,8 @@
 """The overview's chart: processed and failed tasks per minute over the last hour.
 
 Drawn on the server as inline SVG (no JavaScript, no image request; presentation attributes
-only, so the Content-Security-Policy needs no inline styles): one bar per minute for processed
-tasks, and failed tasks as a red bar over it. Numbers come from :mod:`project.ops.counters`.
+only, so the Content-Security-Policy needs no inline styles): per minute, a green bar for the
+processed tasks and a red one beside it for the failed, from :mod:`project.ops.counters`.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ def svg(series: dict[str, list[int]]) -> Markup:
     step = (WIDTH - LEFT) / max(1, len(processed))
     plot = HEIGHT - BOTTOM
 
-    def bar(index: int, value: int, colour: str) -> str:
+    half = max(1.0, step / 2 - 0.5)
+
+    def bar(index: int, value: int, colour: str, shift: float) -> str:
         height = plot * value / top
-        x = LEFT + index * step
+        x = LEFT + index * step + shift
         return (
-            f'<rect x="{x:.1f}" y="{plot - height:.1f}" width="{max(1.0, step - 1):.1f}" '
+            f'<rect x="{x:.1f}" y="{plot - height:.1f}" width="{half:.1f}" '
             f'height="{height:.1f}" fill="{colour}"/>'
         )
 
-    bars = [bar(i, v, "#3a7d44") for i, v in enumerate(processed) if v]
-    bars += [bar(i, v, "#c0392b") for i, v in enumerate(failed) if v]
+    bars = [bar(i, v, "#3a7d44", 0.0) for i, v in enumerate(processed) if v]
+    bars += [bar(i, v, "#c0392b", step / 2) for i, v in enumerate(failed) if v]
     summary = f"{sum(processed)} processed, {sum(failed)} failed in the last {len(processed)} min"
     return Markup(
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '

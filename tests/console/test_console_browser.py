@@ -3,8 +3,9 @@
 the archive, requeues a task and watches it succeed, pauses a queue and sees a task wait in it;
 a second, read-only console offers no action and refuses every write.
 
-With ``KIT_SCREENSHOTS_DIR`` set (``KIT_SCREENSHOTS_DIR=docs``), the queues page and a task's
-detail are saved there for the README; they are always saved under ``test-artifacts/``."""
+With ``SCREENSHOTS_DIR`` set (``SCREENSHOTS_DIR=docs``; not a ``KIT_`` variable: the suite
+clears those), the queues page and a task's detail are saved there for the README; they are
+always saved under ``test-artifacts/``."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ WAIT = 60  # seconds any one step may take on a loaded machine
 def _screenshot(driver: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     places = [ARTIFACTS]
-    if os.environ.get("KIT_SCREENSHOTS_DIR"):
-        places.append(Path(os.environ["KIT_SCREENSHOTS_DIR"]))
+    if os.environ.get("SCREENSHOTS_DIR"):
+        places.append(Path(os.environ["SCREENSHOTS_DIR"]))
     for place in places:
         shot = place / name
         driver.save_screenshot(str(shot))
@@ -97,7 +98,10 @@ def test_an_operator_reads_queues_requeues_pauses_and_a_read_only_console_refuse
     console = KitWeb(tmp_path, {})
     read_only = KitWeb(tmp_path, {"KIT_WEB_READ_ONLY": "true"})
     try:
-        # Two tasks of `low` fail for good (their gate is closed): archived.
+        # Five tasks succeed and two tasks of `low` fail for good (their gate is closed):
+        # archived.
+        for n in range(5):
+            assert app.send_task("tests.add", args=[n, 1]).get(timeout=WAIT) == n + 1
         for key in ("a", "b"):
             app.send_task("tests.console.gate", args=[key], queue="low")
         eventually(lambda: len(_archived_ids(console)) == 2, WAIT)
@@ -114,7 +118,8 @@ def test_an_operator_reads_queues_requeues_pauses_and_a_read_only_console_refuse
         assert _counts(browser, "archived") == {"critical": "0", "default": "0", "low": "2"}
         statuses = browser.find_elements(By.CSS_SELECTOR, "#queues td.status")
         assert [s.text for s in statuses] == ["paused"] * 3
-        _refreshed_until(browser, lambda d: "2 failed" in d.page_source)  # the chart's title
+        # The chart's title (the workers write their counts every second).
+        _refreshed_until(browser, lambda d: "5 processed, 2 failed" in d.page_source)
         _screenshot(browser, "console-queues.png")
 
         # Resume each queue with its button: their tasks run.
