@@ -75,7 +75,7 @@ class TaskPage(Page):
             payload=json.dumps(detail.payload, indent=2, default=str),
             result=json.dumps(detail.result, indent=2, default=str),
             trace_url=trace_url,
-            actions=service.actions_for(str(detail.entry.state)),
+            actions=service.actions_for(str(detail.entry.state), bool(detail.entry.error)),
             notice=self.notice(),
         )
 

@@ -40,21 +40,22 @@ __all__ = [
 INSPECT_TIMEOUT = 1.0  # seconds workers get to answer Celery's inspect broadcasts
 BULK_PAGE = 500  # tasks read per round of an action on all tasks of a state
 ACTIONS = ("run", "archive", "delete", "requeue")
-#: The actions each state allows (what the pages offer; the state model decides for real).
+#: The actions each state allows (what the pages offer; :mod:`project.ops.states` decides).
 ALLOWED = {
     "pending": ("archive", "delete"),
     "scheduled": ("run", "archive", "delete"),
     "retrying": ("run", "archive", "delete"),
     "archived": ("run", "requeue", "delete"),
-    "completed": ("requeue", "delete"),
-    "aggregating": ("delete",),
-    "active": (),
 }
-PURGEABLE = ("pending", "scheduled", "archived")
+#: States whose "delete all" is one purge.
+PURGEABLE = ("pending", "scheduled", "retrying", "archived")
 UNACKED_INDEX = "unacked_index"  # kombu's sorted set of delivery tags by fetch (lease) time
 
 
-def actions_for(state: str) -> tuple[str, ...]:
+def actions_for(state: str, failed: bool = False) -> tuple[str, ...]:
+    """A finished task that failed without being archived can still be requeued."""
+    if state == "completed" and failed:
+        return ("requeue",)
     return ALLOWED.get(state, ())
 
 
@@ -95,36 +96,38 @@ def bulk(
 ) -> tuple[int, int]:
     """``action`` on the tasks ``ids``, or on every task of ``queue`` in ``state`` (None):
     (done, skipped). A task that left the state meanwhile, or that the action does not apply
-    to, is skipped. "All" reads the first page again after each round (every task acted on
-    has left it) until a round changes nothing."""
-    from project.errors import KitError
+    to, is skipped. "All" lists the state's ids first, then acts: acting while paging would
+    move the cursor's ground, and a task that stays listed is never acted on twice."""
+    from project.errors import StateError
     from project.ops import states
 
     if ids is None and action == "delete" and state in PURGEABLE:
         return states.purge_queue(context.app, context.client, queue, state), 0
+    if ids is None:
+        ids = _all_ids(context, queue, state)
     act = _action(action)
     done = skipped = 0
-    rounds = [ids] if ids is not None else None
-    while True:
-        if rounds is not None:
-            if not rounds:
-                break
-            batch = rounds.pop()
-        else:
-            page = states.list_tasks(context.app, context.client, queue, state, limit=BULK_PAGE)
-            batch = [entry.id for entry in page.entries]
-        changed = 0
-        for task_id in batch:
-            try:
-                act(context.app, context.client, task_id)
-            except KitError:
-                skipped += 1
-                continue
-            changed += 1
-        done += changed
-        if rounds is None and (changed == 0 or not batch):
-            break
+    for task_id in dict.fromkeys(ids):
+        try:
+            act(context.app, context.client, task_id)
+        except StateError:
+            skipped += 1
+            continue
+        done += 1
     return done, skipped
+
+
+def _all_ids(context: Context, queue: str, state: str) -> list[str]:
+    from project.ops.states import list_tasks
+
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = list_tasks(context.app, context.client, queue, state, limit=BULK_PAGE, cursor=cursor)
+        ids += [entry.id for entry in page.entries]
+        cursor = page.next_cursor
+        if cursor is None:
+            return ids
 
 
 def cron(context: Context) -> list[dict[str, Any]]:
