@@ -14,20 +14,13 @@ import tornado.web
 
 from project.console import chart, service
 from project.console.base import ApiHandler
+from project.ops.states import TaskState
 
 __all__ = ["ROUTES"]
 
-MAX_LIMIT = 500
+MAX_LIMIT = 500  # tasks a page may ask for: one page is one HTML table
 DEFAULT_LIMIT = 50
-STATES = (
-    "pending",
-    "active",
-    "scheduled",
-    "retrying",
-    "archived",
-    "completed",
-    "aggregating",
-)
+STATES = tuple(state.value for state in TaskState)
 
 
 def check_state(state: str | None, allowed: tuple[str, ...] = STATES) -> str:

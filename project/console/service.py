@@ -17,6 +17,7 @@ import redis
 from project.broker import pause as pausing
 from project.broker.connections import as_text
 from project.ops import counters
+from project.ops.states.actions import PURGEABLE as PURGE_STATES
 from project.ops.stats import UNACKED
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ ALLOWED = {
     "archived": ("run", "requeue", "delete"),
 }
 #: States whose "delete all" is one purge.
-PURGEABLE = ("pending", "scheduled", "retrying", "archived")
+PURGEABLE = tuple(PURGE_STATES)
 UNACKED_INDEX = "unacked_index"  # kombu's sorted set of delivery tags by fetch (lease) time
 
 

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from project.broker.pause import pause
+from project.ops.states import TaskState
 from tests.console import tasks as console_tasks
 from tests.console.conftest import InProcessConsole, request
 from tests.support.polling import eventually
@@ -31,15 +32,7 @@ def test_queues_lists_each_configured_queue_with_its_counts(
         _paused_pending(redis, queue, waiting)
     counts = _counts(console)
     assert {q: c["pending"] for q, c in counts.items()} == {"critical": 1, "default": 2, "low": 3}
-    assert set(counts["default"]) == {
-        "pending",
-        "active",
-        "scheduled",
-        "retrying",
-        "archived",
-        "completed",
-        "aggregating",
-    }
+    assert set(counts["default"]) == {state.value for state in TaskState}
     rows = request(console.base + "/api/queues").json()["queues"]
     assert all(row["paused"] for row in rows)
 
