@@ -128,13 +128,13 @@ class BaseHandler(tornado.web.RequestHandler):
             return await IOLoop.current().run_in_executor(
                 self.context.executor, partial(function, *args)
             )
+        except redis.RedisError as exc:  # first: RedisPoolTimeoutError is a KitError too
+            raise tornado.web.HTTPError(503, "Redis is unreachable: %s", exc) from None
         except errors.KitError as exc:
             status = _status(exc)
             if status is None:
                 raise
             raise tornado.web.HTTPError(status, "%s", exc) from None
-        except redis.RedisError as exc:
-            raise tornado.web.HTTPError(503, "Redis is unreachable: %s", exc) from None
 
     def audit(self, action: str, *, task: str | None = None, queue: str | None = None) -> None:
         """One log line per action: who, what, on which task or queue (never arguments)."""

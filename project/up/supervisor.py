@@ -239,6 +239,7 @@ class Supervisor:
     # -- children ---------------------------------------------------------------------------
 
     def _run_children(self, lock: RedisLock) -> int:
+        console = ConsoleSettings.from_env(Env(os.environ))  # a malformed one stops us here
         env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
         auth = self.settings.up.flower_basic_auth
         if auth is None:
@@ -256,7 +257,7 @@ class Supervisor:
             self._spawn("beat", ["beat", "--loglevel=INFO", f"--schedule={beat_db}"], env)
             self._spawn("flower", ["flower"], env)
             self._spawn("console", ["web"], env, program=KIT)
-            self._announce()
+            self._announce(console)
             return self._watch(lock)
         finally:
             self._stop_children()
@@ -267,9 +268,8 @@ class Supervisor:
         if not self._stop.is_set():  # a Ctrl-C during start-up starts nothing more
             self.children[name] = _Child(name, args, env, self.out, program)
 
-    def _announce(self) -> None:
+    def _announce(self, console: ConsoleSettings) -> None:
         """Say where Flower and the console are once they listen, then that all runs."""
-        console = ConsoleSettings.from_env(Env(os.environ))
         auth = "KIT_WEB_BASIC_AUTH" if console.credentials_source == "KIT_WEB_BASIC_AUTH" else None
         listeners = (
             ("flower", "Flower", self.settings.up.flower_address, self.settings.up.flower_port),

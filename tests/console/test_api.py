@@ -140,3 +140,20 @@ def test_a_slow_call_does_not_hold_up_other_requests(console: InProcessConsole) 
             answered += 1
     assert finished == ["200"]
     assert answered >= 3  # a blocked loop answers them only after the slow one
+
+
+def test_redis_out_of_reach_is_503(private_redis: Any) -> None:
+    from project.application import create_app
+    from project.console.settings import ConsoleSettings
+    from project.settings import load_settings
+    from project.up.redis_server import free_port
+
+    app = create_app(load_settings({"REDIS_URL": private_redis.url}))
+    server = InProcessConsole(app, ConsoleSettings(port=free_port()))
+    try:
+        assert request(server.base + "/api/redis").status == 200
+        private_redis.stop()
+        reply = request(server.base + "/api/redis")
+        assert reply.status == 503 and "Redis is unreachable" in reply.json()["error"]
+    finally:
+        server.stop()
