@@ -42,7 +42,7 @@ from benchmarks.telemetry.scenario import (
     run_telemetry,
     telemetry_scenarios,
 )
-from benchmarks.throughput.scenario import RunRecord, run_throughput, select
+from benchmarks.throughput.scenario import RunRecord, Scenario, run_throughput, select
 
 __all__ = [
     "COSTS",
@@ -68,7 +68,7 @@ CONCERNS = {
     "kit-early-ack": "late ack (vs early)",
     "kit-no-lease": "lease renewal",
     "kit-no-counters": "task counters",
-    "kit-no-telemetry": "telemetry (SDK on, no endpoint)",
+    "kit-no-telemetry": "telemetry instrumentation, no endpoint (vs SDK off)",
 }
 COSTS = ("kit", *CONCERNS)  # the throughput scenarios the costs section runs
 
@@ -90,6 +90,9 @@ class SuiteConfig:
     image_size: tuple[int, int] = DEFAULT_SIZE
     image_targets: tuple[int, ...] = DEFAULT_TARGETS
     image_repeat: int = 3
+    #: Added to every Celery worker's command line (stock and kit): start-up only, no rate
+    #: changes, so the quick run leaves out mingle's 1 s wait for other workers' replies.
+    celery_flags: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,6 +115,7 @@ QUICK = SuiteConfig(
     image_size=(320, 240),
     image_targets=(120,),
     image_repeat=1,
+    celery_flags=("--without-mingle",),
 )
 
 
@@ -146,7 +150,8 @@ def run_suite(
     layout_keys: Sequence[str],
     progress: Progress = stderr_progress,
 ) -> SuiteResults:
-    layouts, skipped = available(select_layouts(layout_keys) if layout_keys else LAYOUTS)
+    chosen, skipped = available(select_layouts(layout_keys) if layout_keys else LAYOUTS)
+    layouts = [_flagged(layout, config) for layout in chosen]
     for layout in skipped:
         progress(f"skipping layout {layout.key}: {layout.requires} is not installed")
     with session(receiver=True) as bench:
@@ -159,6 +164,20 @@ def run_suite(
             _SECTION_RUNNERS[section](results, bench)
             results.seconds[section] = time.monotonic() - began
     return results
+
+
+def _flagged(layout: Layout, config: SuiteConfig) -> Layout:
+    """The layout with :attr:`SuiteConfig.celery_flags` on its Celery workers' command lines."""
+    if not config.celery_flags or layout.framework not in ("plain", "kit"):
+        return layout
+    argv = tuple((*args, *config.celery_flags) for args in layout.argv)
+    return dataclasses.replace(layout, argv=argv)
+
+
+def _flagged_scenario(scenario: Scenario, config: SuiteConfig) -> Scenario:
+    """The same for a throughput or telemetry scenario (one kit worker)."""
+    args = (*scenario.worker_args, *config.celery_flags)
+    return dataclasses.replace(scenario, worker_args=args)
 
 
 def _enqueue(results: SuiteResults, bench: Session) -> None:
@@ -201,14 +220,14 @@ def _latency(results: SuiteResults, bench: Session) -> None:
 
 def _costs(results: SuiteResults, bench: Session) -> None:
     c = results.config
-    scenarios = select(c.cost_scenarios)
+    scenarios = [_flagged_scenario(s, c) for s in select(c.cost_scenarios)]
     results.costs = run_throughput(bench, scenarios, tasks=c.cost_tasks, repeat=c.repeat)
 
 
 def _telemetry(results: SuiteResults, bench: Session) -> None:
     c = results.config
     scenarios = tuple(
-        s
+        _flagged_scenario(s, c)
         for s in telemetry_scenarios(bench.sink.endpoint, closed_endpoint())
         if s.key in (BASELINE, EXPORTING)
     )
@@ -218,7 +237,8 @@ def _telemetry(results: SuiteResults, bench: Session) -> None:
 def _memory(results: SuiteResults, bench: Session) -> None:
     c = results.config
     layout = next(
-        (x for x in results.layouts if x.key == MEMORY_LAYOUT), select_layouts([MEMORY_LAYOUT])[0]
+        (x for x in results.layouts if x.key == MEMORY_LAYOUT),
+        _flagged(select_layouts([MEMORY_LAYOUT])[0], c),
     )
     results.memory = run_memory(
         bench, layout, first=c.memory_first, total=c.memory_total, chunk=c.memory_chunk
