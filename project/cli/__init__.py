@@ -36,9 +36,11 @@ class KitGroup(click.Group):
         self._plugins_loaded = True
         from importlib.metadata import entry_points
 
+        from project.cli import tasks_cli  # adds its commands to the task and queue groups
         from project.cli.ops import archived, queue, stats, task
         from project.cli.web import web
 
+        del tasks_cli
         for command in (stats, archived, queue, task, web):
             self.add_command(command)
         for entry in entry_points(group=COMMANDS_GROUP):

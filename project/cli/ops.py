@@ -23,8 +23,10 @@ __all__ = ["archived", "queue", "stats", "task"]
 T = TypeVar("T")
 
 archived = click.Group("archived", help="Tasks that failed for good: list, show, requeue, delete.")
-queue = click.Group("queue", help="Pause and resume queues; the state is kept in Redis.")
-task = click.Group("task", help="One task: show it, cancel it, or run a scheduled one now.")
+queue = click.Group("queue", help="Pause, resume and purge queues; the state is kept in Redis.")
+task = click.Group(
+    "task", help="One task: list a queue's, show, cancel, delete, archive, run or requeue one."
+)
 
 
 def fail(message: str) -> NoReturn:
@@ -247,15 +249,3 @@ def task_cancel(task_id: str, terminate: bool) -> None:
 
     app, client, _ = _context()
     click.echo(f"{task_id}: {redis_call(lambda: cancel(app, client, task_id, terminate))}")
-
-
-@task.command("run")
-@click.argument("task_id")
-def task_run(task_id: str) -> None:
-    """Run a durably scheduled or retrying task now."""
-    from project.ops.tasks import run_now
-
-    _, client, _ = _context()
-    if not redis_call(lambda: run_now(client, task_id)):
-        fail(f"task {task_id!r} is not in the durable schedule (see `kit task show`)")
-    click.echo(f"{task_id}: due now; a worker's forwarder publishes it within a second")

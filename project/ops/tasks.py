@@ -13,7 +13,7 @@ from project.delay.scheduled import ScheduledCall
 from project.ops.stats import UNACKED
 from project.retries.archive import Archive
 
-__all__ = ["cancel", "run_now", "show"]
+__all__ = ["cancel", "show"]
 
 
 def _scheduled(client: redis.Redis, task_id: str) -> ScheduledCall | None:
@@ -83,10 +83,3 @@ def cancel(app: Celery, client: redis.Redis, task_id: str, terminate: bool = Fal
         app.backend.mark_as_revoked(task_id, reason="cancelled before it was due")
         return "removed from the schedule and revoked"
     return "revoked" + (" and terminated if running" if terminate else "")
-
-
-def run_now(client: redis.Redis, task_id: str) -> bool:
-    """Make a durably scheduled (or retrying) task due now; the forwarder publishes it."""
-    return bool(client.zadd(keys.SCHEDULED, {task_id: 0}, xx=True, ch=True)) or bool(
-        client.zscore(keys.SCHEDULED, task_id) == 0
-    )

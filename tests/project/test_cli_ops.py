@@ -177,7 +177,7 @@ def test_task_show_run_and_cancel_a_scheduled_task(
     [
         (["queue", "pause", "urgent"], "unknown queue 'urgent'; queues: critical, default, low"),
         (["task", "show", "nope"], "no task 'nope' is known"),
-        (["task", "run", "nope"], "not in the durable schedule"),
+        (["task", "run", "nope"], "no task 'nope' is known"),
         (["archived", "show", "nope"], "no archived task 'nope'"),
         (["archived", "requeue"], "give one task id, or --all"),
     ],

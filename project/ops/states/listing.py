@@ -253,7 +253,7 @@ def _held(client: redis.Redis, queue: str, state: TaskState) -> Batch:
 
 def _results(app: Celery, queue: str) -> Batch:
     backend = result_client(app)
-    pattern = f"{app.backend.task_keyprefix}*"
+    pattern = f"{as_text(app.backend.task_keyprefix)}*"
 
     def fetch(cursor: int) -> tuple[int, list[TaskEntry | None]]:
         following, names = backend.scan(cursor, match=pattern, count=WINDOW)
