@@ -20,9 +20,9 @@ from celery import Celery
 from project import keys
 from project.broker.connections import as_text
 from project.broker.pause import paused_queues
-from project.broker.queues import PUBLISHED_AT_HEADER, queue_keys
 from project.delay.scheduled import ScheduledCall
 from project.ops import counters as stats
+from project.ops.pending import pending
 from project.settings import Settings
 
 __all__ = ["QueueStats", "Snapshot", "collect"]
@@ -65,22 +65,11 @@ def collect(
     rows = {q: QueueStats(q) for q in names}
     paused = paused_queues(client)
     now = time.time()
-    for queue, row in rows.items():
+    for queue, waiting in pending(client, names, now).items():
+        row = rows[queue]
         row.paused = queue in paused
-        lists = queue_keys(queue)
-        with client.pipeline(transaction=False) as pipe:
-            for key in lists:
-                pipe.llen(key)
-            for key in lists:
-                pipe.lindex(key, -1)  # kombu pushes left and pops right: the oldest is last
-            replies = pipe.execute()
-        row.pending = sum(replies[: len(lists)])
-        ages = [
-            age
-            for raw in replies[len(lists) :]
-            if raw and (age := _published_age(raw, now)) is not None
-        ]
-        row.oldest_pending_age = max(ages) if ages else None
+        row.pending = waiting.depth
+        row.oldest_pending_age = waiting.oldest_age
     _count_unacked(client, rows)
     _count_scheduled(client, rows)
     _count_archived(client, rows)
@@ -95,14 +84,6 @@ def collect(
         redis_memory_human=str(memory.get("used_memory_human", "")),
         workers=_workers(app, timeout),
     )
-
-
-def _published_age(raw: bytes | str, now: float) -> float | None:
-    try:
-        published = json.loads(raw)["headers"].get(PUBLISHED_AT_HEADER)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return max(0.0, now - float(published)) if published is not None else None
 
 
 def _count_unacked(client: redis.Redis, rows: dict[str, QueueStats]) -> None:

@@ -38,7 +38,7 @@ from project.telemetry.messaging import (
     process_span_attributes,
     send_attributes,
 )
-from project.telemetry.metrics import TaskMetrics
+from project.telemetry.metrics import TaskMetrics, task_attributes
 from project.workflows.state import HEADER_WORKFLOW_ID
 
 __all__ = ["TaskTelemetry"]
@@ -60,7 +60,8 @@ class TaskTelemetry:
         self.metrics = metrics
         self.messaging = messaging
         self.rename = rename  # OTEL_SEMCONV_STABILITY_OPT_IN=messaging: the conventions' names
-        self._started: dict[str, float] = {}
+        # task id -> (attempt start, task name, queue): what the attempt's end records with
+        self._started: dict[str, tuple[float, str, str]] = {}
         self._group: str | None = None  # this worker's consumer group, found on first use
 
     # -- producer ----------------------------------------------------------------------------
@@ -76,17 +77,17 @@ class TaskTelemetry:
         self.messaging.sent.add(1, send_attributes(queue))  # every message, a retry's too
         if headers.get("retries"):
             return  # a retry's republish is counted by kit.tasks.retried, not as new work
-        attributes = {"task.name": str(sender), "task.queue": queue}
-        self.metrics.enqueued.add(1, attributes)
+        self.metrics.enqueued.add(1, task_attributes(str(sender), queue))
 
     # -- consumer ----------------------------------------------------------------------------
 
     def on_prerun(self, task: Any) -> None:
-        task_id = str(task.request.id)
-        now = time.time()
-        self._started[task_id] = time.perf_counter()
         request = task.request
+        task_id = str(request.id)
+        name = str(task.name)
+        now = time.time()
         queue = _queue_of(request)
+        self._started[task_id] = (time.perf_counter(), name, queue)
         delivery = request.delivery_info or {}
         retries = int(request.retries or 0)
         span = trace.get_current_span()
@@ -102,7 +103,7 @@ class TaskTelemetry:
                 {
                     **process_span_attributes(queue, self._group, task_id),
                     "task.id": task_id,
-                    "task.name": task.name,
+                    "task.name": name,
                     "task.queue": queue,
                     "task.priority": int(delivery.get("priority") or 0),
                     "task.retry_count": retries,
@@ -112,13 +113,11 @@ class TaskTelemetry:
         published = request.get(PUBLISHED_AT_HEADER)
         if isinstance(published, int | float):
             ready_at = max(float(published), _eta_seconds(request.eta))
-            self.metrics.queue_wait.record(
-                max(0.0, now - ready_at), {"task.name": task.name, "task.queue": queue}
-            )
+            self.metrics.queue_wait.record(max(0.0, now - ready_at), task_attributes(name, queue))
 
     def on_success(self, sender: Any) -> None:
-        attributes = self._finish(sender, "success")
-        self.metrics.processed.add(1, attributes)
+        name, queue = self._finish(sender, "success")
+        self.metrics.processed.add(1, task_attributes(name, queue))
 
     def on_retry(self, sender: Any, reason: Any) -> None:
         if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):
@@ -130,34 +129,36 @@ class TaskTelemetry:
                 span.record_exception(reason)
             span.add_event("task.retry", {"task.attempt": int(sender.request.retries or 0) + 1})
             span.set_status(Status(StatusCode.ERROR, f"retrying after {exc_type}"))
-        attributes = self._finish(sender, "retry", exc_type)
-        self.metrics.retried.add(1, {**attributes, "exception.type": exc_type})
+        name, queue = self._finish(sender, "retry", exc_type)
+        self.metrics.retried.add(1, task_attributes(name, queue, "exception.type", exc_type))
 
     def on_failure(self, sender: Any, exception: Any) -> None:
         exc_type = type(exception).__name__ if exception is not None else "unknown"
-        attributes = self._finish(sender, "failure", exc_type)
-        self.metrics.failed.add(1, {**attributes, "exception.type": exc_type})
+        name, queue = self._finish(sender, "failure", exc_type)
+        self.metrics.failed.add(1, task_attributes(name, queue, "exception.type", exc_type))
 
     def on_postrun(self, task: Any) -> None:
         self._started.pop(str(task.request.id), None)
 
-    def _finish(self, task: Any, outcome: str, error_type: str | None = None) -> dict[str, str]:
-        """Record the attempt's duration and outcome; return the task's metric attributes."""
+    def _finish(self, task: Any, outcome: str, error_type: str | None = None) -> tuple[str, str]:
+        """Record the attempt's duration and outcome; return its task name and queue (as
+        ``on_prerun`` found them: the attributes are built once per task)."""
         request = task.request
-        queue = _queue_of(request)
-        attributes = {"task.name": str(task.name), "task.queue": queue}
         started = self._started.pop(str(request.id), None)
-        if started is not None:
-            elapsed = time.perf_counter() - started
-            self.metrics.duration.record(elapsed, {**attributes, "task.outcome": outcome})
-            process = process_attributes(queue, self._group or "unknown")
-            if error_type is not None:
-                process = {**process, "error.type": error_type}  # the cached dict stays as is
+        if started is None:
+            name, queue = str(task.name), _queue_of(request)
+        else:
+            began, name, queue = started
+            elapsed = time.perf_counter() - began
+            self.metrics.duration.record(
+                elapsed, task_attributes(name, queue, "task.outcome", outcome)
+            )
+            process = process_attributes(queue, self._group or "unknown", error_type)
             self.messaging.process_duration.record(elapsed, process)
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute("task.outcome", outcome)
-        return attributes
+        return name, queue
 
 
 def _mark_workflow(workflow_id: Any) -> None:

@@ -24,7 +24,8 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Span as ApiSpan
 
-from project.telemetry.metrics import seconds_histogram
+from project.telemetry.histograms import HistogramRegistry
+from project.telemetry.metrics import Tally, seconds_histogram
 
 __all__ = [
     "MESSAGING_METRIC_NAMES",
@@ -57,22 +58,21 @@ class MessagingMetrics:
     """The conventions' instruments (attributes: operation name, system, destination,
     consumer group, error type: all bounded)."""
 
-    def __init__(self, meter: Meter) -> None:
-        self.sent = meter.create_counter(
-            "messaging.client.sent.messages", unit="{message}", description="Messages sent"
-        )
-        self.consumed = meter.create_counter(
+    def __init__(self, meter: Meter, histograms: HistogramRegistry) -> None:
+        self.sent = Tally(meter, "messaging.client.sent.messages", "{message}", "Messages sent")
+        self.consumed = Tally(
+            meter,
             "messaging.client.consumed.messages",
-            unit="{message}",
-            description="Messages delivered to a task",
+            "{message}",
+            "Messages delivered to a task",
         )
         self.process_duration = seconds_histogram(
-            meter,
+            histograms,
             "messaging.process.duration",
             "Time a task attempt took to process its message",
         )
         self.operation_duration = seconds_histogram(
-            meter, "messaging.client.operation.duration", "Time a publish took"
+            histograms, "messaging.client.operation.duration", "Time a publish took"
         )
 
 
@@ -86,13 +86,17 @@ def send_attributes(queue: str) -> dict[str, str]:
 
 
 @lru_cache(maxsize=256)
-def process_attributes(queue: str, group: str) -> dict[str, str]:
-    return {
+def process_attributes(queue: str, group: str, error_type: str | None = None) -> dict[str, str]:
+    """``error_type``: an attempt that did not succeed (its exception's type)."""
+    attributes = {
         "messaging.operation.name": "process",
         "messaging.system": SYSTEM,
         "messaging.destination.name": queue,
         "messaging.consumer.group.name": group,
     }
+    if error_type is not None:
+        attributes["error.type"] = error_type
+    return attributes
 
 
 def mark_send(span: ApiSpan, queue: str, message_id: Any, rename: bool) -> None:

@@ -29,7 +29,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.metrics import Counter, Histogram, ObservableGauge, UpDownCounter
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     MetricExporter,
@@ -66,7 +72,7 @@ class SnapshotExporter(MetricExporter):
         super().__init__(
             preferred_temporality={
                 kind: AggregationTemporality.CUMULATIVE
-                for kind in (Counter, UpDownCounter, Histogram, ObservableGauge)
+                for kind in (Counter, ObservableCounter, UpDownCounter, Histogram, ObservableGauge)
             }
         )
         self.directory = directory

@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from project.telemetry.breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
+from project.telemetry.histograms import HistogramExporter, HistogramRegistry
 from project.telemetry.messaging import OLD_ATTRIBUTES
 from project.telemetry.redaction import RedactingSpanExporter
 from project.telemetry.settings import SEMCONV_NEW, TelemetrySettings
@@ -92,6 +93,8 @@ class Providers:
     meter_provider: MeterProvider
     exporting: bool = True  # False: no exporter at all, the providers are not installed
     logger_provider: Any = None  # OTEL_LOGS_EXPORTER=otlp: an SDK LoggerProvider
+    # The kit's histograms, exported through the metric exporter (project.telemetry.histograms)
+    histograms: HistogramRegistry = field(default_factory=HistogramRegistry)
 
     def flush(self, timeout: float) -> None:
         millis = int(timeout * 1000)
@@ -200,10 +203,12 @@ def create_providers(
         settings = replace(
             settings, metric_export_interval=min(settings.metric_export_interval, 5_000)
         )
+    histograms = HistogramRegistry(settings.exemplar_filter)
     if metric_exporter is not None:
         readers.append(
             PeriodicExportingMetricReader(
-                metric_exporter, export_interval_millis=settings.metric_export_interval
+                HistogramExporter(metric_exporter, histograms, resource),
+                export_interval_millis=settings.metric_export_interval,
             )
         )
     logger_provider = None
@@ -219,4 +224,4 @@ def create_providers(
         )
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     exporting = span_exporter is not None or bool(readers) or logger_provider is not None
-    return Providers(tracer_provider, meter_provider, exporting, logger_provider)
+    return Providers(tracer_provider, meter_provider, exporting, logger_provider, histograms)

@@ -41,6 +41,9 @@ class TelemetrySettings:
     #: "messaging" (new conventions only) or "messaging/dup" (old and new: the default, so
     #: dashboards built on the stock instrumentation's names keep working while they migrate).
     semconv: str = SEMCONV_DUP
+    #: Which measurements of the kit's histograms become exemplars (the SDK's names and
+    #: default): those made in a sampled span, all, or none.
+    exemplar_filter: str = "trace_based"
     #: HMAC-SHA256 key for hashed identifiers (e-mail recipients); None: nothing is hashed,
     #: since an unkeyed hash of an address is reversed by hashing a list of known addresses.
     hash_key: bytes | None = field(default=None, repr=False)
@@ -74,6 +77,11 @@ class TelemetrySettings:
             logs_exporter=env.choice("OTEL_LOGS_EXPORTER", "none", ("otlp", "console", "none")),
             logs_endpoint=env.optional_text("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or endpoint,
             semconv=_semconv(env.optional_text("OTEL_SEMCONV_STABILITY_OPT_IN")),
+            exemplar_filter=env.choice(
+                "OTEL_METRICS_EXEMPLAR_FILTER",
+                "trace_based",
+                ("trace_based", "always_on", "always_off"),
+            ),
             hash_key=_key(env.optional_text("KIT_TELEMETRY_HASH_KEY")),
             email_domains=_domains(env.optional_text("KIT_TELEMETRY_EMAIL_DOMAINS")),
         )

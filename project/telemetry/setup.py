@@ -84,9 +84,10 @@ def setup_telemetry(
     # After the stock instrumentation's receiver: its span is current in before_publish.
     celery_hooks.move_publish_receiver_last()
     meter = providers.meter_provider.get_meter("project")
-    messaging = MessagingMetrics(meter)
+    messaging = MessagingMetrics(meter, providers.histograms)
     providers.tracer_provider.add_span_processor(OperationDurationProcessor(messaging))
-    hooks = TaskTelemetry(TaskMetrics(meter), messaging, rename=settings.semconv == SEMCONV_NEW)
+    metrics = TaskMetrics(meter, providers.histograms)
+    hooks = TaskTelemetry(metrics, messaging, rename=settings.semconv == SEMCONV_NEW)
     if role == "worker" and kit is not None:
         register_worker_gauges(meter, kit.redis, kit.settings.broker.queue_weights)
     handler: logging.Handler | None = None

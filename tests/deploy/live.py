@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from project.broker.queues import PUBLISHED_AT_HEADER
 from tests.deploy.validators import ROOT
 
 START_TIMEOUT = 60.0  # seconds
@@ -54,13 +55,17 @@ def publish(redis_url: str, *specs: str) -> None:
     assert done.returncode == 0, f"producer {specs}: {done.stdout}{done.stderr}"
 
 
-def fill_queue(client: Any, queue: str, total: int) -> None:
+def fill_queue(client: Any, queue: str, total: int, published_ago: float = 0.0) -> None:
     """Make the one message waiting in ``queue`` ``total`` messages: copies of it (a real
     publish by the kit) under new task ids. Publishing 10,000 tasks one by one takes longer
-    than the rest of a test; a copy is the same bytes a publish would write, in the same list."""
+    than the rest of a test; a copy is the same bytes a publish would write, in the same list.
+    ``published_ago``: seconds to move every publish time back (a backlog an hour old, without
+    waiting an hour)."""
     keys = [k for k in client.scan_iter(match=f"{queue}*") if client.type(k) == b"list"]
     assert len(keys) == 1 and client.llen(keys[0]) == 1, f"not one message in {queue}: {keys}"
     message = json.loads(client.lindex(keys[0], 0))
+    message["headers"][PUBLISHED_AT_HEADER] -= published_ago
+    client.lset(keys[0], 0, json.dumps(message))
     with client.pipeline(transaction=False) as pipe:
         for _ in range(total - 1):
             task_id = str(uuid.uuid4())

@@ -272,11 +272,13 @@ def test_alerts_cover_the_seeds_list_with_a_for_duration_each() -> None:
     rules = {r["alert"]: r for r in alert_rules(RULES)}
     assert set(rules) == {
         "CeleryKitQueueBacklog",
+        "CeleryKitQueueLatencyHigh",
         "CeleryKitTaskFailureRateHigh",
         "CeleryKitAllWorkersDown",
         "CeleryKitRedisConnectionFailure",
     }
     assert "> 10000" in rules["CeleryKitQueueBacklog"]["expr"]
+    assert "> 300" in rules["CeleryKitQueueLatencyHigh"]["expr"]
     assert "> 0.05" in rules["CeleryKitTaskFailureRateHigh"]["expr"]
     assert all(60 <= duration_seconds(r["for"]) <= 900 for r in rules.values())
 

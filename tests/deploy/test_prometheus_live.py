@@ -6,10 +6,11 @@ with the shipped ``prometheus.yml`` and ``alerts.yml``: rendered from those file
 scrape and evaluation intervals and every ``for:`` divided by :data:`TIME_SCALE`, nothing else
 changed. Then, as in production:
 
-1. 10,001 tasks wait in the paused queue ``low``: the backlog alert goes pending, then fires;
-   the autoscalers' query (KEDA's trigger, prometheus-adapter's rule) reads 10,001; every
-   dashboard query evaluates without error on metrics the worker really exported; and the
-   failure-rate alert stays quiet for 1 failure among a handful of runs (its minimum volume);
+1. 10,001 tasks wait in the paused queue ``low``, published an hour ago: the backlog and the
+   latency alerts go pending, then fire; the autoscalers' query (KEDA's trigger,
+   prometheus-adapter's rule) reads 10,001; every dashboard query evaluates without error on
+   metrics the worker really exported; and the failure-rate alert stays quiet for 1 failure
+   among a handful of runs (its minimum volume);
 2. Redis stops: the Redis alert fires for that worker;
 3. the worker stops: the no-workers alert fires.
 """
@@ -33,6 +34,7 @@ TIME_SCALE = 1 / 150  # for: 10m -> 4s, 2m -> 1s (the minimum)
 INTERVAL = 1.0  # seconds: scrape and rule evaluation
 ALERT_TIMEOUT = 60.0  # seconds for any one alert to fire: it takes about for: + 3 intervals
 BACKLOG = 10_001
+BACKLOG_AGE = 3600.0  # seconds: the backlog's publish times are moved back by this much
 NAMESPACE = "celery-kit"  # what a PodMonitor's relabelling adds, and the autoscalers filter on
 
 
@@ -134,7 +136,7 @@ def test_alerts_dashboard_and_autoscaler_queries_in_a_real_prometheus_on_a_real_
         "default=tests.deploy.fail_for_good",
     )
     with redis_py.Redis.from_url(private_redis.url) as client:
-        fill_queue(client, "low", BACKLOG)
+        fill_queue(client, "low", BACKLOG, published_ago=BACKLOG_AGE)
 
     with PrometheusServer(tools.prometheus, config, tmp_path / "prometheus", prometheus_port) as p:
         worker = start_worker(
@@ -153,6 +155,10 @@ def test_alerts_dashboard_and_autoscaler_queries_in_a_real_prometheus_on_a_real_
 
         # 1. The backlog.
         _wait_for_alert(p, "CeleryKitQueueBacklog", task_queue="low")
+        _wait_for_alert(p, "CeleryKitQueueLatencyHigh", task_queue="low")
+        latency = _value(p, 'max(kit_queue_latency_seconds{task_queue="low"})')
+        assert latency is not None and latency >= BACKLOG_AGE
+        assert not p.query('ALERTS{alertname="CeleryKitQueueLatencyHigh",task_queue="default"}')
         for where, expr in _autoscaler_queries().items():
             try:
                 eventually(partial(_is, p, expr, BACKLOG), timeout=ALERT_TIMEOUT)
