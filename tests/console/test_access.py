@@ -119,6 +119,8 @@ def test_responses_carry_security_headers(console: InProcessConsole) -> None:
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert headers["Cache-Control"] == "no-store"
         assert headers["X-Content-Type-Options"] == "nosniff"
+    cookie = request(console.base + "/queues/default/pending").headers["Set-Cookie"]
+    assert cookie.startswith("_xsrf=") and "SameSite=Strict" in cookie and "HttpOnly" in cookie
 
 
 def test_an_action_logs_who_did_what(
