@@ -2,33 +2,29 @@
 
 Read straight from Redis, so the counts are exact: kombu's queue lists (one per priority) for
 pending messages, its ``unacked`` hash for messages a worker holds (running, or waiting for an
-ETA), the kit's durable schedule and archive, and the per-minute counters of
+ETA), the kit's durable schedule and archive (all counted by the state model,
+:func:`project.ops.states.count_states`), and the per-minute counters of
 :mod:`project.ops.counters` for processed and failed.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 from celery import Celery
 
-from project import keys
-from project.broker.connections import as_text
 from project.broker.pause import paused_queues
-from project.delay.scheduled import ScheduledCall
 from project.ops import counters as stats
 from project.ops.pending import pending
+from project.ops.states.lookup import count_states
+from project.ops.states.model import TaskState
+from project.ops.states.sources import UNACKED as UNACKED  # kombu's key, read by the console
 from project.settings import Settings
 
 __all__ = ["QueueStats", "Snapshot", "collect"]
-
-UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages
-SCAN_BATCH = 1000
 
 
 @dataclass
@@ -65,14 +61,18 @@ def collect(
     rows = {q: QueueStats(q) for q in names}
     paused = paused_queues(client)
     now = time.time()
-    for queue, waiting in pending(client, names, now).items():
-        row = rows[queue]
+    waiting = pending(client, names, now)
+    for queue, row in rows.items():
         row.paused = queue in paused
-        row.pending = waiting.depth
-        row.oldest_pending_age = waiting.oldest_age
-    _count_unacked(client, rows)
-    _count_scheduled(client, rows)
-    _count_archived(client, rows)
+        row.pending = waiting[queue].depth
+        row.oldest_pending_age = waiting[queue].oldest_age
+    for queue, counted in count_states(app, client, names, waiting).items():
+        row = rows[queue]
+        row.active = counted[TaskState.ACTIVE]
+        # Here a delayed retry counts among the scheduled too (the state model keeps them apart).
+        row.retrying = counted[TaskState.RETRYING]
+        row.scheduled = counted[TaskState.SCHEDULED] + row.retrying
+        row.archived = counted[TaskState.ARCHIVED]
     for window, suffix in ((3600, "1h"), (86_400, "1d")):
         for queue, counts in stats.totals(client, names, window).items():
             setattr(rows[queue], f"processed_{suffix}", counts["processed"])
@@ -84,49 +84,6 @@ def collect(
         redis_memory_human=str(memory.get("used_memory_human", "")),
         workers=_workers(app, timeout),
     )
-
-
-def _count_unacked(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
-    for _, raw in client.hscan_iter(UNACKED, count=SCAN_BATCH):
-        try:
-            message, _exchange, routing_key = json.loads(raw)
-            headers = message.get("headers") or {}
-        except (ValueError, TypeError, AttributeError):
-            continue
-        row = rows.get(routing_key)
-        if row is None:
-            continue
-        if headers.get("eta"):  # held by a worker until due
-            row.scheduled += 1
-            row.retrying += 1 if headers.get("retries") else 0
-        else:
-            row.active += 1
-
-
-def _count_scheduled(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
-    for raw in _records(client, keys.SCHEDULED, keys.scheduled_record):
-        call = ScheduledCall.from_json(raw)
-        queue = call.options.get("queue") or "default"
-        row = rows.get(str(getattr(queue, "name", queue)))
-        if row is not None:
-            row.scheduled += 1
-            row.retrying += 1 if call.options.get("retries") else 0
-
-
-def _count_archived(client: redis.Redis, rows: dict[str, QueueStats]) -> None:
-    for raw in _records(client, keys.ARCHIVE_INDEX, keys.archive_record):
-        row = rows.get(json.loads(raw).get("queue") or "")
-        if row is not None:
-            row.archived += 1
-
-
-def _records(client: redis.Redis, index: str, record: keys.Prefix) -> Iterator[Any]:
-    """The JSON record of every id in the sorted set ``index``, read :data:`SCAN_BATCH` at a
-    time (a record deleted since the index was read is skipped)."""
-    ids = [as_text(m) for m in client.zrange(index, 0, -1)]
-    for start in range(0, len(ids), SCAN_BATCH):
-        batch = ids[start : start + SCAN_BATCH]
-        yield from (raw for raw in client.mget([record(i) for i in batch]) if raw is not None)
 
 
 def _workers(app: Celery, timeout: float) -> dict[str, int]:

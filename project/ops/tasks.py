@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import redis
@@ -10,7 +9,7 @@ from celery import Celery
 
 from project import keys
 from project.delay.scheduled import ScheduledCall
-from project.ops.stats import UNACKED
+from project.ops.states.lookup import held
 from project.retries.archive import Archive
 
 __all__ = ["cancel", "show"]
@@ -22,15 +21,11 @@ def _scheduled(client: redis.Redis, task_id: str) -> ScheduledCall | None:
 
 
 def _held_by_worker(client: redis.Redis, task_id: str) -> dict[str, Any] | None:
-    for _, raw in client.hscan_iter(UNACKED, count=1000):
-        try:
-            message, _exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        headers = message.get("headers") or {}
-        if headers.get("id") == task_id:
-            return {"queue": routing_key, "eta": headers.get("eta"), "task": headers.get("task")}
-    return None
+    found = held(client, task_id)
+    if found is None or found.message is None:
+        return None
+    headers = found.message.headers
+    return {"queue": found.message.queue, "eta": headers.get("eta"), "task": headers.get("task")}
 
 
 def show(app: Celery, client: redis.Redis, task_id: str) -> dict[str, Any] | None:

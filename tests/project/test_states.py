@@ -423,3 +423,16 @@ def test_an_action_on_a_task_in_the_wrong_state_is_refused(redis: Any) -> None:
         run_task(_app(), _client(), queued.id)
     with pytest.raises(TaskStateError, match="requeue"):
         requeue_task(_app(), _client(), queued.id)
+
+
+def test_each_action_logs_one_line_without_arguments(
+    redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.tasks import count
+
+    queued = count.delay("secret-argument")
+    with caplog.at_level("INFO", logger="project.ops.states.actions"):
+        delete_task(_app(), _client(), queued.id)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "project.ops.states.actions"]
+    assert line == f"operator delete: task {queued.id} (tests.count) in queue default, was pending"
+    assert "secret-argument" not in caplog.text

@@ -26,7 +26,7 @@ from project.delay.scheduled import ScheduledCall
 from project.errors import UnknownTaskError
 from project.lifecycle.kit import kit_of
 from project.ops import counters
-from project.ops.pending import pending
+from project.ops.pending import Pending, pending
 from project.ops.states.listing import (
     INSPECT_TIMEOUT,
     WINDOW,
@@ -48,7 +48,7 @@ from project.ops.states.sources import (
 )
 from project.retries.archive import ArchivedTask
 
-__all__ = ["Found", "count_states", "find_task", "locate", "queue_overview"]
+__all__ = ["Found", "count_states", "find_task", "held", "locate", "queue_overview"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def locate(app: Celery, client: redis.Redis, task_id: str) -> Found:
     if raw is not None:
         record = ArchivedTask.from_json(raw)
         return Found(archived_entry(record), record=record)
-    found = _held(client, task_id) or _pending(app, client, task_id) or _held(client, task_id)
+    found = held(client, task_id) or _pending(app, client, task_id) or held(client, task_id)
     if found is not None:
         return found
     if "|" in task_id and client.sismember(keys.AGGREGATION_GROUPS, task_id):
@@ -94,7 +94,8 @@ def locate(app: Celery, client: redis.Redis, task_id: str) -> Found:
     raise UnknownTaskError(task_id)
 
 
-def _held(client: redis.Redis, task_id: str) -> Found | None:
+def held(client: redis.Redis, task_id: str) -> Found | None:
+    """The task a worker holds (running, or waiting for its ETA), found in ``unacked``."""
     now = time.time()
     for tag, raw in client.hscan_iter(UNACKED, count=WINDOW):
         if task_id not in as_text(raw):
@@ -189,24 +190,23 @@ def _trace_id(headers: dict[str, Any]) -> str | None:
 
 
 def count_states(
-    app: Celery, client: redis.Redis, queues: list[str]
+    app: Celery,
+    client: redis.Redis,
+    queues: list[str],
+    waiting: dict[str, Pending] | None = None,
 ) -> dict[str, dict[TaskState, int]]:
-    """Per queue, how many tasks each state holds; each source read in windows.
+    """Per queue, how many tasks each state holds; each source read in windows (``waiting``:
+    the queues' :func:`~project.ops.pending.pending`, when the caller has read it already).
 
     ``completed`` is the successes counted (:mod:`project.ops.counters`) within the results'
     lifetime, ``KIT_RESULT_EXPIRES`` (at most the counters' own two days): what a SCAN of
     every result would find, without reading them all.
     """
     counts = {q: dict.fromkeys(TaskState, 0) for q in queues}
-    with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            for key in queue_keys(queue):
-                pipe.llen(key)
-        lengths = pipe.execute()
-    steps = len(lengths) // max(1, len(queues))
-    for i, queue in enumerate(queues):
-        counts[queue][TaskState.PENDING] = sum(lengths[i * steps : (i + 1) * steps])
     now = time.time()
+    waiting = pending(client, queues, now) if waiting is None else waiting
+    for queue in queues:
+        counts[queue][TaskState.PENDING] = waiting[queue].depth
     for _, raw in client.hscan_iter(UNACKED, count=WINDOW):
         message = unacked_message(raw)
         if message is not None and message.queue in counts:
@@ -248,9 +248,9 @@ def queue_overview(app: Celery, client: redis.Redis) -> list[dict[str, Any]]:
     """Per configured queue: paused or not, the count of every state, and its latency (the
     oldest waiting message's age in seconds, None when none waits)."""
     queues = list(kit_of(app).settings.broker.queue_weights)
-    counts = count_states(app, client, queues)
-    paused = paused_queues(client)
     waiting = pending(client, queues, time.time())
+    counts = count_states(app, client, queues, waiting)
+    paused = paused_queues(client)
     return [
         {
             "queue": queue,
