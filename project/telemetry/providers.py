@@ -145,9 +145,9 @@ def _span_exporter(settings: TelemetrySettings) -> SpanExporter | None:
         return None
     exporter: SpanExporter
     if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from project.telemetry.encoding import CachingSpanExporter
 
-        exporter = OTLPSpanExporter()
+        exporter = CachingSpanExporter()  # the OTLP/gRPC exporter, with a cheaper encoder
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter as HTTPSpanExporter,
