@@ -13,9 +13,10 @@ from project.broker.pause import pause
 from project.console.settings import ConsoleSettings
 from project.ops import counters
 from project.up.redis_server import free_port
+from tests.console import tasks as console_tasks
 from tests.console.conftest import InProcessConsole, Reply, request
 from tests.support.polling import eventually
-from tests.support.tasks import add, slow_mark
+from tests.support.tasks import add
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -110,11 +111,15 @@ def test_the_workers_page_shows_workers_and_held_messages_with_their_lease(
     assert kit_worker.hostname in request(console.base + "/workers").body.decode()
     # The in-thread (solo) worker answers no inspect while its task runs: the message it
     # holds shows among the held ones, with its lease.
-    slow_mark.delay("console", 3.0)
-    eventually(lambda: redis.llen("test:starts:console"), 30)
-    body = request(console.base + "/workers").body.decode()
+    running = console_tasks.hold_until.delay("workers-page")
+    eventually(lambda: redis.get("test:running:workers-page"), 30)
+    try:
+        body = request(console.base + "/workers").body.decode()
+    finally:
+        redis.set("test:release:workers-page", "1")
     held = body[body.index('id="held"') :]
-    assert "tests.slow_mark" in held and " s ago" in held
+    assert running.id in held and "tests.console.hold_until" in held and " s ago" in held
+    assert running.get(timeout=30) is True
 
 
 def test_the_cron_and_redis_pages(console: InProcessConsole, kit_app: Any) -> None:
