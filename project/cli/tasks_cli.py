@@ -116,8 +116,9 @@ def task_delete(task_id: str) -> None:
 @task.command("archive")
 @click.argument("task_id")
 def task_archive(task_id: str) -> None:
-    """Move a pending, scheduled or retrying task to the archive (see `kit archived`)."""
-    _act("archived", "archive", task_id)
+    """Move a pending, scheduled or retrying task to the archive (see `kit archived`). One a
+    worker holds for its ETA is revoked there and archived under a new id, printed."""
+    _held_or_not("archived", "archive", task_id)
 
 
 @task.command("requeue")
@@ -132,20 +133,24 @@ def task_requeue(task_id: str) -> None:
 def task_run(task_id: str) -> None:
     """Run a scheduled, retrying or archived task now. One a worker holds for its ETA is
     revoked there and a copy runs now under a new id, printed."""
-    from project.ops.states import TaskState, copy_id, run_task
+    _held_or_not("pending now", "run", task_id)
+
+
+def _held_or_not(verb: str, action: str, task_id: str) -> None:
+    """An action that, on a task a worker holds for its ETA, goes on under :func:`copy_id`."""
+    from project.ops import states
     from project.ops.states.lookup import locate
 
     app, client, _ = _context()
-    found = _state_call(lambda: locate(app, client, task_id))
-    held = found.message is not None and found.state in (TaskState.SCHEDULED, TaskState.RETRYING)
-    was = _state_call(lambda: run_task(app, client, task_id))
+    held = _state_call(lambda: locate(app, client, task_id)).held
+    was = _state_call(lambda: getattr(states, f"{action}_task")(app, client, task_id))
     if held:
         click.echo(
             f"{task_id}: was {was} in a worker's memory: revoked there; "
-            f"a copy runs now as {copy_id(task_id)}"
+            f"{verb} as {states.copy_id(task_id)}"
         )
     else:
-        click.echo(f"{task_id}: pending now (was {was})")
+        click.echo(f"{task_id}: {verb} (was {was})")
 
 
 @queue.command("purge")

@@ -370,6 +370,25 @@ def test_running_a_task_held_for_its_eta_runs_a_copy_now_and_never_the_original(
     assert redis.get("test:count:eta") == "1"
 
 
+@pytest.mark.e2e
+def test_archiving_a_task_held_for_its_eta_archives_it_under_a_new_id_that_can_run(
+    start_worker: Any, redis: Any
+) -> None:
+    from project.ops.states import copy_id
+    from tests.support.tasks import count
+
+    start_worker()
+    held = count.apply_async(("held-arch",), countdown=6)
+    witness = count.apply_async(("held-arch-witness",), countdown=7)
+    eventually(lambda: held.id in _ids("default", "scheduled"), 30)
+    assert archive_task(_app(), _client(), held.id) is TaskState.SCHEDULED
+    assert _ids("default", "archived") == [copy_id(held.id)]
+    assert witness.get(timeout=30) == 1  # the original's ETA has passed: it did not run
+    assert not redis.exists("test:count:held-arch")
+    requeue_task(_app(), _client(), copy_id(held.id))
+    assert _app().AsyncResult(copy_id(held.id)).get(timeout=30) == 1
+
+
 def test_running_an_archived_task_requeues_it(redis: Any) -> None:
     from tests.support.tasks import count
 

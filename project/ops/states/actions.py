@@ -12,7 +12,8 @@ with :class:`TaskStateError`, the task runs once) or does not (the action wins, 
 A task a worker holds for its ETA (a countdown under ``KIT_DURABLE_DELAY_THRESHOLD``) is in
 the worker's memory, out of Redis's reach: it is revoked (the worker drops it when due) and
 its ``unacked`` record removed, so no restart brings it back. ``run`` then publishes a copy
-without the ETA under :func:`copy_id` (the revoked id cannot run again). One due within
+without the ETA under :func:`copy_id`, and ``archive`` archives it under that id: workers
+drop a revoked id whenever it comes (until they restart), so it cannot run again. One due within
 :data:`HELD_MARGIN` seconds is left alone: the revocation could arrive after it started.
 
 Every action logs one line (id, queue, from-state, action; never arguments) and counts on
@@ -137,7 +138,8 @@ def delete_task(app: Celery, client: redis.Redis, task_id: str) -> TaskState:
 
 def archive_task(app: Celery, client: redis.Redis, task_id: str) -> TaskState:
     """Move a pending, scheduled or retrying task to the archive (reason
-    :data:`Reason.OPERATOR`), where ``requeue`` can bring it back."""
+    :data:`Reason.OPERATOR`), where ``requeue`` can bring it back. One a worker holds for its
+    ETA is revoked there and archived under :func:`copy_id` (its own id stays revoked)."""
     found = locate(app, client, task_id)
     _require(found, "archive", (TaskState.PENDING, TaskState.SCHEDULED, TaskState.RETRYING))
     return _done(app, client, found, "archive", _take(app, client, found, "archive"))
@@ -156,8 +158,8 @@ def requeue_task(app: Celery, client: redis.Redis, task_id: str) -> TaskState:
     """Publish an archived task again with a fresh retry budget (or a failed one whose
     result is all that is left of it), under its own id."""
     found = locate(app, client, task_id)
-    if found.state is TaskState.COMPLETED and found.meta and found.meta.get("status") != "SUCCESS":
-        meta = found.meta
+    meta = found.meta or {}
+    if found.state is TaskState.COMPLETED and meta.get("name") and meta["status"] != "SUCCESS":
         options = {"task_id": task_id, "queue": meta.get("queue") or None}
         app.send_task(str(meta.get("name")), meta.get("args") or [], meta.get("kwargs"), **options)
         return _done(app, client, found, "requeue", True)
@@ -245,9 +247,9 @@ def _take_held(
     with client.pipeline(transaction=True) as pipe:
         pipe.hdel(UNACKED, tag)
         pipe.zrem(UNACKED_INDEX, tag)
-        if record:
-            pipe.set(keys.archive_record(found.entry.id), record)
-            pipe.zadd(keys.ARCHIVE_INDEX, {found.entry.id: time.time()})
+        if record:  # under the copy's id: a requeue of the revoked id would be dropped again
+            pipe.set(keys.archive_record(copy_id(found.entry.id)), record)
+            pipe.zadd(keys.ARCHIVE_INDEX, {copy_id(found.entry.id): time.time()})
         pipe.execute()
     if mode == "run":
         args, kwargs, _ = message.body()
@@ -274,7 +276,7 @@ def _record(found: Found) -> ArchivedTask:
         args, kwargs, _ = found.message.body()
         priority = found.message.properties.get("priority")
     return ArchivedTask(
-        id=entry.id,
+        id=copy_id(entry.id) if found.held else entry.id,
         task=entry.name,
         reason=Reason.OPERATOR,
         error_type="ArchivedByOperator",

@@ -137,7 +137,7 @@ def _parse(cursor: str | None, state: TaskState) -> tuple[str, str, str]:
         int(a), int(b)
     except ValueError:
         raise UnknownQueueError("cursor", cursor, ["a next_cursor of this list"]) from None
-    if phase not in (first, "z"):
+    if phase != first and not (phase == "z" and state in (TaskState.SCHEDULED, TaskState.RETRYING)):
         raise UnknownQueueError("cursor", cursor, ["a next_cursor of this list"])
     return phase, a, b
 

@@ -66,6 +66,14 @@ class Found:
     def state(self) -> TaskState:
         return self.entry.state
 
+    @property
+    def held(self) -> bool:
+        """A worker holds it in memory for its ETA (out of Redis's reach: it is revoked)."""
+        return self.message is not None and self.state in (
+            TaskState.SCHEDULED,
+            TaskState.RETRYING,
+        )
+
 
 def locate(app: Celery, client: redis.Redis, task_id: str) -> Found:
     """Where ``task_id`` is; :class:`UnknownTaskError` when nowhere."""
