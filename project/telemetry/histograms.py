@@ -11,7 +11,9 @@ process's metric exporter, adds its points to each export as the SDK's own ``His
 the same buckets, sum, count, min and max, in the temporality the exporter asks for, and the
 SDK's ``trace_based`` exemplars (the latest measurement made in a sampled span, per bucket,
 since the previous export; ``OTEL_METRICS_EXEMPLAR_FILTER`` applies as it does to the SDK's).
-Unlike the SDK's instruments, these are not subject to Views.
+Unlike the SDK's instruments, these are not subject to Views, and they ride on the SDK's
+exports: a process whose SDK instruments recorded nothing exports none (the kit's histograms
+are always recorded beside a counter: ``kit.tasks.*``, ``messaging.client.*``).
 """
 
 from __future__ import annotations

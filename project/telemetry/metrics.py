@@ -17,6 +17,11 @@ name                       kind       attributes
 ``kit.queue.latency``      gauge      task.queue (seconds the oldest waiting one waited)
 ``kit.workers.alive``      gauge      (1 per live worker: ``sum`` counts workers)
 =========================  =========  ================================================
+
+A task records each of these on its own thread, so they cost what a dict update does: the
+counters are :class:`Tally` (counted in the process, observed at export), the histograms the
+kit's own (:mod:`project.telemetry.histograms`), and their attribute sets are built once
+(:func:`task_attributes`).
 """
 
 from __future__ import annotations
