@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from project.cli.ops import fail, redis_call
-from project.errors import ConfigError, KitError
+from project.errors import ConfigError, KitError, UnknownQueueError
 from project.settings import load_settings
 
 __all__ = ["USAGE", "main"]
@@ -57,11 +57,12 @@ class KitGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         """Any of the kit's own errors ends the command with one line saying what to fix,
-        never a traceback: exit code 2 for a malformed variable (like click's bad usage),
-        1 for the others (Redis unreachable, ``kit up`` already running)."""
+        never a traceback: exit code 2 for a malformed variable or an unknown queue, state or
+        cursor (like click's bad usage), 1 for the others (Redis unreachable, an unknown task,
+        ``kit up`` already running)."""
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, UnknownQueueError) as exc:
             click.echo(f"kit: {exc}", err=True)
             sys.exit(USAGE)
         except KitError as exc:

@@ -3,43 +3,24 @@
 
 The commands join the ``task`` and ``queue`` groups of :mod:`project.cli.ops` when this module
 is imported (``kit``'s group does that as it loads its commands). Expected failures are one
-line on stderr: exit 1 for an unknown task or one in the wrong state, 2 for an unknown queue,
-state or cursor (bad usage), as click does for a bad option.
+line on stderr (``kit``'s group prints the state model's named errors): exit 1 for an unknown
+task or one in the wrong state, 2 for an unknown queue, state or cursor (bad usage).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from project.cli import USAGE
 from project.cli.ops import _context, queue, redis_call, task
-from project.errors import StateError, UnknownQueueError
 
 __all__ = ["queue_purge", "task_archive", "task_delete", "task_ls", "task_requeue", "task_run"]
-
-T = TypeVar("T")
-
-#: Exit code of bad usage (click's own).
-USAGE = 2
-
-
-def _state_call(call: Callable[[], T]) -> T:
-    """Run a state-model call: its named errors end the command with one line."""
-    try:
-        return redis_call(call)
-    except UnknownQueueError as exc:
-        click.echo(f"kit: {exc}", err=True)
-        sys.exit(USAGE)
-    except StateError as exc:
-        click.echo(f"kit: {exc}", err=True)
-        sys.exit(1)
 
 
 def _when(seconds: float | None) -> str:
@@ -70,7 +51,7 @@ def task_ls(queue_name: str, state: str, limit: int, cursor: str | None, as_json
     from project.ops.states import list_tasks
 
     app, client, _ = _context()
-    page = _state_call(lambda: list_tasks(app, client, queue_name, state, limit, cursor))
+    page = redis_call(lambda: list_tasks(app, client, queue_name, state, limit, cursor))
     if as_json:
         click.echo(json.dumps(page.as_dict(), indent=2))
         return
@@ -102,7 +83,7 @@ def _act(verb: str, action: str, task_id: str) -> None:
 
     call = getattr(states, f"{action}_task")
     app, client, _ = _context()
-    was = _state_call(lambda: call(app, client, task_id))
+    was = redis_call(lambda: call(app, client, task_id))
     click.echo(f"{task_id}: {verb} (was {was})")
 
 
@@ -142,8 +123,8 @@ def _held_or_not(verb: str, action: str, task_id: str) -> None:
     from project.ops.states.lookup import locate
 
     app, client, _ = _context()
-    held = _state_call(lambda: locate(app, client, task_id)).held
-    was = _state_call(lambda: getattr(states, f"{action}_task")(app, client, task_id))
+    held = redis_call(lambda: locate(app, client, task_id)).held
+    was = redis_call(lambda: getattr(states, f"{action}_task")(app, client, task_id))
     if held:
         click.echo(
             f"{task_id}: was {was} in a worker's memory: revoked there; "
@@ -170,5 +151,5 @@ def queue_purge(name: str, state: str, yes: bool) -> None:
         click.echo(f"kit: purging removes {state} tasks of {name} for good; add --yes", err=True)
         sys.exit(USAGE)
     app, client, _ = _context()
-    removed = _state_call(lambda: purge_queue(app, client, name, state))
+    removed = redis_call(lambda: purge_queue(app, client, name, state))
     click.echo(f"purged {removed} {state} task(s) from queue {name}")
