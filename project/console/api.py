@@ -78,9 +78,9 @@ class TaskApi(ApiHandler):
 
 class TaskActionApi(ApiHandler):
     async def post(self, task_id: str, action: str) -> None:
-        left = await self.call(service.task_action, self.context, action, task_id)
+        left, now = await self.call(service.task_action, self.context, action, task_id)
         self.audit(action, task=task_id)
-        self.reply({"task": task_id, "action": action, "from_state": left})
+        self.reply({"task": task_id, "action": action, "from_state": left, "id_now": now})
 
 
 class QueueActionApi(ApiHandler):

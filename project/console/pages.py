@@ -106,9 +106,9 @@ class QueueAction(Page):
 
 class TaskAction(Page):
     async def post(self, task_id: str, action: str) -> None:
-        left = await self.call(service.task_action, self.context, action, task_id)
+        left, now = await self.call(service.task_action, self.context, action, task_id)
         self.audit(action, task=task_id)
-        target = "/" if action == "delete" else f"/tasks/{task_id}"
+        target = "/" if action == "delete" else f"/tasks/{now}"
         self.back(target, f"{action}: task {task_id} (was {left})")
 
 

@@ -87,9 +87,20 @@ def _action(name: str) -> Callable[..., Any]:
     }[name]
 
 
-def task_action(context: Context, action: str, task_id: str) -> str:
-    """Run ``action`` on one task; the state it left."""
-    return str(_action(action)(context.app, context.client, task_id))
+def task_action(context: Context, action: str, task_id: str) -> tuple[str, str]:
+    """Run ``action`` on one task: the state it left, and the id it goes by now (run or
+    archive of an ETA task a worker holds revokes it and goes on under a copy's id)."""
+    from project.ops import states
+
+    left = str(_action(action)(context.app, context.client, task_id))
+    if action in ("run", "archive"):
+        copy = states.copy_id(task_id)
+        try:
+            states.find_task(context.app, context.client, copy)
+        except states.UnknownTaskError:
+            return left, task_id
+        return left, copy
+    return left, task_id
 
 
 def bulk(

@@ -157,3 +157,18 @@ def test_redis_out_of_reach_is_503(private_redis: Any) -> None:
         assert reply.status == 503 and "Redis is unreachable" in reply.json()["error"]
     finally:
         server.stop()
+
+
+def test_running_a_task_a_worker_holds_for_its_eta_goes_on_under_its_copy(
+    console: InProcessConsole, kit_worker: Any
+) -> None:
+    from project.ops.states import copy_id
+
+    task = add.apply_async((2, 3), countdown=50)  # under the durable threshold: held in memory
+    url = f"{console.base}/api/tasks/{task.id}"
+    eventually(lambda: request(url).json()["entry"]["state"] == "scheduled", 30)
+    reply = request(f"{url}/run", "POST").json()
+    assert reply["from_state"] == "scheduled" and reply["id_now"] == copy_id(task.id)
+    copy = f"{console.base}/api/tasks/{reply['id_now']}"
+    eventually(lambda: request(copy).json()["entry"]["state"] == "completed", 30)
+    assert request(copy).json()["result"] == 5
