@@ -238,31 +238,32 @@ def _take(app: Celery, client: redis.Redis, found: Found, mode: str) -> bool:
 def _take_held(
     app: Celery, client: redis.Redis, found: Found, message: Message, mode: str, record: str
 ) -> bool:
-    """Revoke a task a worker holds for its ETA, and drop its ``unacked`` record."""
+    """Revoke a task a worker holds for its ETA and drop its ``unacked`` record; for ``run``
+    and ``archive``, publish or archive its copy first: a command that dies half-way leaves
+    the task to run (at least once, as every task), never lost."""
     eta = message.eta
     if eta is None or eta - time.time() < HELD_MARGIN:
         return False
-    tag = str(found.key)
-    app.control.revoke(found.entry.id)
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hdel(UNACKED, tag)
-        pipe.zrem(UNACKED_INDEX, tag)
-        if record:  # under the copy's id: a requeue of the revoked id would be dropped again
-            pipe.set(keys.archive_record(copy_id(found.entry.id)), record)
-            pipe.zadd(keys.ARCHIVE_INDEX, {copy_id(found.entry.id): time.time()})
-        pipe.execute()
+    tag, copy = str(found.key), copy_id(found.entry.id)
     if mode == "run":
         args, kwargs, _ = message.body()
-        priority = message.properties.get("priority")
         app.send_task(
             found.entry.name,
             args,
             kwargs,
-            task_id=copy_id(found.entry.id),
+            task_id=copy,
             queue=message.queue,
-            priority=priority,
+            priority=message.properties.get("priority"),
             retries=int(message.headers.get("retries") or 0),
         )
+    with client.pipeline(transaction=True) as pipe:
+        if record:  # under the copy's id: a requeue of the revoked id would be dropped again
+            pipe.set(keys.archive_record(copy), record)
+            pipe.zadd(keys.ARCHIVE_INDEX, {copy: time.time()})
+        pipe.hdel(UNACKED, tag)
+        pipe.zrem(UNACKED_INDEX, tag)
+        pipe.execute()
+    app.control.revoke(found.entry.id)
     return True
 
 

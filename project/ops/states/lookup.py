@@ -51,6 +51,10 @@ from project.retries.archive import ArchivedTask
 __all__ = ["Found", "count_states", "find_task", "held", "locate", "queue_overview"]
 
 
+#: Messages read per round trip while a queue's lists are searched for one id.
+FIND_WINDOW = 1000
+
+
 @dataclass(frozen=True)
 class Found:
     """Where a task is, and the Redis value an action must remove to move it."""
@@ -115,21 +119,21 @@ def held(client: redis.Redis, task_id: str) -> Found | None:
 
 
 def _pending(app: Celery, client: redis.Redis, task_id: str) -> Found | None:
-    """The message in a queue's lists (windows of :data:`WINDOW`, the id matched as text
+    """The message in a queue's lists (windows of :data:`FIND_WINDOW`, the id matched as text
     before any message is decoded)."""
     for queue in kit_of(app).settings.broker.queue_weights:
         for key in queue_keys(queue):
             start = 0
             while True:
-                window = client.lrange(key, start, start + WINDOW - 1)
+                window = client.lrange(key, start, start + FIND_WINDOW - 1)
                 for raw in window:
                     if task_id in as_text(raw):
                         message = decode_message(raw, queue)
                         if message is not None and message.id == task_id:
                             return Found(message.entry(TaskState.PENDING), message, key)
-                if len(window) < WINDOW:
+                if len(window) < FIND_WINDOW:
                     break
-                start += WINDOW
+                start += FIND_WINDOW
     return None
 
 
