@@ -56,7 +56,8 @@ class _Series:
         self.total = 0.0
         self.minimum = float("inf")
         self.maximum = float("-inf")
-        self.exemplars: dict[int, Exemplar] = {}
+        # bucket -> (value, time, span id, trace id): made into Exemplars at export only
+        self.exemplars: dict[int, tuple[float, int, int | None, int | None]] = {}
 
 
 class KitHistogram:
@@ -97,8 +98,13 @@ class KitHistogram:
             series.minimum = min(series.minimum, value)
             series.maximum = max(series.maximum, value)
             if context is not None and (context.trace_flags.sampled or self._unsampled_too):
-                ids = (context.span_id, context.trace_id) if context.is_valid else (None, None)
-                series.exemplars[index] = Exemplar({}, value, time.time_ns(), *ids)
+                valid = context.is_valid
+                series.exemplars[index] = (
+                    value,
+                    time.time_ns(),
+                    context.span_id if valid else None,
+                    context.trace_id if valid else None,
+                )
 
     def collect(self, temporality: AggregationTemporality) -> Metric | None:
         """The points since the start (cumulative) or since the last collection (delta)."""
@@ -120,7 +126,7 @@ class KitHistogram:
                     explicit_bounds=self.bounds,
                     min=s.minimum,
                     max=s.maximum,
-                    exemplars=[s.exemplars[i] for i in sorted(s.exemplars)],
+                    exemplars=[Exemplar({}, *s.exemplars[i]) for i in sorted(s.exemplars)],
                 )
                 for s in taken
                 if s.count
