@@ -51,13 +51,18 @@ def _counts(driver: Any, state: str) -> dict[str, str]:
     return {queue: _cell(driver, queue, state) for queue in QUEUES}
 
 
-def _refreshed_until(driver: Any, condition: Any) -> Any:
-    """Reload the page until ``condition(driver)`` holds (the pages do not poll by themselves)."""
+def _refreshed_until(driver: Any, condition: Any, describe: Any = None) -> Any:
+    """Reload the page until ``condition(driver)`` holds (the pages do not poll by themselves);
+    at the deadline, fail with ``describe()`` (what was seen instead)."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.3).until(
-        lambda d: condition(d) or d.refresh()
-    )
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.3).until(
+            lambda d: condition(d) or d.refresh()
+        )
+    except TimeoutException:
+        raise AssertionError(describe() if describe else driver.current_url) from None
 
 
 def _api(console: KitWeb, path: str) -> Any:
@@ -127,7 +132,11 @@ def test_an_operator_reads_queues_requeues_pauses_and_a_read_only_console_refuse
             browser.find_element(By.CSS_SELECTOR, f'tr[data-queue="{queue}"] button.resume').click()
             _refreshed_until(browser, lambda d, q=queue: f"{q} resumed" in d.page_source)
         zero = dict.fromkeys(QUEUES, "0")
-        _refreshed_until(browser, lambda d: _counts(d, "pending") == zero)
+        _refreshed_until(
+            browser,
+            lambda d: _counts(d, "pending") == zero,
+            lambda: f"still pending: {_api(console, '/api/queues')}",
+        )
 
         # The archive of `low`, then one task's detail; the cause fixed, it is requeued.
         browser.find_element(
