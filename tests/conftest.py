@@ -2,8 +2,9 @@
 
 The plugin starts the session's private Redis, empties it before every test and provides the
 workers (see ``project/testing/plugin.py``). This file adds what only the kit's suite needs:
-its test-speed settings, the ``long`` scenarios left out by default, the fixture names its
-tests were written with, and an OTLP receiver.
+its test-speed settings, the ``long`` scenarios left out by default, the group of tests that
+run one at a time under pytest-xdist, the reliability table, the fixture names its tests were
+written with, and an OTLP receiver.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.ledger import Row, rows_of, write_table
 
 if TYPE_CHECKING:
     from celery.worker import WorkController
@@ -36,8 +39,44 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(TEST_ENV)
 
 
+#: The reliability scenarios' rows, from every report (this process's or an xdist worker's).
+_LEDGER: list[Row] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":  # its user_properties hold everything the test recorded
+        _LEDGER.extend(rows_of(report.user_properties))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    write_table(terminalreporter, _LEDGER)
+
+
+#: Tests that load both CPUs for a while (a benchmark run, thousands of tasks, mypy) or assert
+#: timings (send-to-start latency, a beat's period). The suite runs under pytest-xdist
+#: (``addopts``: ``--dist loadgroup``); these share one group, so they run one at a time, in one
+#: worker, while the other workers run the rest. Node id prefixes, relative to the rootdir.
+SERIAL_GROUP = "cpu-and-timing"
+SERIAL = (
+    "tests/benchmarks/test_suite_smoke.py",
+    "tests/benchmarks/test_commands_smoke.py",
+    "tests/reliability/test_faults.py::test_redis_restart_with_ten_thousand_queued_tasks",
+    "tests/reliability/test_idle_fetch.py",
+    "tests/reliability/test_sentinel.py::test_a_primary_failover_while_tasks_flow",
+    "tests/reliability/test_load.py",
+    "tests/test_beat_schedule.py::test_one_beat_fires_on_time",
+    "tests/test_lint.py::test_mypy_finds_nothing",
+    "tests/project/test_dedup.py::test_killed_worker_blocks_a_single_flight_key",
+    "tests/project/test_transport.py::test_a_paused_queue_is_skipped_and_resume_wakes",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the ``long`` scenarios out unless ``-m`` asks for them (``-m long``)."""
+    """Leave the ``long`` scenarios out unless ``-m`` asks for them (``-m long``), and put the
+    :data:`SERIAL` tests in their xdist group."""
+    for item in items:
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
     if "long" in (config.option.markexpr or ""):
         return
     long_items = [item for item in items if item.get_closest_marker("long")]

@@ -3,8 +3,9 @@ and real workers, with the kit's semantics (leases, retries, the archive, de-dup
 
 It loads by itself once celery-kit is installed (``-p no:celery_kit`` turns it off). For the
 whole session it starts a private redis-server and points ``REDIS_URL`` at it before anything
-can make :data:`project.app`; every test starts from an empty Redis. Everything heavier is a
-fixture a test asks for by name:
+can make :data:`project.app`; every test starts from an empty Redis. Under pytest-xdist each
+worker process is a session of its own, with its own Redis: tests in parallel never share one.
+Everything heavier is a fixture a test asks for by name:
 
 ==========================  ================================================================
 ``kit_redis_server``        the session's :class:`~project.up.redis_server.RedisServer`

@@ -185,4 +185,29 @@ def in_thread_worker(
     # The start-up ping's task (celery.ping), which start_worker sends before it yields.
     app.loader.import_task_module("celery.contrib.testing.tasks")
     with start_worker(app, pool=pool, **parameters) as worker:
-        yield worker
+        try:
+            yield worker
+        finally:
+            _wake_to_stop(app, worker)
+
+
+def _wake_to_stop(app: Celery, worker: WorkController) -> None:
+    """Ask the worker to stop, and ring its queues' bells so that its idle wait (a ``BLPOP``
+    of up to a second, :mod:`project.broker.transport`) returns and it sees the request now:
+    ``start_worker`` then joins a thread that is already leaving, not one still waiting."""
+    from celery.worker import state
+
+    from project import keys
+
+    state.should_terminate = 0  # what start_worker sets too, before it joins the thread
+    try:
+        queues = [queue.name for queue in worker.consumer.task_consumer.queues]
+        with app.connection_for_write() as connection:
+            channel: Any = connection.default_channel
+            bell = getattr(channel, "_bell", keys.queue_bell)  # with the global key prefix
+            with channel.client.pipeline() as pipe:
+                for queue in queues:
+                    pipe.lpush(bell(queue), 1)
+                pipe.execute()
+    except Exception:  # only a speed-up: the worker stops within its wait anyway
+        return

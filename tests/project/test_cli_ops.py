@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -141,10 +140,10 @@ def test_pausing_a_running_worker_takes_effect_within_seconds(
 ) -> None:
     from tests.support.tasks import add
 
-    start_worker(concurrency=1)
+    worker = start_worker(concurrency=1)
     assert add.delay(1, 2).get(timeout=30) == 3
     kit("queue", "pause", "default")
-    time.sleep(2.5)  # the watcher checks every second
+    worker.wait_for("queue default paused", timeout=10)  # its watcher looks every second
     result = add.delay(2, 2)
     eventually(lambda: sum(redis.llen(k) for k in redis.keys("default*")) == 1, 5)
     assert result.state == "PENDING"

@@ -1,20 +1,22 @@
 """The reliability suite's ledger: each scenario reports tasks sent, processed, lost and
-duplicated, and the table is printed at the end of the run."""
+duplicated, and the table is printed at the end of the run (``tests.support.ledger``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-_ROWS: list[tuple[str, int, int, int, int]] = []
+from tests.support.ledger import PROPERTY
 
 
 @dataclass
 class Ledger:
     scenario: str = ""
+    #: The test item's ``user_properties``: the row goes out on its report.
+    properties: list[tuple[str, object]] = field(default_factory=list)
 
     def count_runs(self, redis: Any, keys: list[str]) -> tuple[int, int, int]:
         """(processed, lost, duplicated) from the ``tests.count`` counters of ``keys``."""
@@ -27,20 +29,9 @@ class Ledger:
         )
 
     def record(self, sent: int, processed: int, lost: int, duplicated: int) -> None:
-        _ROWS.append((self.scenario, sent, processed, lost, duplicated))
+        self.properties.append((PROPERTY, (self.scenario, sent, processed, lost, duplicated)))
 
 
 @pytest.fixture
 def ledger(request: pytest.FixtureRequest) -> Iterator[Ledger]:
-    yield Ledger(request.node.name)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _ROWS:
-        return
-    write = terminalreporter.write_line
-    write("")
-    write("reliability scenarios")
-    write(f"{'scenario':70} {'sent':>7} {'processed':>9} {'lost':>5} {'duplicated':>10}")
-    for scenario, sent, processed, lost, duplicated in _ROWS:
-        write(f"{scenario[:70]:70} {sent:>7} {processed:>9} {lost:>5} {duplicated:>10}")
+    yield Ledger(request.node.name, request.node.user_properties)

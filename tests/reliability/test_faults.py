@@ -50,7 +50,7 @@ def _wait_for_all(client: Any, keys: list[str], stall: float) -> None:
             done, last_progress = now_done, time.monotonic()
         elif time.monotonic() - last_progress > stall:
             return  # the caller's ledger and assertion report what is missing
-        time.sleep(1.0)
+        time.sleep(0.1)
 
 
 def _diagnosis(client: Any, ids: dict[str, str], output: str) -> str:
