@@ -91,6 +91,7 @@ def list_tasks(
     wanted = as_state(state)
     limit = max(1, min(int(limit), MAX_LIMIT))
     phase, a, b = _parse(cursor, wanted)
+    held: set[str] = set()  # the page's tasks that workers hold: ask them which node
     if wanted is TaskState.PENDING:
         entries, after = _pending(client, queue, limit, int(a), int(b))
     elif wanted is TaskState.ARCHIVED:
@@ -105,6 +106,7 @@ def list_tasks(
         entries, after = [], None
         if phase == "u":
             entries, after = _scanned(_held(client, queue, wanted), int(a), int(b), limit, "u")
+            held = {e.id for e in entries}
             if after is None and wanted is not TaskState.ACTIVE:
                 phase, a = "z", "0"
         if phase == "z" and len(entries) >= limit:
@@ -120,7 +122,7 @@ def list_tasks(
                 _scheduled(app, queue, wanted),
             )
             entries += more
-    return Page(_annotate(app, entries), after)
+    return Page(_annotate(app, entries, held), after)
 
 
 def _parse(cursor: str | None, state: TaskState) -> tuple[str, str, str]:
@@ -317,9 +319,10 @@ def group_entry(app: Celery, client: redis.Redis, group_id: str) -> TaskEntry | 
 # -- what a page's rows lack: the last error of a retried task, the worker of a running one --
 
 
-def _annotate(app: Celery, entries: list[TaskEntry]) -> list[TaskEntry]:
+def _annotate(app: Celery, entries: list[TaskEntry], held: set[str]) -> list[TaskEntry]:
+    """Add what a row lacks: the last error of a retried task (its stored RETRY result) and
+    the worker holding each task of ``held`` (running it, or keeping it for its ETA)."""
     retried = [e for e in entries if e.attempts > 1 and e.error is None]
-    active = [e for e in entries if e.state is TaskState.ACTIVE and e.worker is None]
     errors: dict[str, str | None] = {}
     if retried:
         backend = app.backend
@@ -327,17 +330,18 @@ def _annotate(app: Celery, entries: list[TaskEntry]) -> list[TaskEntry]:
         for entry, raw in zip(retried, raws, strict=True):
             if raw is not None:
                 errors[entry.id] = error_text(json.loads(raw))
-    workers = running_on(app, INSPECT_TIMEOUT) if active else {}
+    workers = holders(app, sorted(held), INSPECT_TIMEOUT) if held else {}
     return [
         _replace(e, error=errors.get(e.id, e.error), worker=workers.get(e.id, e.worker))
         for e in entries
     ]
 
 
-def running_on(app: Celery, timeout: float) -> dict[str, str]:
-    """Task id -> the node running it, as the workers that answer within ``timeout`` say."""
-    replies = app.control.inspect(timeout=timeout).active() or {}
-    return {str(t.get("id")): node for node, tasks in replies.items() for t in tasks or []}
+def holders(app: Celery, ids: list[str], timeout: float) -> dict[str, str]:
+    """Task id -> the node holding it (running, reserved or waiting for its ETA), as the
+    workers that answer Celery's ``query_task`` within ``timeout`` say."""
+    replies = app.control.inspect(timeout=timeout).query_task(*ids) or {}
+    return {str(task_id): node for node, tasks in replies.items() for task_id in tasks or {}}
 
 
 def _replace(entry: TaskEntry, **changes: Any) -> TaskEntry:

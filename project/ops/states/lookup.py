@@ -31,8 +31,8 @@ from project.ops.states.listing import (
     INSPECT_TIMEOUT,
     WINDOW,
     group_entry,
+    holders,
     result_client,
-    running_on,
 )
 from project.ops.states.model import TaskDetail, TaskEntry, TaskState
 from project.ops.states.sources import (
@@ -151,8 +151,10 @@ def find_task(app: Celery, client: redis.Redis, task_id: str) -> TaskDetail:
         properties = {k: v for k, v in found.message.properties.items() if k != "body"}
         payload = {"args": args, "kwargs": kwargs, "headers": headers, "options": properties}
         payload["options"]["embed"] = embed
-        if entry.state is TaskState.ACTIVE and entry.worker is None:
-            entry = dataclasses.replace(entry, worker=running_on(app, INSPECT_TIMEOUT).get(task_id))
+        if found.state is not TaskState.PENDING:  # held by a worker: ask it
+            entry = dataclasses.replace(
+                entry, worker=holders(app, [task_id], INSPECT_TIMEOUT).get(task_id)
+            )
     elif found.call is not None:
         options = dict(found.call.options)
         headers = dict(options.pop("headers", None) or {})
