@@ -136,6 +136,53 @@ def test_pages_follow_the_order_tasks_run_in(redis: Any) -> None:
     assert row.enqueued_at is not None
 
 
+def _all_pages(queue: str, state: str, limit: int) -> list[str]:
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = list_tasks(_app(), _client(), queue, state, limit, cursor)
+        ids += [e.id for e in page.entries]
+        if (cursor := page.next_cursor) is None:
+            return ids
+
+
+def test_archived_pages_hold_one_queue_newest_first(redis: Any) -> None:
+    from project.retries.archive import ArchivedTask
+
+    for i in range(30):
+        record = ArchivedTask(
+            id=f"a{i}",
+            task="tests.count",
+            reason="permanent",
+            error_type="PermanentError",
+            error="boom",
+            queue="low" if i % 2 else "default",
+            archived_at=1000.0 + i,
+        )
+        default_kit().archive().add(record)
+    assert _all_pages("default", "archived", 4) == [f"a{i}" for i in range(28, -1, -2)]
+
+
+def test_scheduled_pages_hold_one_queue_soonest_first(short_threshold: None) -> None:
+    from tests.support.tasks import count
+
+    sent = [
+        count.apply_async((f"s{i}",), countdown=600 + i, queue="low" if i % 3 else "default").id
+        for i in range(20)
+    ]
+    assert _all_pages("default", "scheduled", 3) == sent[0::3]
+
+
+def test_completed_pages_see_each_success_of_the_queue_once(celery_worker: Any) -> None:
+    from tests.support.tasks import add, on_low
+
+    done = [add.delay(i, i) for i in range(12)]
+    assert [r.get(timeout=30) for r in done] == [2 * i for i in range(12)]
+    assert on_low.delay().get(timeout=30) == "low"
+    listed = [i for i in _all_pages("default", "completed", 5) if i in {r.id for r in done}]
+    assert sorted(listed) == sorted(r.id for r in done)
+
+
 # -- each state, put there by real workers ---------------------------------------------------
 
 
