@@ -16,8 +16,9 @@ without the ETA under :func:`copy_id`, and ``archive`` archives it under that id
 drop a revoked id whenever it comes (until they restart), so it cannot run again. One due within
 :data:`HELD_MARGIN` seconds is left alone: the revocation could arrive after it started.
 
-Every action logs one line (id, queue, from-state, action; never arguments) and counts on
-``kit.operator.actions``.
+Every action logs one line (id, queue, from-state, action; never arguments): the audit trail
+of ``kit task`` and the console. No metric: neither process exports any (the kit has no
+operator-action counter), and the moves themselves show in ``kit.queue.depth``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any
 
 import redis
 from celery import Celery
-from opentelemetry import metrics
 
 from project import keys
 from project.broker.connections import as_text
@@ -62,9 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_actions = metrics.get_meter("project.ops.states").create_counter(
-    "kit.operator.actions", unit="{task}", description="Tasks moved by an operator's action"
-)
 
 #: The states ``purge_queue`` empties.
 PURGEABLE = ["pending", "scheduled", "retrying", "archived"]
@@ -183,7 +180,6 @@ def purge_queue(app: Celery, client: redis.Redis, queue: str, state: TaskState |
     else:
         raise UnknownQueueError("purge state", wanted.value, PURGEABLE)
     logger.info("operator purge: %d %s task(s) of queue %s", removed, wanted.value, queue)
-    _actions.add(removed, {"action": "purge", "from_state": wanted.value, "queue": queue})
     return removed
 
 
@@ -317,7 +313,6 @@ def _done(app: Celery, client: redis.Redis, found: Found, action: str, taken: bo
         entry.queue,
         entry.state.value,
     )
-    _actions.add(1, {"action": action, "from_state": entry.state.value, "queue": entry.queue})
     return entry.state
 
 
