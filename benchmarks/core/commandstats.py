@@ -44,10 +44,14 @@ class CommandCount:
     def per_task(self) -> float:
         return self.total / self.tasks if self.tasks else float("nan")
 
-    def by_command(self) -> dict[str, float]:
-        """Commands per task, by command, most frequent first."""
+    def by_command(self, at_least: float = 0.0) -> dict[str, float]:
+        """Commands per task, by command, most frequent first; those under ``at_least`` per
+        task (start-up's, a reconnect's) left out."""
+        if not self.tasks:
+            return {}
         ranked = sorted(self.calls.items(), key=lambda item: (-item[1], item[0]))
-        return {name: calls / self.tasks for name, calls in ranked if calls} if self.tasks else {}
+        per_task = ((name, calls / self.tasks) for name, calls in ranked)
+        return {name: n for name, n in per_task if n > at_least}
 
     def as_dict(self) -> dict[str, object]:
         return {

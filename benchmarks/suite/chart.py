@@ -49,9 +49,10 @@ def write_chart(payload: Mapping[str, Any], path: Path) -> Path:
     axes.set_xticks(range(len(kinds)), [KIND_TITLES[kind] for kind in kinds])
     axes.set_ylabel("tasks/s (median, min-max)")
     machine = payload.get("machine", {})
+    load = str(machine.get("load_average_at_start", "?")).split(" ")[0]
     axes.set_title(
-        f"Processing throughput per layout: {machine.get('usable_cpus')} CPUs, "
-        f"{machine.get('date_utc')}",
+        f"Processing throughput per layout: {machine.get('usable_cpus')} CPUs, load {load} "
+        f"at the start, {machine.get('date_utc')}",
         fontsize=10,
     )
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3)

@@ -30,6 +30,7 @@ from benchmarks.telemetry.scenario import span_section
 __all__ = ["payload", "run", "suite_markdown"]
 
 TOP_COMMANDS = 8  # commands named per layout in the by-command list
+MIN_SHOWN = 0.005  # commands per task below this are not listed (they round to 0.00)
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -62,7 +63,7 @@ def _commands_section(results: SuiteResults) -> str:
     Redis work goes."""
     lines = []
     for key, counts in commands_by_layout(results.processing).items():
-        top = list(counts[-1].by_command().items())
+        top = list(counts[-1].by_command(at_least=MIN_SHOWN).items())
         text = ", ".join(f"{name} {n:.2f}" for name, n in top[:TOP_COMMANDS])
         rest = sum(n for _, n in top[TOP_COMMANDS:])
         lines.append(
