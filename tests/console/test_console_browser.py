@@ -54,15 +54,39 @@ def _counts(driver: Any, state: str) -> dict[str, str]:
 def _refreshed_until(driver: Any, condition: Any, describe: Any = None) -> Any:
     """Reload the page until ``condition(driver)`` holds (the pages do not poll by themselves);
     at the deadline, fail with ``describe()`` (what was seen instead)."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    reloading = (NoSuchElementException, StaleElementReferenceException)  # mid-reload
     try:
-        return WebDriverWait(driver, WAIT, poll_frequency=0.3).until(
+        return WebDriverWait(driver, WAIT, 0.3, ignored_exceptions=reloading).until(
             lambda d: condition(d) or d.refresh()
         )
     except TimeoutException:
         raise AssertionError(describe() if describe else driver.current_url) from None
+
+
+def _go(driver: Any, element: Any) -> None:
+    """Click a link or a form's button, and wait until the page it leads to has loaded (a
+    look at the page before that would read the old one; a reload would cancel a post)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
+def _notice(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "notice").text)
 
 
 def _api(console: KitWeb, path: str) -> Any:
@@ -129,8 +153,8 @@ def test_an_operator_reads_queues_requeues_pauses_and_a_read_only_console_refuse
 
         # Resume each queue with its button: their tasks run.
         for queue in QUEUES:
-            browser.find_element(By.CSS_SELECTOR, f'tr[data-queue="{queue}"] button.resume').click()
-            _refreshed_until(browser, lambda d, q=queue: f"{q} resumed" in d.page_source)
+            _go(browser, browser.find_element(By.CSS_SELECTOR, f'[data-queue="{queue}"] .resume'))
+            assert _notice(browser) == f"{queue} resumed"
         zero = dict.fromkeys(QUEUES, "0")
         _refreshed_until(
             browser,
@@ -139,19 +163,21 @@ def test_an_operator_reads_queues_requeues_pauses_and_a_read_only_console_refuse
         )
 
         # The archive of `low`, then one task's detail; the cause fixed, it is requeued.
-        browser.find_element(
-            By.CSS_SELECTOR, 'tr[data-queue="low"] td[data-state="archived"] a'
-        ).click()
+        _go(
+            browser,
+            browser.find_element(By.CSS_SELECTOR, '[data-queue="low"] [data-state="archived"] a'),
+        )
         rows = browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr[data-id]")
         assert sorted(r.get_attribute("data-id") for r in rows) == sorted(_archived_ids(console))
-        rows[0].find_element(By.CSS_SELECTOR, "td.id a").click()
+        _go(browser, rows[0].find_element(By.CSS_SELECTOR, "td.id a"))
         task_id = browser.find_element(By.CSS_SELECTOR, "#detail td.id").text
         assert browser.find_element(By.ID, "state").text == "archived"
         assert "PermanentError" in browser.find_element(By.ID, "traceback").text
         _screenshot(browser, "console-task.png")
         for key in ("a", "b"):
             redis.set(f"test:gate:{key}", "1")
-        browser.find_element(By.CSS_SELECTOR, "button.requeue").click()
+        _go(browser, browser.find_element(By.CSS_SELECTOR, "button.requeue"))
+        assert _notice(browser).startswith(f"requeue: task {task_id}")
         _refreshed_until(browser, lambda d: d.find_element(By.ID, "state").text == "completed")
         assert "passed" in browser.find_element(By.ID, "result").text
         assert _archived_ids(console) != [] and task_id not in _archived_ids(console)
@@ -159,8 +185,8 @@ def test_an_operator_reads_queues_requeues_pauses_and_a_read_only_console_refuse
         # Pause `default` with its button: a task sent there waits, while one sent to
         # `critical` afterwards runs (the worker fetched since, and skipped `default`).
         browser.get(console.base + "/")
-        browser.find_element(By.CSS_SELECTOR, 'tr[data-queue="default"] button.pause').click()
-        _refreshed_until(browser, lambda d: "default paused" in d.page_source)
+        _go(browser, browser.find_element(By.CSS_SELECTOR, '[data-queue="default"] .pause'))
+        assert _notice(browser) == "default paused"
         waiting = app.send_task("tests.add", args=[1, 1], queue="default")
         assert app.send_task("tests.add", args=[2, 2], queue="critical").get(timeout=WAIT) == 4
         _refreshed_until(browser, lambda d: _cell(d, "default", "pending") == "1")
