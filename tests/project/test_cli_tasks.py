@@ -68,10 +68,11 @@ def test_ls_pages_through_a_queue_with_its_cursor(redis: Any) -> None:
 def test_delete_of_a_pending_task_keeps_it_from_running_and_stats_drop(
     start_worker: Any, redis: Any
 ) -> None:
-    from tests.support.tasks import count, slow_mark
+    from tests.support.state_tasks import IMPORTS, blocker, release
+    from tests.support.tasks import count
 
-    start_worker(concurrency=1)
-    slow_mark.delay("cli-blocker", 8)  # holds the only process while the test acts
+    start_worker(concurrency=1, env={"KIT_IMPORTS": IMPORTS})
+    blocker.delay("cli-blocker")  # holds the only process until released
     eventually(lambda: redis.llen("test:starts:cli-blocker") == 1, 30)
     victim, survivor = count.delay("cli-victim"), count.delay("cli-survivor")
     assert _counted()["pending"] == 2
@@ -79,6 +80,7 @@ def test_delete_of_a_pending_task_keeps_it_from_running_and_stats_drop(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{victim.id}: deleted (was pending)"
     assert _stats()["pending"] == 1
+    release("cli-blocker")
     assert survivor.get(timeout=30) == 1
     assert not redis.exists("test:count:cli-victim")
 
@@ -90,13 +92,15 @@ def test_delete_of_a_scheduled_task_keeps_it_from_running(
     from tests.support.tasks import count
 
     start_worker(env=DURABLE)
-    victim = count.apply_async(("cli-later",), countdown=8)
-    witness = count.apply_async(("cli-witness",), countdown=9)
+    victim = count.apply_async(("cli-later",), countdown=3600)
+    witness = count.apply_async(("cli-witness",), countdown=3600)
     assert _counted()["scheduled"] == 2
     assert (
         kit("task", "delete", victim.id).stdout.strip() == f"{victim.id}: deleted (was scheduled)"
     )
     assert _stats()["scheduled"] == 1
+    for member in redis.zrange("kit:scheduled", 0, -1):  # the hour passes: all fall due
+        redis.zadd("kit:scheduled", {member: 0}, xx=True)
     assert witness.get(timeout=30) == 1
     assert not redis.exists("test:count:cli-later")
 

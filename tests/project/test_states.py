@@ -295,20 +295,28 @@ def test_the_overview_counts_every_state_per_queue(short_threshold: None, redis:
 def test_a_deleted_pending_task_never_runs_while_a_worker_consumes(
     start_worker: Any, redis: Any
 ) -> None:
-    from tests.support.tasks import count, slow_mark
+    from tests.support.state_tasks import IMPORTS, blocker, release
+    from tests.support.tasks import count
 
-    start_worker(concurrency=1)
-    slow_mark.delay("blocker", 3)  # occupies the only process while the others wait
+    start_worker(concurrency=1, env={"KIT_IMPORTS": IMPORTS})
+    blocker.delay("blocker")  # occupies the only process until released
     eventually(lambda: redis.llen("test:starts:blocker") == 1, 30)
     victim = count.delay("victim")
     survivor = count.delay("survivor")
     before = _pending_stat()
     assert delete_task(_app(), _client(), victim.id) is TaskState.PENDING
     assert _pending_stat() == before - 1
+    release("blocker")
     assert survivor.get(timeout=30) == 1
     assert not redis.exists("test:count:victim")
     with pytest.raises(UnknownTaskError):
         find_task(_app(), _client(), victim.id)
+
+
+def _time_passes(redis: Any) -> None:
+    """Everything in the durable schedule falls due now (as if its hour had passed)."""
+    for member in redis.zrange("kit:scheduled", 0, -1):
+        redis.zadd("kit:scheduled", {member: 0}, xx=True)
 
 
 def _pending_stat() -> int:
@@ -323,10 +331,11 @@ def test_a_deleted_scheduled_task_never_runs(
     from tests.support.tasks import count
 
     start_worker(env=DURABLE)
-    victim = count.apply_async(("victim",), countdown=2)
-    witness = count.apply_async(("witness",), countdown=3)  # due after the victim
+    victim = count.apply_async(("victim",), countdown=3600)
+    witness = count.apply_async(("witness",), countdown=3600)
     assert delete_task(_app(), _client(), victim.id) is TaskState.SCHEDULED
-    assert witness.get(timeout=30) == 1
+    _time_passes(redis)
+    assert witness.get(timeout=30) == 1  # the forwarder published what was due
     assert not redis.exists("test:count:victim")
 
 
@@ -335,8 +344,8 @@ def test_a_deleted_task_held_for_its_eta_never_runs(start_worker: Any, redis: An
     from tests.support.tasks import count
 
     start_worker()
-    victim = count.apply_async(("victim",), countdown=6)  # under the threshold: held
-    witness = count.apply_async(("witness",), countdown=7)
+    victim = count.apply_async(("victim",), countdown=10)  # under the threshold: held
+    witness = count.apply_async(("witness",), countdown=11)
     eventually(lambda: len(_ids("default", "scheduled")) == 2, 30)
     assert delete_task(_app(), _client(), victim.id) is TaskState.SCHEDULED
     assert witness.get(timeout=30) == 1
@@ -409,8 +418,8 @@ def test_running_a_task_held_for_its_eta_runs_a_copy_now_and_never_the_original(
     from tests.support.tasks import count
 
     start_worker()
-    held = count.apply_async(("eta",), countdown=6)
-    witness = count.apply_async(("eta-witness",), countdown=7)
+    held = count.apply_async(("eta",), countdown=10)
+    witness = count.apply_async(("eta-witness",), countdown=11)
     eventually(lambda: held.id in _ids("default", "scheduled"), 30)
     assert run_task(_app(), _client(), held.id) is TaskState.SCHEDULED
     assert _app().AsyncResult(copy_id(held.id)).get(timeout=30) == 1
@@ -426,8 +435,8 @@ def test_archiving_a_task_held_for_its_eta_archives_it_under_a_new_id_that_can_r
     from tests.support.tasks import count
 
     start_worker()
-    held = count.apply_async(("held-arch",), countdown=6)
-    witness = count.apply_async(("held-arch-witness",), countdown=7)
+    held = count.apply_async(("held-arch",), countdown=10)
+    witness = count.apply_async(("held-arch-witness",), countdown=11)
     eventually(lambda: held.id in _ids("default", "scheduled"), 30)
     assert archive_task(_app(), _client(), held.id) is TaskState.SCHEDULED
     assert _ids("default", "archived") == [copy_id(held.id)]
