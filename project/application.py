@@ -27,8 +27,8 @@ from project.broker.queues import (
 from project.broker.transport import SENTINEL_TRANSPORT, TRANSPORT
 from project.broker.urls import SentinelTarget, is_sentinel, uses_tls
 from project.lifecycle import catalog, celery_hooks, default_middleware
-from project.lifecycle.checks import KitCelery
 from project.lifecycle.kit import Kit, attach
+from project.lifecycle.kit_celery import KitCelery
 from project.lifecycle.middleware import Pipeline
 from project.periodic.beat import beat_config
 from project.settings import Settings

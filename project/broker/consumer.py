@@ -1,4 +1,5 @@
-"""A worker consumer that archives the messages it refuses instead of dropping them.
+"""A worker consumer that archives the messages it refuses instead of dropping them, and
+publishes its task events in batches (:mod:`project.broker.events`).
 
 Celery's consumer logs and discards a message it will not run: a pickled (non-JSON) body, a
 malformed one, or a task name this worker does not know; a JSON body of the wrong shape even
@@ -21,6 +22,7 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer as CeleryConsumer
 from vine import promise
 
+from project.broker.events import EventBatching
 from project.lifecycle.kit import kit_of
 from project.retries.archive import ArchivedTask, Reason
 
@@ -31,7 +33,22 @@ logger = logging.getLogger(__name__)
 _JSON = "application/json"
 
 
-class Consumer(CeleryConsumer):  # type: ignore[misc]
+class Consumer(EventBatching, CeleryConsumer):  # type: ignore[misc]
+    """Celery's consumer, refusing bad messages into the archive, its task events batched
+    (:class:`~project.broker.events.EventBatching`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.event_flush_interval = kit_of(self.app).settings.broker.event_flush_interval
+
+    def stop(self) -> None:
+        self.flush_buffered_events()
+        super().stop()
+
+    def shutdown(self) -> None:
+        self.flush_buffered_events()
+        super().shutdown()
+
     def create_task_handler(self, promise: Any = promise) -> Any:
         handler = super().create_task_handler(promise)
 

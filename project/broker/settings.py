@@ -18,6 +18,7 @@ DEFAULT_RESULT_EXPIRES = 86_400  # seconds (one day)
 DEFAULT_SOFT_SHUTDOWN_TIMEOUT = 30.0  # seconds, Asynq's ShutdownTimeout
 DEFAULT_MAX_CONNECTIONS = 100  # per shared client and process; callers beyond it wait
 DEFAULT_POOL_TIMEOUT = 20.0  # seconds a caller waits for a busy pool's connection
+DEFAULT_EVENT_FLUSH_INTERVAL = 0.010  # seconds between publishes of buffered task events
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ class BrokerSettings:
         default_factory=lambda: {"critical": 6, "default": 3, "low": 1}
     )
     strict_priority: bool = False
-    task_events: bool = True  # Flower's live task views; off for throughput
+    task_events: bool = True  # Flower's live task views
+    # Task events are published in batches at most this far apart (project.broker.events).
+    event_flush_interval: float = DEFAULT_EVENT_FLUSH_INTERVAL  # seconds; 0: Celery's own
     concurrency: int | None = None  # None: Celery's default, one process per CPU
     prefetch_multiplier: int = DEFAULT_PREFETCH_MULTIPLIER
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT  # seconds
@@ -93,6 +96,9 @@ class BrokerSettings:
             queue_weights=env.weights("KIT_QUEUE_WEIGHTS", DEFAULT_QUEUE_WEIGHTS),
             strict_priority=env.boolean("KIT_STRICT_PRIORITY", False),
             task_events=env.boolean("KIT_TASK_EVENTS", True),
+            event_flush_interval=env.number(
+                "KIT_EVENT_FLUSH_INTERVAL", DEFAULT_EVENT_FLUSH_INTERVAL, minimum=0.0
+            ),
             concurrency=env.optional_integer("KIT_CONCURRENCY", minimum=1),
             prefetch_multiplier=env.integer(
                 "KIT_PREFETCH_MULTIPLIER", DEFAULT_PREFETCH_MULTIPLIER, minimum=1

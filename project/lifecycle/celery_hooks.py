@@ -17,7 +17,7 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
@@ -63,9 +63,12 @@ class KitAMQP(AMQP):  # type: ignore[misc]
         send = super()._create_task_sender()
         kit = kit_of(self.app)
 
-        def send_task_message(*args: Any, **kwargs: Any) -> Any:
-            with publishing(kit):
-                return send(*args, **kwargs)
+        def send_task_message(producer: Any, *args: Any, **kwargs: Any) -> Any:
+            # The message, its bell and its task-sent event in one round trip, where the
+            # channel can (project.broker.transport.Channel.pipelined_publish).
+            pipelined = getattr(producer.channel, "pipelined_publish", None)
+            with publishing(kit), pipelined() if pipelined else nullcontext():
+                return send(producer, *args, **kwargs)
 
         return send_task_message
 

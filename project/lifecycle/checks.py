@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-__all__ = ["CHECKS_GROUP", "KitCelery", "check_by_name"]
+__all__ = ["CHECKS_GROUP", "check_by_name"]
 
 CHECKS_GROUP = "celery_kit.checks"
 
@@ -50,20 +50,3 @@ def check_by_name(app: Celery, name: str, args: Any, kwargs: Any, options: dict[
     check = _registered().get(name)
     if check is not None:
         check(tuple(args or ()), dict(kwargs or {}))
-
-
-class KitCelery(Celery):  # type: ignore[misc]
-    """The kit's app class: ``send_task`` checks arguments by name and goes through the
-    middleware's ``before_apply``, like ``Task.apply_async`` (a long delay waits in Redis)."""
-
-    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        # A producer's call, not Celery re-sending a retry or a worker publishing a chain step.
-        if "retries" not in options and "parent_id" not in options:
-            check_by_name(self, name, args, kwargs, options)
-        if not self.conf.task_always_eager:
-            from project.lifecycle.kit import kit_of
-
-            result = kit_of(self).pipeline.before_apply(self, name, args, kwargs, dict(options))
-            if result is not None:
-                return result
-        return super().send_task(name, args, kwargs, **options)

@@ -1,0 +1,1 @@
+"""Task results: Celery's Redis result backend, with cheaper writes and lazy subscriptions."""

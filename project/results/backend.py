@@ -1,0 +1,119 @@
+"""Celery's Redis result backend, made cheaper on both sides of a task.
+
+Producer side. Celery's backend subscribes to a task's result channel as the task is published
+(``on_task_call``): one round trip to Redis on every ``delay()``, whether or not anyone ever
+waits for that result, and one subscription kept per task until its ``AsyncResult`` is garbage
+collected. Here a subscription is made only when a caller waits: ``AsyncResult.get()`` and
+``then()`` already subscribe before they read the stored result (so a result written in
+between is never missed), and :meth:`ResultWrites.iter_native` does the same for the members
+of a ``ResultSet`` or ``GroupResult`` that are not done yet.
+
+Worker side. Celery reads a task's stored result before writing a new one, so that a late
+duplicate (a message redelivered after its task succeeded) never overwrites SUCCESS: a GET,
+then SETEX and PUBLISH in MULTI/EXEC, two round trips and five commands. Here the same rule is
+one Lua script, :data:`STORE_SCRIPT` (read, compare, write, publish), one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import states
+from celery.backends.redis import RedisBackend, SentinelBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
+from redis.commands.core import Script
+
+__all__ = ["STORE_SCRIPT", "KitRedisBackend", "KitSentinelBackend", "ResultWrites", "kit_backend"]
+
+logger = logging.getLogger(__name__)
+
+# KEYS: the result's key. ARGV: the encoded result, seconds to keep it (0: forever).
+# Writes and publishes unless the stored result says SUCCESS; returns 1 if it wrote, else 0.
+STORE_SCRIPT = """
+local current = redis.call('get', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then return 0 end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('set', KEYS[1], ARGV[1], 'EX', ttl)
+else
+  redis.call('set', KEYS[1], ARGV[1])
+end
+redis.call('publish', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class ResultWrites:
+    """Mixin for Celery's Redis backends: one-script result writes, subscriptions on demand."""
+
+    client: Any
+    expires: Any
+    failure_expires: Any
+    result_consumer: Any
+    _MAX_STR_VALUE_SIZE: int
+    _store_script: Script | None = None
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        """Nothing: the result channel is subscribed to when someone waits (module docstring)."""
+
+    def iter_native(self, result: Any, no_ack: bool = True, **kwargs: Any) -> Any:
+        """Celery's ``ResultSet.join_native``: subscribe to every member not done yet, then
+        let Celery read what is stored already and wait for the rest."""
+        for node in getattr(result, "results", None) or ():
+            if getattr(node, "_cache", True) is None and getattr(node, "id", None):
+                self.result_consumer.consume_from(node.id)
+        return super().iter_native(result, no_ack=no_ack, **kwargs)  # type: ignore[misc]
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        meta = self._get_result_meta(  # type: ignore[attr-defined]
+            result=result, state=state, traceback=traceback, request=request
+        )
+        meta["task_id"] = bytes_to_str(task_id)
+        value = self.encode(meta)  # type: ignore[attr-defined]
+        if isinstance(value, str) and len(value) > self._MAX_STR_VALUE_SIZE:
+            raise BackendStoreError(
+                "value too large for Redis backend", state=state, task_id=task_id
+            )
+        expires = self.failure_expires if state == states.FAILURE else self.expires
+        key = self.get_key_for_task(task_id)  # type: ignore[attr-defined]
+        self.ensure(self._write_unless_succeeded, (key, value, expires))  # type: ignore[attr-defined]
+        return result
+
+    def _write_unless_succeeded(self, key: Any, value: Any, expires: Any) -> None:
+        client = self.client
+        script = self._store_script
+        if script is None:
+            script = self._store_script = client.register_script(STORE_SCRIPT)
+        ttl = int(expires.total_seconds() if hasattr(expires, "total_seconds") else expires or 0)
+        if not script(keys=[key], args=[value, max(ttl, 0)], client=client):
+            logger.debug("result %s kept: it says SUCCESS already", bytes_to_str(key))
+
+
+class KitRedisBackend(ResultWrites, RedisBackend):  # type: ignore[misc]
+    """``redis://`` and ``rediss://`` result backends."""
+
+
+class KitSentinelBackend(ResultWrites, SentinelBackend):  # type: ignore[misc]
+    """``sentinel://`` result backends."""
+
+
+def kit_backend(backend_cls: type) -> type:
+    """The kit's variant of Celery's backend class ``backend_cls``, or that class itself."""
+    if backend_cls is SentinelBackend:
+        return KitSentinelBackend
+    if backend_cls is RedisBackend:
+        return KitRedisBackend
+    return backend_cls
