@@ -362,7 +362,7 @@ def test_concurrent_deletes_either_remove_a_task_or_leave_it_to_run_once(
     sent = [count.delay(f"race{i}").id for i in range(300)]
     start_worker(concurrency=2)
     deleted, refused = set(), set()
-    for i, task_id in enumerate(sent):
+    for i, task_id in reversed(list(enumerate(sent))):  # newest first: the worker meets them last
         if i % 2:
             try:
                 delete_task(_app(), _client(), task_id)
