@@ -512,3 +512,15 @@ def test_each_action_logs_one_line_without_arguments(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "project.ops.states.actions"]
     assert line == f"operator delete: task {queued.id} (tests.count) in queue default, was pending"
     assert "secret-argument" not in caplog.text
+
+
+def test_deleting_a_unique_task_frees_its_lock_for_the_same_work(redis: Any) -> None:
+    from project.enqueue.dedup import enqueue_unique
+    from tests.support.tasks import count
+
+    first = enqueue_unique(count.s("once"), key="work:once")
+    assert redis.get("kit:unique:work:once") == first.id
+    delete_task(_app(), _client(), first.id)
+    assert not redis.exists("kit:unique:work:once")
+    again = enqueue_unique(count.s("once"), key="work:once")  # no DuplicateTaskError
+    assert _ids("default", "pending") == [again.id]

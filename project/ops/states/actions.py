@@ -35,8 +35,10 @@ from celery import Celery
 from project import keys
 from project.broker.connections import as_text
 from project.broker.queues import queue_keys
+from project.coordination.locks import RedisLock
 from project.delay.forwarder import publish_call
 from project.delay.scheduled import DurableSchedule, ScheduledCall
+from project.enqueue.dedup import HEADER_TASK_ID_LOCK, HEADER_UNIQUE_KEY, release_finished
 from project.errors import TaskStateError, UnknownQueueError
 from project.ops import archived as archived_ops
 from project.ops.states.listing import WINDOW, check_queue
@@ -166,7 +168,8 @@ def requeue_task(app: Celery, client: redis.Redis, task_id: str) -> TaskState:
 
 def purge_queue(app: Celery, client: redis.Redis, queue: str, state: TaskState | str) -> int:
     """Remove every task of ``queue`` in ``state`` (pending, scheduled, retrying or archived);
-    returns how many. Tasks arriving meanwhile may stay."""
+    returns how many. Tasks arriving meanwhile may stay; unique locks of purged tasks are left
+    to their TTL (a purge reads no message)."""
     check_queue(app, queue)
     wanted = as_state(state)
     if wanted is TaskState.PENDING:
@@ -305,6 +308,8 @@ def _done(app: Celery, client: redis.Redis, found: Found, action: str, taken: bo
         raise TaskStateError(
             entry.id, f"no longer {entry.state.value} (now {now})", action, entry.state.value
         )
+    if action in ("delete", "archive"):
+        _release_locks(client, found, action)
     logger.info(
         "operator %s: task %s (%s) in queue %s, was %s",
         action,
@@ -314,6 +319,26 @@ def _done(app: Celery, client: redis.Redis, found: Found, action: str, taken: bo
         entry.state.value,
     )
     return entry.state
+
+
+def _release_locks(client: redis.Redis, found: Found, action: str) -> None:
+    """Free the unique and task-id locks the task held (:mod:`project.enqueue.dedup`), as the
+    worker does when a task is archived; a deleted task frees its unique lock whatever its
+    policy (as Asynq's delete does): the work it stood for will not be done."""
+    if found.message is not None:
+        headers: Any = found.message.headers
+    elif found.call is not None:
+        headers = found.call.options.get("headers") or {}
+    else:
+        return
+    task_id = found.entry.id
+    if action == "archive":
+        release_finished(client, headers, task_id, "archived")
+        return
+    if headers.get(HEADER_TASK_ID_LOCK):
+        RedisLock(client, keys.task_id_lock(task_id), task_id, 1).release()
+    if headers.get(HEADER_UNIQUE_KEY):
+        RedisLock(client, keys.unique(str(headers[HEADER_UNIQUE_KEY])), task_id, 1).release()
 
 
 # -- purges ---------------------------------------------------------------------------------
