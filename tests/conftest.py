@@ -2,8 +2,8 @@
 
 The plugin starts the session's private Redis, empties it before every test and provides the
 workers (see ``project/testing/plugin.py``). This file adds what only the kit's suite needs:
-its test-speed settings, the ``long`` scenarios left out by default, the group of tests that
-run one at a time under pytest-xdist, the reliability table, the fixture names its tests were
+its test-speed settings, the ``long`` scenarios left out by default, the tests that run one at
+a time under pytest-xdist, the reliability table, the fixture names its tests were
 written with, and an OTLP receiver.
 """
 
@@ -53,10 +53,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 #: Tests that load both CPUs for a while (a benchmark run, thousands of tasks, mypy) or assert
-#: timings (send-to-start latency, a beat's period). The suite runs under pytest-xdist
-#: (``addopts``: ``--dist loadgroup``); these share one group, so they run one at a time, in one
-#: worker, while the other workers run the rest. Node id prefixes, relative to the rootdir.
-SERIAL_GROUP = "cpu-and-timing"
+#: timings (send-to-start latency, a beat's period, a lock's expiry). The suite runs in xdist
+#: processes (``addopts``); these go to one of them as one unit, so they run one at a time,
+#: while the other processes run the rest. Node id prefixes, relative to the rootdir.
 SERIAL = (
     "tests/benchmarks/test_suite_smoke.py",
     "tests/benchmarks/test_commands_smoke.py",
@@ -71,12 +70,24 @@ SERIAL = (
 )
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with :data:`SERIAL` as one more group. Marking the tests
+    ``xdist_group`` would not do: xdist 3.8 groups by rewriting ``item._nodeid``, which
+    pytest 9.2 no longer reads, so every test would be distributed on its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SerialGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "serial" if nodeid.startswith(SERIAL) else str(super()._split_scope(nodeid))
+
+    return SerialGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the ``long`` scenarios out unless ``-m`` asks for them (``-m long``), and put the
-    :data:`SERIAL` tests in their xdist group."""
-    for item in items:
-        if item.nodeid.startswith(SERIAL):
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+    """Leave the ``long`` scenarios out unless ``-m`` asks for them (``-m long``)."""
     if "long" in (config.option.markexpr or ""):
         return
     long_items = [item for item in items if item.get_closest_marker("long")]
