@@ -56,7 +56,8 @@ def task_ls(queue_name: str, state: str, limit: int, cursor: str | None, as_json
         click.echo(json.dumps(page.as_dict(), indent=2))
         return
     table = Table(title=f"queue {queue_name}: {state} tasks")
-    for column in ("id", "task", "attempts", "enqueued", "due", "finished", "args", "error"):
+    columns = ("id", "task", "attempts", "enqueued", "due", "finished", "args", "kwargs", "error")
+    for column in columns:
         table.add_column(column, justify="right" if column == "attempts" else "left")
     if state == "active":
         table.add_column("worker")
@@ -69,10 +70,11 @@ def task_ls(queue_name: str, state: str, limit: int, cursor: str | None, as_json
             _when(e.due_at),
             _when(e.finished_at),
             _cut(e.args, 40),
+            _cut(e.kwargs, 30),
             _cut(e.error, 50),
         ]
         table.add_row(*row, *([e.worker or "-"] if state == "active" else []))
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 220)
     console.print(table)
     more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
     console.print(f"{len(page.entries)} task(s) shown{more}")
