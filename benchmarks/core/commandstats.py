@@ -10,7 +10,9 @@ too (one ``EVALSHA`` plus what it calls), and so are those inside ``MULTI``/``EX
 
 The window opens when the first task is processed (start-up left out) and closes when none
 is left, so the count divides by the tasks processed in it; tasks in flight at either edge
-make it approximate to within a prefetch's worth of tasks.
+make it approximate to within a prefetch's worth of tasks. When no poll saw the run under way
+(:attr:`~benchmarks.core.measure.Measurement.within_one_poll`), it opens at the snapshot taken
+before the workers were spawned instead, start-up included.
 """
 
 from __future__ import annotations
@@ -63,26 +65,31 @@ class CommandCount:
 
 
 class CommandWindow:
-    """``start()`` when the clock starts, ``finish()`` when it stops."""
+    """``start()`` before the workers are spawned and again when the clock starts;
+    ``finish()`` when it stops."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._before: dict[str, int] | None = None
+        self._snapshots: list[dict[str, int]] = []
 
     def start(self) -> None:
-        self._before = command_calls(self.client)
+        self._snapshots.append(command_calls(self.client))
 
-    def finish(self, tasks: int, polls: int, per_poll: Mapping[str, int]) -> CommandCount:
-        """The commands since :meth:`start`, less ``polls`` polls of ``per_poll`` each and the
-        one ``INFO`` the start snapshot took."""
-        if self._before is None:
+    def finish(
+        self, tasks: int, polls: int, per_poll: Mapping[str, int], *, from_first: bool = False
+    ) -> CommandCount:
+        """The commands since the last :meth:`start` (the first, ``from_first``), less
+        ``polls`` polls of ``per_poll`` each and the ``INFO`` of each snapshot since."""
+        if not self._snapshots:
             raise RuntimeError("finish() before start()")
+        index = 0 if from_first else len(self._snapshots) - 1
+        before = self._snapshots[index]
         after = command_calls(self.client)
         less = {name: polls * count for name, count in per_poll.items()}
-        less["info"] = less.get("info", 0) + 1
+        less["info"] = less.get("info", 0) + len(self._snapshots) - index
         calls = {
             name: diff
             for name, count in after.items()
-            if (diff := count - self._before.get(name, 0) - less.get(name, 0)) > 0
+            if (diff := count - before.get(name, 0) - less.get(name, 0)) > 0
         }
         return CommandCount(tasks, calls)

@@ -15,7 +15,11 @@ are microseconds apart.
 
 The clock starts at the first poll that sees a processed task and stops at the first that sees
 none left; the rate is the tasks processed in between over that time, so worker start-up is
-excluded and a run's error is at most one poll interval over its whole length.
+excluded and a run's error is at most one poll interval over its whole length. When no poll
+saw the run under way (a fast worker, tiny counts, or the poller kept off the CPU on a busy
+machine), the clock runs from the last poll that saw nothing done (or from ``spawned_at``)
+instead: all tasks over a span that holds the whole run, a lower bound of the rate, flagged
+``within_one_poll``.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class Measurement:
     startup: float  # seconds from spawning the worker to its first processed task
     polls: int
     clock_polls: int = 0  # polls after the one that started the clock (its Redis commands)
+    within_one_poll: bool = False  # no poll saw the run under way: the rate is a lower bound
 
     @property
     def rate(self) -> float:
@@ -89,7 +94,14 @@ class Measurement:
     def as_dict(self) -> dict[str, object]:
         """The fields every run record reports, in the JSON files' names."""
         return record(
-            self, "rate", "counted", "total", "elapsed_s=elapsed", "startup_s=startup", "polls"
+            self,
+            "rate",
+            "counted",
+            "total",
+            "elapsed_s=elapsed",
+            "startup_s=startup",
+            "polls",
+            "within_one_poll",
         )
 
 
@@ -154,6 +166,7 @@ def measure(
     """Poll until every pre-loaded task is acknowledged; fail fast if the worker cannot.
     ``on_start`` is called once, as the clock starts (the Redis command count's snapshot)."""
     started_at: float | None = None
+    idle_at = spawned_at  # the last poll that saw nothing done yet
     start_poll = 0
     done_at_start = 0
     last_remaining = total
@@ -163,6 +176,8 @@ def measure(
         remaining = probe.remaining()
         now = time.monotonic()
         polls += 1
+        if remaining == total:
+            idle_at = now
         if started_at is None and remaining < total:
             started_at, done_at_start, start_poll = now, total - remaining, polls
             on_start()
@@ -175,9 +190,14 @@ def measure(
     assert started_at is not None
     counted = total - done_at_start
     if counted <= 0 or now <= started_at:
-        raise BenchmarkError(
-            f"all {total} tasks finished within one poll ({poll_interval * 1000:.0f} ms): "
-            "too few to measure, use more --tasks"
+        return Measurement(
+            total=total,
+            counted=total,
+            elapsed=now - idle_at,
+            startup=idle_at - spawned_at,
+            polls=polls,
+            clock_polls=polls,
+            within_one_poll=True,
         )
     return Measurement(
         total=total,

@@ -118,6 +118,7 @@ def run_once(
                 f"{layout.key}: pre-loaded {queued} tasks, expected {counts[first]}"
             )
         window = CommandWindow(redis.client)
+        window.start()  # the fallback, should no poll see the run under way
         spawned_at = time.monotonic()
         tag = f"{turn.order:03d}-processing-{layout.key}"
         with start_workers(layout, redis.url, bench.workdir, tag) as workers:
@@ -125,7 +126,9 @@ def run_once(
                 probe, workers, counts[first], spawned_at=spawned_at, on_start=window.start
             )
             m = measured[first]
-            commands = window.finish(m.counted, m.clock_polls, probe.per_poll)
+            commands = window.finish(
+                m.counted, m.clock_polls, probe.per_poll, from_first=m.within_one_poll
+            )
             for kind in rest:
                 published_at = time.monotonic()
                 publisher.preload(kind, counts[kind])

@@ -23,12 +23,14 @@ VERDICT = re.compile(r"(PASS|FAIL)( \(within noise\))?")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("suite")
 
 
-@pytest.fixture(scope="module")
+# Session, not module: the serial xdist group (tests/conftest.py) may run other modules' tests
+# between these, and a module fixture would run the whole suite again after each switch.
+@pytest.fixture(scope="session")
 def suite(output: Path) -> BenchmarkRun:
     return run_benchmark("all", "--quick", output_dir=output, timeout=RUN_TIMEOUT)
 
