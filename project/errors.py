@@ -11,6 +11,8 @@
     ├── RedisUnavailableError     the configured Redis does not answer
     ├── RedisPoolTimeoutError     no pooled Redis connection came free in time (also a redis
     │                             ConnectionError: transient, so a task retries it)
+    ├── PublishRoundTripError     the one round trip of a publish failed (also kombu's
+    │                             OperationalError); the kit publishes again, with kombu's retries
     ├── AlreadyRunningError       ``kit up`` is already running against this Redis
     ├── StateError                an operator's task action or listing cannot be done
     │   ├── UnknownTaskError      no task with that id is queued, held, scheduled, archived,
@@ -26,6 +28,7 @@ Messages say what to do, not only what went wrong.
 from __future__ import annotations
 
 import redis.exceptions
+from kombu.exceptions import OperationalError
 
 __all__ = [
     "AlreadyRunningError",
@@ -34,6 +37,7 @@ __all__ = [
     "KitError",
     "NotAKitAppError",
     "PermanentError",
+    "PublishRoundTripError",
     "RedisPoolTimeoutError",
     "RedisUnavailableError",
     "StateError",
@@ -118,6 +122,12 @@ class RedisPoolTimeoutError(KitError, redis.exceptions.ConnectionError):
             "pool are in use; raise KIT_REDIS_MAX_CONNECTIONS (or KIT_REDIS_POOL_TIMEOUT), or "
             "find what holds connections that long (blocking commands, slow scripts)"
         )
+
+
+class PublishRoundTripError(KitError, OperationalError):
+    """The pipelined round trip of one ``apply_async`` (message, bell, ``task-sent`` event)
+    failed on a lost connection: nothing of it may be in Redis. The kit's ``amqp`` publishes the
+    task again the ordinary way, through kombu's retries (``task_publish_retry``)."""
 
 
 class AlreadyRunningError(KitError):

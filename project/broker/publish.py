@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kombu.exceptions import OperationalError
 from kombu.transport import redis
 from kombu.utils.json import dumps
 
 from project import keys
+from project.errors import PublishRoundTripError
 
 __all__ = ["BELLS_PER_FLUSH", "PublishBatch", "Publishing"]
 
@@ -67,7 +67,8 @@ class Publishing(redis.Channel):
         ``task-sent`` event: three commands that kombu sends as two round trips (the event on
         its own). :class:`project.lifecycle.celery_hooks.KitAMQP` opens this around each task
         it sends. A block that raises sends nothing, so the caller sees the publish fail; a
-        lost connection is raised as kombu's ``OperationalError``, as a failed publish is.
+        lost connection is raised as :class:`~project.errors.PublishRoundTripError`, on which
+        ``KitAMQP`` publishes again the ordinary way (kombu's retries, a failover survived).
         """
         if self._publishing is not None:  # nested: the outer block sends
             yield
@@ -83,7 +84,7 @@ class Publishing(redis.Channel):
                 try:
                     pipe.execute()
                 except self.connection_errors as exc:
-                    raise OperationalError(str(exc)) from exc
+                    raise PublishRoundTripError(str(exc)) from exc
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """kombu's publish, then the queue's bell (after the message, so a worker it wakes

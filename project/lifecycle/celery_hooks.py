@@ -17,13 +17,14 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
 from celery import bootsteps, signals
 from celery.app.amqp import AMQP
 
+from project.errors import PublishRoundTripError
 from project.lifecycle.kit import Kit, is_kit_app, kit_of
 from project.lifecycle.middleware import Publish
 
@@ -65,10 +66,19 @@ class KitAMQP(AMQP):  # type: ignore[misc]
 
         def send_task_message(producer: Any, *args: Any, **kwargs: Any) -> Any:
             # The message, its bell and its task-sent event in one round trip, where the
-            # channel can (project.broker.transport.Channel.pipelined_publish).
+            # channel can (project.broker.transport.Channel.pipelined_publish); if that round
+            # trip is lost, once more the ordinary way, through kombu's retries.
             pipelined = getattr(producer.channel, "pipelined_publish", None)
-            with publishing(kit), pipelined() if pipelined else nullcontext():
-                return send(producer, *args, **kwargs)
+            with publishing(kit):
+                if pipelined is None:
+                    return send(producer, *args, **kwargs)
+                try:
+                    with pipelined():
+                        return send(producer, *args, **kwargs)
+                except PublishRoundTripError:
+                    if kwargs.get("retry") is False:
+                        raise
+                    return send(producer, *args, **kwargs)
 
         return send_task_message
 
