@@ -28,7 +28,7 @@ from project.ops.states import (
     requeue_task,
     run_task,
 )
-from project.ops.states.lookup import held
+from project.ops.states.lookup import held as held_task
 from project.ops.stats import collect
 from tests.support.polling import eventually
 
@@ -350,7 +350,7 @@ def test_a_deleted_task_held_for_its_eta_never_runs(start_worker: Any, redis: An
     assert delete_task(_app(), _client(), victim.id) is TaskState.SCHEDULED
     assert witness.get(timeout=30) == 1
     assert not redis.exists("test:count:victim")
-    assert held(_client(), victim.id) is None  # no record left for a restart to bring back
+    assert held_task(_client(), victim.id) is None  # no record left for a restart to bring back
 
 
 @pytest.mark.e2e
@@ -473,6 +473,22 @@ def test_purge_removes_each_state_and_counts_what_it_removed(
     assert purge_queue(_app(), _client(), "default", "pending") == 0
     assert _ids("low", "pending") != []
     assert not redis.keys("kit:scheduled:task:*") and not redis.keys("kit:archived:*")
+
+
+@pytest.mark.e2e
+def test_purging_scheduled_tasks_also_revokes_those_held_for_their_eta(
+    start_worker: Any, redis: Any
+) -> None:
+    from tests.support.tasks import count
+
+    start_worker()
+    held = [count.apply_async((f"ph{i}",), countdown=10) for i in range(2)]
+    witness = count.apply_async(("ph-witness",), countdown=11, queue="low")
+    eventually(lambda: len(_ids("default", "scheduled")) == 2, 30)
+    assert purge_queue(_app(), _client(), "default", "scheduled") == 2
+    assert witness.get(timeout=30) == 1  # their ETAs have passed too
+    assert not any(redis.exists(f"test:count:ph{i}") for i in range(2))
+    assert all(held_task(_client(), r.id) is None for r in held)
 
 
 @pytest.mark.parametrize(
