@@ -13,8 +13,11 @@ A task a worker holds for its ETA (a countdown under ``KIT_DURABLE_DELAY_THRESHO
 the worker's memory, out of Redis's reach: it is revoked (the worker drops it when due) and
 its ``unacked`` record removed, so no restart brings it back. ``run`` then publishes a copy
 without the ETA under :func:`copy_id`, and ``archive`` archives it under that id: workers
-drop a revoked id whenever it comes (until they restart), so it cannot run again. One due within
-:data:`HELD_MARGIN` seconds is left alone: the revocation could arrive after it started.
+drop a revoked id whenever it comes (until they restart), so it cannot run again. Workers
+forget a revocation after Celery's three hours (``CELERY_WORKER_REVOKE_EXPIRES``): with the
+durable schedule off (``KIT_DURABLE_DELAY_THRESHOLD=0``), a task held for longer may still run.
+One due within :data:`HELD_MARGIN` seconds is left alone: the revocation could arrive after it
+started.
 
 Every action logs one line (id, queue, from-state, action; never arguments): the audit trail
 of ``kit task`` and the console. No metric: neither process exports any (the kit has no
