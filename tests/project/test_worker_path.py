@@ -1,0 +1,254 @@
+"""The per-task path's costs, made cheap without losing what each one is for.
+
+Each test pins one of the performance issue's changes to the behaviour it must keep: events
+batched but all delivered, results written in one script that never overwrites SUCCESS, no
+result subscription per publish, one fetch for the free prefetch window with acknowledgements
+riding on it, control replies never recorded as delivered, one round trip per publish.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis as redis_py
+from celery import group, states
+from kombu.entity import Exchange, Queue
+from kombu.messaging import Consumer, Producer
+
+from project import app
+from project.application import create_app
+from project.broker import fetch
+from project.settings import load_settings
+from project.up.redis_server import RedisServer
+from tests.support.polling import eventually
+from tests.support.tasks import add, count
+
+
+def _app(server: RedisServer) -> Any:
+    return create_app(load_settings({"REDIS_URL": server.url, "KIT_CATALOG": ""}))
+
+
+def _calls(client: redis_py.Redis) -> Counter[str]:
+    """Commands Redis has run, by name (this INFO itself left out)."""
+    stats = client.info("commandstats")
+    calls = Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
+    del calls["info"]
+    return calls
+
+
+def _noop() -> None:
+    """A task body that does nothing."""
+
+
+class _EventTap:
+    """Every task-event message a worker publishes on the session's Redis (raw Pub/Sub)."""
+
+    def __init__(self, url: str) -> None:
+        self.messages: list[list[dict[str, Any]]] = []
+        self._pubsub = redis_py.Redis.from_url(url).pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        self._pubsub.psubscribe("*celeryev/task.*")
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                item = self._pubsub.get_message(timeout=0.2)
+            except (redis_py.RedisError, ValueError, OSError):
+                return  # closed under the read
+            if item is None or item.get("type") != "pmessage":
+                continue
+            body = json.loads(base64.b64decode(json.loads(item["data"])["body"]))
+            self.messages.append(body if isinstance(body, list) else [body])
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for message in list(self.messages) for event in message]
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_task_events_are_published_in_batches_and_none_is_lost(
+    start_worker: Any, redis_url: str
+) -> None:
+    tap = _EventTap(redis_url)
+    try:
+        start_worker(concurrency=2)
+        ids = [count.delay(f"events-{n}").id for n in range(40)]
+        for task_id in ids:
+            app.AsyncResult(task_id).get(timeout=60)
+
+        def every_task_succeeded() -> bool:
+            done = {e.get("uuid") for e in tap.events() if e["type"] == "task-succeeded"}
+            return set(ids) <= done
+
+        eventually(every_task_succeeded, timeout=10)
+        seen = Counter((e["uuid"], e["type"]) for e in tap.events() if e.get("uuid") in set(ids))
+        for task_id in ids:  # the producer's task-sent, and the worker's three
+            for kind in ("task-sent", "task-received", "task-started", "task-succeeded"):
+                assert seen[(task_id, kind)] == 1, (task_id, kind)
+        worker_messages = [m for m in tap.messages if m and m[0]["type"] != "task-sent"]
+        worker_events = sum(len(m) for m in worker_messages)
+        assert worker_events >= 3 * len(ids)
+        assert len(worker_messages) < worker_events / 2  # batched, not one message per event
+    finally:
+        tap.close()
+
+
+def test_a_late_duplicate_never_overwrites_a_success(private_redis: RedisServer) -> None:
+    backend = _app(private_redis).backend
+    backend.store_result("t-1", 42, states.SUCCESS)
+
+    backend.store_result("t-1", None, states.RETRY)
+    backend.store_result("t-1", ValueError("late duplicate"), states.FAILURE)
+
+    assert backend.get_task_meta("t-1")["status"] == states.SUCCESS
+    assert backend.get_task_meta("t-1")["result"] == 42
+
+
+def test_a_retry_state_is_overwritten_by_the_success_that_follows(
+    private_redis: RedisServer,
+) -> None:
+    backend = _app(private_redis).backend
+    backend.store_result("t-2", None, states.RETRY)
+
+    backend.store_result("t-2", 7, states.SUCCESS)
+
+    assert backend.get_task_meta("t-2")["status"] == states.SUCCESS
+
+
+def test_a_result_is_written_by_one_script_without_a_transaction(
+    private_redis: RedisServer,
+) -> None:
+    backend = _app(private_redis).backend
+    client = backend.client
+    backend.store_result("t-warm", 1, states.SUCCESS)  # the script is loaded once
+    before = _calls(client)
+
+    backend.store_result("t-3", 1, states.SUCCESS)
+
+    spent = _calls(client) - before
+    assert spent["evalsha"] == 1
+    assert spent["multi"] == 0 and spent["exec"] == 0 and spent["setex"] == 0
+    assert client.ttl(backend.get_key_for_task("t-3")) > 0  # result_expires still applies
+
+
+def test_publishing_subscribes_to_no_result_channel(private_redis: RedisServer) -> None:
+    kit = _app(private_redis)
+    client = redis_py.Redis.from_url(private_redis.url)
+    noop = kit.task(name="tests.path_noop", shared=False)(_noop)
+
+    result = noop.apply_async()
+
+    channel = kit.backend.get_key_for_task(result.id)
+    assert client.pubsub_numsub(channel) == [(channel, 0)]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_a_caller_that_waits_still_gets_results_published_after_the_call(
+    start_worker: Any,
+) -> None:
+    single = add.delay(2, 3)
+    joined = group(add.s(n, n) for n in range(10)).apply_async()
+    start_worker(concurrency=2)  # the tasks finish after the calls were made
+
+    assert single.get(timeout=60) == 5
+    assert joined.join_native(timeout=60) == [2 * n for n in range(10)]
+
+
+def test_one_fetch_takes_the_free_prefetch_window_and_carries_the_acknowledgements(
+    private_redis: RedisServer,
+) -> None:
+    kit = _app(private_redis)
+    client = redis_py.Redis.from_url(private_redis.url)
+    sent = [kit.send_task("tests.count", (f"w{n}",), queue="default").id for n in range(5)]
+    received: list[Any] = []
+    with kit.connection_for_read() as conn:
+        channel = conn.default_channel
+        channel.basic_qos(prefetch_count=3)
+        with Consumer(channel, [Queue("default")], callbacks=[lambda _b, m: received.append(m)]):
+            before = _calls(client)
+            conn.drain_events(timeout=10)
+            assert len(received) == 3 and client.hlen("unacked") == 3
+            spent = _calls(client) - before
+            assert spent["evalsha"] + spent["eval"] == 1  # one script for the three
+            for message in received:
+                message.ack()  # not on an event loop: each goes at once
+            conn.drain_events(timeout=10)
+        assert [m.headers["id"] for m in received] == sent
+        for message in received[3:]:
+            message.ack()
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+
+
+def test_a_reply_queue_consumed_without_acknowledgements_is_never_recorded(
+    private_redis: RedisServer,
+) -> None:
+    kit = _app(private_redis)
+    client = redis_py.Redis.from_url(private_redis.url)
+    replies = Queue("path.reply", Exchange("path.reply", type="direct"), routing_key="path.reply")
+    got: list[Any] = []
+    with kit.connection_for_read() as conn:
+        channel = conn.default_channel
+        with Consumer(channel, [replies], no_ack=True, callbacks=[lambda b, _m: got.append(b)]):
+            for n in range(3):
+                Producer(channel).publish(
+                    {"n": n}, exchange=replies.exchange, routing_key="path.reply", declare=[replies]
+                )
+            eventually(lambda: conn.drain_events(timeout=1) or len(got) == 3, timeout=10)
+
+    assert [b["n"] for b in got] == [0, 1, 2]
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+
+
+def test_the_fetch_script_without_lmpop_pops_in_the_same_order(
+    private_redis: RedisServer,
+) -> None:
+    client = redis_py.Redis.from_url(private_redis.url)
+    lists = [f"q\x06\x16{p}" for p in range(10)]
+    for priority, tag in ((5, "b"), (0, "a"), (5, "c")):
+        message = {
+            "properties": {
+                "delivery_tag": tag,
+                "delivery_info": {"exchange": "q", "routing_key": "q"},
+            }
+        }
+        client.lpush(lists[priority], json.dumps(message))
+    script_keys = ["unacked", "unacked_index", "kit:paused", "bell", *lists]
+
+    popped = fetch.parse_reply(
+        client.execute_command(  # type: ignore[no-untyped-call]
+            *fetch.fetch_command(script_keys, 10, ["q"], 3, now=1.0, lmpop=False, trim=True)
+        )
+    )
+
+    assert [json.loads(p)["properties"]["delivery_tag"] for _, p in popped] == ["a", "b", "c"]
+    assert sorted(client.hkeys("unacked")) == [b"a", b"b", b"c"]
+
+
+def test_apply_async_sends_its_message_bell_and_sent_event_and_nothing_else(
+    private_redis: RedisServer,
+) -> None:
+    kit = _app(private_redis)
+    client = redis_py.Redis.from_url(private_redis.url)
+    noop = kit.task(name="tests.path_noop2", shared=False)(_noop)
+    noop.apply_async()  # connections and declarations made once
+    before = _calls(client)
+
+    noop.apply_async()
+
+    spent = +(_calls(client) - before)
+    assert spent == Counter({"lpush": 2, "publish": 1}), spent  # message, bell, task-sent
