@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -39,6 +39,8 @@ __all__ = ["CachingSpanExporter", "encode_spans"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _KINDS = {
     SpanKind.INTERNAL: PBSpan.SpanKind.SPAN_KIND_INTERNAL,
     SpanKind.SERVER: PBSpan.SpanKind.SPAN_KIND_SERVER,
@@ -48,7 +50,7 @@ _KINDS = {
 }
 _MAX_CACHED = 4096  # distinct (key, value) pairs remembered; cleared when full
 _MAX_CACHED_LENGTH = 256  # longer strings (messages, tracebacks) are encoded each time
-_cache: dict[tuple[str, type, Any], KeyValue] = {}  # used by the export thread only
+_messages: dict[tuple[str, type, Any], KeyValue] = {}  # used by the export thread only
 
 
 def _value(value: Any) -> AnyValue:
@@ -72,26 +74,37 @@ def _value(value: Any) -> AnyValue:
     raise TypeError(f"cannot encode an attribute of type {type(value).__name__}")
 
 
-def _attributes(attributes: Mapping[str, Any] | None) -> list[KeyValue]:
+def _remembered(
+    attributes: Mapping[str, Any] | None,
+    cache: dict[tuple[str, type, Any], T],
+    build: Callable[[str, Any], T],
+) -> list[T]:
+    """``build(key, value)`` of each attribute, from ``cache`` for scalar values (bounded:
+    cleared when full; long strings are not kept)."""
     encoded = []
     for key, value in (attributes or {}).items():
         kind = type(value)
         cacheable = kind is bool or kind is int or kind is float
         cacheable = cacheable or (kind is str and len(value) <= _MAX_CACHED_LENGTH)
-        if not cacheable:
+        entry = (key, kind, value)  # the type too: True and 1 are equal keys
+        item = cache.get(entry) if cacheable else None
+        if item is None:
             try:
-                encoded.append(KeyValue(key=key, value=_value(value)))
+                item = build(key, value)
             except TypeError:  # the SDK cleans attributes: never seen, skipped as upstream does
                 logger.debug("attribute %s not encoded", key, exc_info=True)
-            continue
-        entry = (key, kind, value)  # the type too: True and 1 are equal keys
-        pair = _cache.get(entry)
-        if pair is None:
-            if len(_cache) >= _MAX_CACHED:
-                _cache.clear()
-            pair = _cache[entry] = KeyValue(key=key, value=_value(value))
-        encoded.append(pair)
+                continue
+            if cacheable:
+                if len(cache) >= _MAX_CACHED:
+                    cache.clear()
+                cache[entry] = item
+        encoded.append(item)
     return encoded
+
+
+def _attributes(attributes: Mapping[str, Any] | None) -> list[KeyValue]:
+    """As ``KeyValue`` messages (events, links, resources, scopes)."""
+    return _remembered(attributes, _messages, lambda k, v: KeyValue(key=k, value=_value(v)))
 
 
 def _flags(parent: SpanContext | None) -> int:
@@ -123,31 +136,16 @@ _TRACE_ID, _SPAN_ID, _TRACE_STATE, _PARENT, _NAME = b"\x0a", b"\x12", b"\x1a", b
 _KIND, _START, _END, _ATTRIBUTE, _DROPPED_ATTRIBUTES = b"\x30", b"\x39", b"\x41", b"\x4a", b"\x50"
 _EVENT, _DROPPED_EVENTS, _LINK, _DROPPED_LINKS = b"\x5a", b"\x60", b"\x6a", b"\x70"
 _STATUS, _FLAGS = b"\x7a", b"\x85\x01"
-_attribute_fields: dict[tuple[str, type, Any], bytes] = {}  # (key, type, value) -> field 9
+_fields: dict[tuple[str, type, Any], bytes] = {}  # (key, type, value) -> serialized field 9
 
 
 def _attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
-    """Each attribute as the span's field 9, remembered like :func:`_attributes`."""
-    encoded = []
-    for key, value in (attributes or {}).items():
-        kind = type(value)
-        cacheable = kind is bool or kind is int or kind is float
-        cacheable = cacheable or (kind is str and len(value) <= _MAX_CACHED_LENGTH)
-        entry = (key, kind, value)
-        piece = _attribute_fields.get(entry) if cacheable else None
-        if piece is None:
-            try:
-                pair = KeyValue(key=key, value=_value(value)).SerializeToString()
-            except TypeError:  # the SDK cleans attributes: never seen, skipped as upstream does
-                logger.debug("attribute %s not encoded", key, exc_info=True)
-                continue
-            piece = _delimited(_ATTRIBUTE, pair)
-            if cacheable:
-                if len(_attribute_fields) >= _MAX_CACHED:
-                    _attribute_fields.clear()
-                _attribute_fields[entry] = piece
-        encoded.append(piece)
-    return encoded
+    """As the span's serialized field 9, one piece per attribute."""
+
+    def field(key: str, value: Any) -> bytes:
+        return _delimited(_ATTRIBUTE, KeyValue(key=key, value=_value(value)).SerializeToString())
+
+    return _remembered(attributes, _fields, field)
 
 
 def _span(span: ReadableSpan) -> bytes:
