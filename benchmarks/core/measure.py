@@ -189,16 +189,9 @@ def measure(
         time.sleep(poll_interval)
     assert started_at is not None
     counted = total - done_at_start
-    if counted <= 0 or now <= started_at:
-        return Measurement(
-            total=total,
-            counted=total,
-            elapsed=now - idle_at,
-            startup=idle_at - spawned_at,
-            polls=polls,
-            clock_polls=polls,
-            within_one_poll=True,
-        )
+    within_one_poll = counted <= 0 or now <= started_at
+    if within_one_poll:  # the clock runs over a span that holds the whole run
+        started_at, counted, start_poll = idle_at, total, 0
     return Measurement(
         total=total,
         counted=counted,
@@ -206,6 +199,7 @@ def measure(
         startup=started_at - spawned_at,
         polls=polls,
         clock_polls=polls - start_poll,
+        within_one_poll=within_one_poll,
     )
 
 
