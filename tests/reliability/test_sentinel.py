@@ -58,12 +58,6 @@ def test_a_primary_failover_while_tasks_flow(
         # Messages the worker held when the primary died come back after this many seconds.
         start_worker(concurrency=2, env={**env, "KIT_VISIBILITY_TIMEOUT": "5"})
         app = create_app(settings)
-        # send_task also subscribes to the task's result, and the kit gives the result
-        # backend's reconnect 5 s (project.application): a failover on a loaded machine takes
-        # longer, and the first send after the kill failed in its subscribe, not its publish.
-        # The producer rides out a failover in both, as FAILOVER_RETRY says for the publish.
-        options = app.conf.result_backend_transport_options
-        app.conf.result_backend_transport_options = {**options, "retry_policy": {"timeout": 30}}
         results.append(app.send_task("tests.add", (1, 2)))
         assert results[-1].get(timeout=30) == 3  # results via Sentinel
 
