@@ -203,13 +203,6 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
             for key, payload in fetched:
                 message = loads(bytes_to_str(payload))
                 queue = bytes_to_str(key)[skip:].rsplit(self.sep, 1)[0]
-                if queue not in ("default", "critical", "low"):  # DEBUG
-                    logger.warning(
-                        "DEBUG fetched %s noack=%s active=%s",
-                        queue,
-                        self._no_ack_queues,
-                        self.active_queues,
-                    )
                 self._queue_cycle.rotate(queue)
                 self.prerecorded = message["properties"]["delivery_tag"]
                 try:
