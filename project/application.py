@@ -24,6 +24,7 @@ from project.broker.queues import (
     DeclaredQueueRouter,
     declare_queues,
 )
+from project.broker.settings import default_concurrency
 from project.broker.transport import SENTINEL_TRANSPORT, TRANSPORT
 from project.broker.urls import SentinelTarget, is_sentinel, uses_tls
 from project.lifecycle import catalog, celery_hooks, default_middleware
@@ -85,7 +86,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_deduplicate_successful_tasks": True,
         # One message per process: a long task never holds others hostage in a local buffer.
         "worker_prefetch_multiplier": settings.broker.prefetch_multiplier,
-        "worker_concurrency": settings.broker.concurrency,
+        "worker_concurrency": settings.broker.concurrency or default_concurrency(),
         # Reconnect at start-up and after outages, without giving up: orchestrators decide
         # through readiness probes, not a retry count that kills workers during a long outage.
         "broker_connection_retry_on_startup": True,

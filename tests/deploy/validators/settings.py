@@ -22,8 +22,9 @@ __all__ = ["DEVIATIONS", "check_shipped_settings", "readme_defaults", "shipped_s
 #: Shipped values that differ from the README's default on purpose, and why.
 DEVIATIONS: dict[str, tuple[str, str]] = {
     "KIT_CONCURRENCY": (
-        "2",
-        "one process per CPU of the containers' limit (2); Celery would count the node's CPUs",
+        "4",
+        "two processes per CPU of the containers' limit (2), the kit's default rule; the default "
+        "itself would count the node's CPUs, not the limit",
     ),
     "KIT_STATE_DIR": ("/var/lib/celery-kit", "the image's writable home for the kit user"),
 }
