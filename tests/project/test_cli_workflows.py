@@ -203,7 +203,7 @@ def test_ctrl_c_leaves_the_workflow_running_and_names_the_command_to_follow_it(
     process = subprocess.Popen(
         [sys.executable, "-m", "project.cli", "batch", "images", "in"],
         cwd=ROOT,
-        env=_env(root),
+        env={**_env(root), "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -214,7 +214,12 @@ def test_ctrl_c_leaves_the_workflow_running_and_names_the_command_to_follow_it(
         assert first.startswith("workflow "), first
         workflow_id = first.split()[1].rstrip(":")
         process.send_signal(signal.SIGINT)  # no worker: it is waiting
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # seen once under load: say where it waits
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate(timeout=30)
+            pytest.fail(f"Ctrl-C did not end the command within 60 s; its threads:\n{stacks}")
     finally:
         if process.poll() is None:
             process.kill()
