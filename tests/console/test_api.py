@@ -4,12 +4,15 @@ status code of each kind of bad request."""
 from __future__ import annotations
 
 import threading
+import tracemalloc
 from typing import Any
 
 from project.broker.pause import pause
+from project.broker.queues import queue_keys
 from project.ops.states import TaskState
 from tests.console import tasks as console_tasks
 from tests.console.conftest import InProcessConsole, request
+from tests.support.pending import fill_pending
 from tests.support.polling import eventually
 from tests.support.tasks import add
 
@@ -172,3 +175,40 @@ def test_running_a_task_a_worker_holds_for_its_eta_goes_on_under_its_copy(
     copy = f"{console.base}/api/tasks/{reply['id_now']}"
     eventually(lambda: request(copy).json()["entry"]["state"] == "completed", 30)
     assert request(copy).json()["result"] == 5
+
+
+def _api_page_through(console: InProcessConsole, limit: int) -> tuple[int, int, int]:
+    """(entries, sum of their numbers, peak bytes allocated in this process, where the
+    console runs) over every page of the pending list, through the API's cursor."""
+    seen = total = 0
+    url = f"{console.base}/api/queues/default/tasks?state=pending&limit={limit}"
+    cursor: str | None = None
+    tracemalloc.start()
+    try:
+        while True:
+            reply = request(url + (f"&cursor={cursor}" if cursor else ""))
+            assert reply.status == 200
+            page = reply.json()
+            for entry in page["entries"]:
+                seen += 1
+                total += int(entry["id"].removeprefix("bulk-"))
+            if (cursor := page["next_cursor"]) is None:
+                break
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return seen, total, peak
+
+
+def test_the_api_pages_100000_pending_tasks_each_once_with_flat_memory(
+    console: InProcessConsole, redis: Any
+) -> None:
+    fill_pending(redis, 10_000)
+    small = _api_page_through(console, 500)
+    assert small[:2] == (10_000, sum(range(10_000)))
+    redis.delete(*queue_keys("default"))
+    fill_pending(redis, 100_000)
+    large = _api_page_through(console, 500)
+    assert large[:2] == (100_000, sum(range(100_000)))
+    assert large[2] < 8 * 1024 * 1024  # bytes: a page's worth, not the queue
+    assert large[2] < 2 * small[2]  # ten times the tasks, not ten times the memory

@@ -30,6 +30,7 @@ from project.ops.states import (
 )
 from project.ops.states.lookup import held as held_task
 from project.ops.stats import collect
+from tests.support.pending import fill_pending
 from tests.support.polling import eventually
 
 #: Worker settings: a delay over one second waits in the durable schedule, forwarded at once.
@@ -72,23 +73,6 @@ def slow_retries() -> Iterator[None]:
 # -- paging ---------------------------------------------------------------------------------
 
 
-def _fill(redis: Any, n: int) -> None:
-    """``n`` pending messages shaped exactly like the app's own (one published, then copied
-    with new ids), pushed in pipelined batches."""
-    from tests.support.tasks import count
-
-    count.delay("template")
-    (key,) = [k for k in queue_keys("default") if redis.llen(k)]  # the default priority's
-    template = redis.lpop(key)
-    sample = json.loads(template)
-    old_id = sample["headers"]["id"]
-    for start in range(0, n, 10_000):
-        with redis.pipeline(transaction=False) as pipe:
-            for i in range(start, min(n, start + 10_000)):
-                pipe.lpush(key, template.replace(old_id, f"bulk-{i}"))
-            pipe.execute()
-
-
 def _page_through(limit: int) -> tuple[int, int, int]:
     """(entries, sum of their numbers, peak bytes allocated) over every page."""
     seen = total = 0
@@ -110,11 +94,11 @@ def _page_through(limit: int) -> tuple[int, int, int]:
 
 
 def test_paging_100000_pending_tasks_sees_each_once_with_flat_memory(redis: Any) -> None:
-    _fill(redis, 10_000)
+    fill_pending(redis, 10_000)
     small = _page_through(200)
     assert small[:2] == (10_000, sum(range(10_000)))
     redis.delete(*queue_keys("default"))
-    _fill(redis, 100_000)
+    fill_pending(redis, 100_000)
     large = _page_through(200)
     assert large[:2] == (100_000, sum(range(100_000)))
     assert large[2] < 4 * 1024 * 1024  # bytes: a page's worth, not the queue
