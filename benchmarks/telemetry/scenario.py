@@ -2,7 +2,7 @@
 
 * ``off``: OTEL_SDK_DISABLED=true, the baseline;
 * ``otlp``: traces and metrics exported over OTLP/gRPC to a receiver that answers
-  (:class:`~benchmarks.core.otlp_sink.OTLPSink`), the production set-up the >= 0.9 target is
+  (:class:`~benchmarks.core.otlp_sink.OTLPSink`), the production set-up the >= 0.95 target is
   about;
 * ``collector-down``: the endpoint is configured but nothing listens, so every export fails and
   is retried in the exporters' threads: tasks must not wait on it;
@@ -50,7 +50,7 @@ __all__ = [
 
 BASELINE = "off"
 EXPORTING = "otlp"
-TARGET = 0.9  # otlp / off
+TARGET = 0.95  # otlp / off (issue 16)
 SPAN_WAIT = 15.0  # seconds at most; spans are exported every SPAN_DELAY_MS
 #: Metrics every 5 s instead of the default 60 s: more export work than a default deployment
 #: does, never less. The suite's runs (about 2 s on the clock) end before the first export, so
