@@ -228,7 +228,7 @@ LAYOUTS: tuple[Layout, ...] = (
         "kit",
         "kit default worker",
         "kit",
-        "prefork, 1 x 2 processes, prefetch 1, events on (`celery -A project worker`)",
+        "prefork, 2 processes per CPU, prefetch 1, events on (`celery -A project worker`)",
         (_KIT,),
         300,
         150,
