@@ -196,11 +196,13 @@ def test_timeout_stops_watching_with_exit_124_and_leaves_the_workflow(root: Path
 
 
 def _as_a_terminal_starts_it() -> None:
-    """A shell starts a foreground command with SIGINT at its default, so Python turns Ctrl-C
-    into KeyboardInterrupt. A child inherits an ignored SIGINT, and Python then leaves it
-    ignored: in one process of the suite something had left it so (the command, stack dumped,
-    was still polling 60 s after Ctrl-C), and the test must not depend on which."""
+    """A shell starts a foreground command with SIGINT at its default and not blocked, so
+    Python turns Ctrl-C into KeyboardInterrupt. A child inherits an ignored or blocked SIGINT,
+    and Python then never sees it: in one process of the suite something had left it so (the
+    command, its stack dumped, was still polling 60 s after Ctrl-C), and the test must not
+    depend on what the test process inherited or did before."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.mark.e2e
@@ -228,8 +230,8 @@ def test_ctrl_c_leaves_the_workflow_running_and_names_the_command_to_follow_it(
         except subprocess.TimeoutExpired:  # seen once under load: say where it waits
             process.send_signal(signal.SIGABRT)
             _, stacks = process.communicate(timeout=30)
-            here = signal.getsignal(signal.SIGINT)
-            pytest.fail(f"Ctrl-C did not end the command in 60 s (SIGINT here: {here}):\n{stacks}")
+            here = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            pytest.fail(f"Ctrl-C did not end the command in 60 s (here: {here}):\n{stacks}")
     finally:
         if process.poll() is None:
             process.kill()
