@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 
 from project.broker.pause import pause
 from project.up.redis_server import free_port
@@ -109,10 +111,25 @@ def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
         driver.get(f"{base}/workers")
         WebDriverWait(driver, 60).until(lambda d: node in d.page_source)
         driver.get(f"{base}/tasks")
-        # Flower fills a row's columns as the task's events arrive: wait for id and name both.
-        WebDriverWait(driver, 60).until(
-            lambda d: (result.id in d.page_source and "tests.add" in d.page_source) or d.refresh()
-        )
+        # Flower fills a row's columns as the task's events arrive: wait for id and name both,
+        # reloading now and then. Only a page that finished loading its table is reloaded: a
+        # reload on every poll cancelled the table's request on a loaded machine, every time.
+        reloaded = [time.monotonic()]
+
+        def shows_the_task(d: Any) -> bool:
+            if result.id in d.page_source and "tests.add" in d.page_source:
+                return True
+            idle = "return document.readyState === 'complete' && !(window.jQuery && jQuery.active)"
+            if time.monotonic() - reloaded[0] > 5 and d.execute_script(idle):
+                d.refresh()
+                reloaded[0] = time.monotonic()
+            return False
+
+        try:
+            WebDriverWait(driver, 60).until(shows_the_task)
+        except TimeoutException:
+            known = _api(base, f"/api/task/info/{result.id}")
+            raise AssertionError(f"Flower's page never showed the task; API: {known}") from None
         assert "tests.add" in driver.find_element(By.TAG_NAME, "body").text
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "flower-tasks.png"
