@@ -73,11 +73,24 @@ def _refreshed_until(driver: Any, condition: Any, describe: Any = None) -> Any:
 def _go(driver: Any, element: Any) -> None:
     """Click a link or a form's button, and wait until the page it leads to has loaded (a
     look at the page before that would read the old one; a reload would cancel a post)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def left_behind(_driver: Any) -> bool:
+        # Chromium reports an element of a page it has left as stale, or, caught mid-way, as
+        # "Node with given id does not belong to the document": both mean the page changed.
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
     element.click()
-    WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, WAIT).until(left_behind)
     WebDriverWait(driver, WAIT).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
