@@ -89,12 +89,15 @@ def test_flower_shows_the_worker_and_the_task_to_a_logged_in_browser(
         assert _status(f"{base}/workers", None) == 401
 
         # Flower answers before its event receiver is connected: a task finished before then
-        # is never shown. Run tasks until Flower has seen one.
+        # is never shown, and one running as it connects is shown without the events it
+        # missed (its name comes with task-received). Run tasks until Flower has seen one
+        # from the start, name and all.
         def seen_by_flower() -> Any:
             result = add.delay(20, 22)
             assert result.get(timeout=30) == 42
             try:
-                eventually(lambda: result.id in _api(base, "/api/tasks"), 5)
+                info = f"/api/task/info/{result.id}"
+                eventually(lambda: '"name": "tests.add"' in _api(base, info), 5)
             except AssertionError:
                 return None
             return result
