@@ -47,7 +47,7 @@ class EventBatching:
         if hub is None:
             return
         if self.event_flush_interval <= 0:
-            hub.call_soon(self._flush_events_promise)  # type: ignore[attr-defined]
+            super().on_send_event_buffered()  # type: ignore[misc]  # Celery's: the next turn
         elif self._event_flush is None:
             if threading.get_ident() == self._loop_thread:
                 self._arm_event_flush()

@@ -10,7 +10,6 @@ its bell too.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -99,15 +98,17 @@ class Publishing(redis.Channel):
                 client.lpush(keys.queue_bell(queue), 1)
         else:
             priority = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
-            pipe = self._publishing
-            with contextlib.ExitStack() as stack:
-                if pipe is None:
-                    client = stack.enter_context(self.conn_or_acquire())
-                    pipe = stack.enter_context(client.pipeline(transaction=False))
-                pipe.lpush(self._q_for_pri(queue, priority), dumps(message))  # type: ignore[no-untyped-call]
-                pipe.lpush(keys.queue_bell(queue), 1)
-                if self._publishing is None:
-                    pipe.execute()
+            if self._publishing is not None:  # sent as the open pipelined_publish ends
+                self._push(self._publishing, queue, priority, message)
+                return
+            with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+                self._push(pipe, queue, priority, message)
+                pipe.execute()
+
+    def _push(self, pipe: Any, queue: str, priority: int, message: Any) -> None:
+        """The message into its priority's list, then the queue's bell, on ``pipe``."""
+        pipe.lpush(self._q_for_pri(queue, priority), dumps(message))  # type: ignore[no-untyped-call]
+        pipe.lpush(keys.queue_bell(queue), 1)
 
     def _put_fanout(self, exchange: str, message: Any, routing_key: str, **kwargs: Any) -> None:
         """kombu's fanout publish (task events), in the open :meth:`pipelined_publish`."""

@@ -97,7 +97,7 @@ class ResultWrites:
         script = self._store_script
         if script is None:
             script = self._store_script = client.register_script(STORE_SCRIPT)
-        ttl = int(expires.total_seconds() if hasattr(expires, "total_seconds") else expires or 0)
+        ttl = int(expires or 0)  # seconds: Celery's prepare_expires made a timedelta a number
         if not script(keys=[key], args=[value, max(ttl, 0)], client=client):
             logger.debug("result %s kept: it says SUCCESS already", bytes_to_str(key))
 
