@@ -1,14 +1,16 @@
 """The kit's task telemetry: what it adds to ``opentelemetry-instrumentation-celery``.
 
-The stock instrumentation makes the producer and consumer spans and carries the context in the
-message headers; every workflow step published from inside a task therefore continues its trace.
-These hooks, called by the :class:`~project.telemetry.middleware.Telemetry` middleware while the
-stock span is the current one, add:
+The stock instrumentation makes the producer spans and carries the context in the message
+headers; the kit makes each attempt's span (:mod:`project.telemetry.consumer`), so every workflow
+step published from inside a task continues its trace. These hooks, called by the
+:class:`~project.telemetry.middleware.Telemetry` middleware while that span is the current one,
+add:
 
 * on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows.canvas);
 * on an aggregated task's run span: a link to each absorbed member's span
   (project.enqueue.aggregation);
-* on each attempt's span: task id, name, queue, priority, retry count, attempt number, outcome;
+* on each attempt's span (made by :mod:`project.telemetry.consumer` with the task's id, name,
+  queue, priority, retry count and attempt number): the outcome;
 * on a retried attempt: error status, the exception, and a ``task.retry`` event (the stock
   instrumentation leaves a retried attempt looking successful);
 * the task metrics of :mod:`project.telemetry.metrics`, with bounded attributes;
@@ -35,7 +37,6 @@ from project.telemetry.messaging import (
     consumer_group,
     mark_send,
     process_attributes,
-    process_span_attributes,
     send_attributes,
 )
 from project.telemetry.metrics import TaskMetrics, task_attributes
@@ -82,34 +83,18 @@ class TaskTelemetry:
     # -- consumer ----------------------------------------------------------------------------
 
     def on_prerun(self, task: Any) -> None:
+        """The attempt's metrics and marks; its span and the span's attributes were made by
+        :class:`~project.telemetry.consumer.ConsumerTracing` as it started."""
         request = task.request
-        task_id = str(request.id)
         name = str(task.name)
         now = time.time()
         queue = _queue_of(request)
-        self._started[task_id] = (time.perf_counter(), name, queue)
-        delivery = request.delivery_info or {}
-        retries = int(request.retries or 0)
-        span = trace.get_current_span()
+        self._started[str(request.id)] = (time.perf_counter(), name, queue)
         _mark_workflow(request.get(HEADER_WORKFLOW_ID))
         link_members(request)  # an aggregated task links to the members it absorbed
         if self._group is None:
             self._group = consumer_group(task.app, request.hostname)
         self.messaging.consumed.add(1, process_attributes(queue, self._group))
-        if span.is_recording():
-            if self.rename:
-                span.update_name(f"process {queue}")
-            span.set_attributes(
-                {
-                    **process_span_attributes(queue, self._group, task_id),
-                    "task.id": task_id,
-                    "task.name": name,
-                    "task.queue": queue,
-                    "task.priority": int(delivery.get("priority") or 0),
-                    "task.retry_count": retries,
-                    "task.attempt": retries + 1,
-                }
-            )
         published = request.get(PUBLISHED_AT_HEADER)
         if isinstance(published, int | float):
             ready_at = max(float(published), _eta_seconds(request.eta))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -26,6 +27,7 @@ __all__ = [
     "REDACTED_EMAIL",
     "REDACTED_SECRET",
     "RedactingSpanExporter",
+    "is_clean",
     "redact_text",
 ]
 
@@ -76,6 +78,11 @@ def _suspect(text: str) -> bool:
     return _DIGIT_RUN.search(text) is not None
 
 
+def is_clean(attributes: Mapping[str, Any]) -> bool:
+    """Whether no value of ``attributes`` holds anything :func:`redact_text` would replace."""
+    return _redact_attributes(attributes) is None
+
+
 def redact_text(text: str) -> str:
     """``text`` with every recognised secret replaced (``text`` itself when there is none)."""
     if not _suspect(text):
@@ -111,6 +118,8 @@ def _redact_value(value: Any) -> Any:
     if kind is int or kind is float or kind is bool:
         return value
     if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        if not any(isinstance(v, str) for v in value):
+            return value  # numbers only (the stock time limits)
         items = tuple(_redact_value(v) for v in value)
         return value if items == tuple(value) else items
     if isinstance(value, str):  # a str subclass
@@ -126,8 +135,12 @@ def _redact_attributes(
     if not attributes:
         return None
     result: dict[str, Any] | None = None
+    cache = _cache
     for index, (key, value) in enumerate(attributes.items()):
-        redacted = _redact_value(value)
+        # Most values are strings seen in the span before: one dict lookup, no call.
+        redacted = cache.get(value) if type(value) is str else None
+        if redacted is None:
+            redacted = _redact_value(value)
         changed = redacted is not value and redacted != value  # a cached equal string
         if result is None and (changed or key in drop):
             result = {k: v for k, v in list(attributes.items())[:index] if k not in drop}
@@ -139,7 +152,17 @@ def _redact_attributes(
 def redact_span(span: ReadableSpan, drop: frozenset[str] = frozenset()) -> ReadableSpan:
     """The span itself when clean (the common case costs one pass), else a redacted copy.
     ``drop``: attribute names left out of the copy (old semantic conventions)."""
-    attributes = _redact_attributes(span.attributes, drop)
+    static = getattr(span, "static_attributes", None)
+    if static is not None and drop.isdisjoint(static.keys):
+        # The shared leading attributes were found clean when they were first seen: only
+        # the span's own ones after them are scanned.
+        own = dict(islice((span.attributes or {}).items(), static.count, None))
+        if _redact_attributes(own, drop) is None:
+            attributes = None
+        else:
+            attributes = _redact_attributes(span.attributes, drop)
+    else:
+        attributes = _redact_attributes(span.attributes, drop)
     events = [_redact_attributes(event.attributes) for event in span.events]
     description = span.status.description
     status = redact_text(description) if description else description

@@ -1,7 +1,9 @@
 """Telemetry set-up for one process: providers, exporters and the stock Celery instrumentation.
 
 ``setup_telemetry(role)`` configures this process's providers, exporters and instrumentation
-(the stock Celery instrumentation plus :class:`~project.telemetry.hooks.TaskTelemetry`). Celery
+(the stock Celery instrumentation's producer side, the kit's attempt spans of
+:class:`~project.telemetry.consumer.ConsumerTracing`, and
+:class:`~project.telemetry.hooks.TaskTelemetry`). Celery
 processes call it themselves through the :class:`~project.telemetry.middleware.Telemetry`
 middleware of the kit's app: each prefork child after ``fork`` and beat at start-up, and they
 flush as they exit, so ``worker_max_tasks_per_child`` recycling loses no span. Web apps that
@@ -20,6 +22,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 
+from project.telemetry.consumer import ConsumerTracing
 from project.telemetry.hooks import TaskTelemetry
 from project.telemetry.messaging import MessagingMetrics, OperationDurationProcessor
 from project.telemetry.metrics import TaskMetrics, register_worker_gauges
@@ -37,8 +40,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class _ProcessTelemetry:
     pid: int
-    providers: Providers
-    hooks: TaskTelemetry
+    providers: Providers | None  # None: nothing exported (only the trace context flows)
+    hooks: TaskTelemetry | None
+    consumer: ConsumerTracing
     flush_timeout: float
     log_handler: logging.Handler | None = None
 
@@ -58,18 +62,24 @@ def setup_telemetry(
     settings = load_telemetry_settings()
     if settings.disabled:
         return None
-    if _state is not None and _state.pid == os.getpid():
-        return _state.providers
+    if _state is not None:
+        if _state.pid == os.getpid():
+            return _state.providers
+        _state.consumer.uninstrument()  # inherited through fork: this process makes its own
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     providers = create_providers(settings, role, worker, snapshot_dir)
     instrumentor = CeleryInstrumentor()
+    rename = settings.semconv == SEMCONV_NEW
     if not providers.exporting:
         # Nothing to export: no SDK providers and no hooks (spans and metrics would be
-        # recorded for nothing), but the stock instrumentation stays, so a caller's trace
-        # context still flows through to every task this process publishes.
+        # recorded for nothing), but the instrumentation stays, so a caller's trace context
+        # still flows through to every task this process publishes.
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
+        consumer = ConsumerTracing(instrumentor, None, rename)
+        consumer.instrument()
+        _state = _ProcessTelemetry(os.getpid(), None, None, consumer, settings.flush_timeout)
         return None
     trace.set_tracer_provider(providers.tracer_provider)
     otel_metrics.set_meter_provider(providers.meter_provider)
@@ -79,6 +89,9 @@ def setup_telemetry(
         instrumentor.instrument(
             tracer_provider=providers.tracer_provider, meter_provider=NoOpMeterProvider()
         )
+    # The kit makes each attempt's span itself; the stock instrumentation keeps the producer side.
+    consumer = ConsumerTracing(instrumentor, providers.tracer_provider, rename)
+    consumer.instrument()
     from project.lifecycle import celery_hooks
 
     # After the stock instrumentation's receiver: its span is current in before_publish.
@@ -87,7 +100,7 @@ def setup_telemetry(
     messaging = MessagingMetrics(meter, providers.histograms)
     providers.tracer_provider.add_span_processor(OperationDurationProcessor(messaging))
     metrics = TaskMetrics(meter, providers.histograms)
-    hooks = TaskTelemetry(metrics, messaging, rename=settings.semconv == SEMCONV_NEW)
+    hooks = TaskTelemetry(metrics, messaging, rename=rename)
     if role == "worker" and kit is not None:
         register_worker_gauges(meter, kit.redis, kit.settings.broker.queue_weights)
     handler: logging.Handler | None = None
@@ -96,7 +109,9 @@ def setup_telemetry(
 
         handler = KitLoggingHandler(providers.logger_provider)
         logging.getLogger().addHandler(handler)
-    _state = _ProcessTelemetry(os.getpid(), providers, hooks, settings.flush_timeout, handler)
+    _state = _ProcessTelemetry(
+        os.getpid(), providers, hooks, consumer, settings.flush_timeout, handler
+    )
     return providers
 
 
@@ -105,6 +120,9 @@ def shutdown_telemetry() -> None:
     global _state
     state, _state = _state, None
     if state is None or state.pid != os.getpid():
+        return
+    state.consumer.uninstrument()
+    if state.providers is None:
         return
     if state.log_handler is not None:
         logging.getLogger().removeHandler(state.log_handler)
