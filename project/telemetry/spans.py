@@ -285,13 +285,24 @@ class ConsumerSpan(Span):
         )
         bounded._dict = attributes  # every value is a str, int or tuple the kit made
         self._attributes = self._bounded = bounded
-        self._events = BoundedList(limits.max_events)
-        self._links = BoundedList(limits.max_links)
+        # Most attempts have no event or link: their lists are made on first use.
+        self._events: Any = ()
+        self._links: Any = ()
         self._record_end_metrics = end_metrics
         #: The leading attributes shared with other spans (see StaticAttributes); dropped as
         #: soon as one of them is set again (the dict's order then changes).
         self.static_attributes = static
         self.start(parent_context=parent_context)
+
+    def _add_event(self, event: Any) -> None:
+        if type(self._events) is tuple:
+            self._events = BoundedList(self._limits.max_events)
+        super()._add_event(event)
+
+    def _add_link(self, link: Any) -> None:
+        if type(self._links) is tuple:
+            self._links = BoundedList(self._limits.max_links)
+        super()._add_link(link)
 
     def set_attribute(self, key: str, value: Any) -> None:
         static = self.static_attributes
