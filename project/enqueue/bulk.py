@@ -27,9 +27,7 @@ retried call publishes a task twice; without the release it would be refused for
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeAlias
@@ -40,6 +38,7 @@ from celery.result import AsyncResult
 from opentelemetry import trace
 
 from project.broker.publish import PublishBatch
+from project.enqueue.collector import collection_paused
 from project.enqueue.dedup import (
     DEFAULT_UNIQUE_TTL,
     Claim,
@@ -104,7 +103,7 @@ class BulkResult:
     @property
     def results(self) -> list[AsyncResult]:
         if not self._made:
-            with _collection_paused():  # as many new objects as the call made
+            with collection_paused():  # as many new objects as the call made
                 self._handles = [h[0](h[1]) if isinstance(h, tuple) else h for h in self._handles]
             self._made = True
         return self._handles  # all made above
@@ -329,25 +328,7 @@ class _Publisher:
         self._after(route, headers, body)
 
 
-@contextmanager
-def _collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a bulk call runs (it resumes as the call ends).
-
-    A call keeps every task's signature, id and result handle until it returns, tens of
-    thousands of tracked objects, and the collector's full passes, triggered by their number,
-    went over all of them (and the rest of the process) again and again: a fifth of the time of
-    a 20,000-task call. What the call makes and drops is freed by reference counting as ever.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@_collection_paused()
+@collection_paused()
 def enqueue_many(
     signatures: Iterable[Signature],
     *,

@@ -372,3 +372,30 @@ def test_with_telemetry_on_each_task_has_its_producer_span_and_carries_its_conte
         span = producers[message["headers"]["id"]]
         assert span.parent_id == bulk_span.span_id
         assert message["headers"]["traceparent"].split("-")[1:3] == [span.trace_id, span.span_id]
+
+
+def test_overlapping_calls_leave_the_garbage_collector_as_they_found_it(redis: Any) -> None:
+    """Each call pauses the cyclic collector; calls from several threads at once must not
+    leave it paused (the last one to end resumes it)."""
+    import gc
+    import threading
+
+    assert gc.isenabled()
+    started = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            started.wait(timeout=10)
+            for _ in range(5):
+                enqueue_many([add.s(n, n) for n in range(200)])
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert gc.isenabled()
