@@ -24,6 +24,7 @@ from time import time_ns
 from types import MappingProxyType
 from typing import Any
 
+from celery.app.task import Context as _RequestContext
 from opentelemetry import propagate, trace
 from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -75,14 +76,21 @@ class _RequestGetter(Getter[Any]):
 _getter = _RequestGetter()
 
 
+_checked: list[Any] = [None, False]  # the global propagator last seen, and whether it is W3C's
+
+
 def _default_propagation() -> bool:
     """Whether the global propagator is OpenTelemetry's default (W3C trace context and
-    baggage), the one the fast path reproduces."""
+    baggage), the one the fast path reproduces (checked again when it is replaced)."""
     textmap = propagate.get_global_textmap()
-    if not isinstance(textmap, CompositePropagator):
-        return False
-    kinds = [type(p) for p in getattr(textmap, "_propagators", ())]
-    return kinds == [TraceContextTextMapPropagator, W3CBaggagePropagator]
+    if textmap is not _checked[0]:
+        kinds = [type(p) for p in getattr(textmap, "_propagators", ())]
+        default = isinstance(textmap, CompositePropagator) and kinds == [
+            TraceContextTextMapPropagator,
+            W3CBaggagePropagator,
+        ]
+        _checked[:] = [textmap, default]
+    return bool(_checked[1])
 
 
 def extract_parent(request: Any) -> Context | None:
@@ -164,7 +172,10 @@ def celery_attributes(
     signal's arguments), with the same names and values (a test compares): to ``own`` for the
     keys in :data:`OWN_KEYS` (when given), else to ``shared``; attribute names in ``omit`` are
     left out (the old conventions' names, under ``OTEL_SEMCONV_STABILITY_OPT_IN=messaging``)."""
-    get = carrier.get
+    # A request's own values are in its __dict__; what it does not hold falls back to
+    # Context's class defaults, all None (or 0 retries), which are skipped below anyway.
+    values = getattr(carrier, "__dict__", None) if isinstance(carrier, _RequestContext) else None
+    get = values.get if values is not None else carrier.get
     for key, name in _CONTEXT_KEYS:
         value = get(key)
         if value is None or value == "":

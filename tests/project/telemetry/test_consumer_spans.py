@@ -258,3 +258,15 @@ def test_the_kit_span_has_every_field_the_sdks_constructor_sets(
     stock = tracer_provider.get_tracer("tests").start_span("x", kind=SpanKind.CONSUMER)
     kit = _span_of(True, provider, ok)
     assert set(vars(stock)) <= set(vars(kit))
+
+
+def test_a_value_a_request_does_not_hold_is_one_the_stock_instrumentation_skips() -> None:
+    """celery_attributes reads a request's own values; the rest come from Context's class
+    defaults, which must all be values the stock instrumentation leaves out."""
+    from celery.app.task import Context
+
+    from project.telemetry.spans import _CONTEXT_KEYS
+
+    defaults = {key: getattr(Context, key, None) for key, _ in _CONTEXT_KEYS}
+    assert {key: v for key, v in defaults.items() if v not in (None, "", 0)} == {}
+    assert getattr(Context, "retries", None) == 0  # the one 0: skipped as "no retries"
