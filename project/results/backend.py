@@ -17,15 +17,23 @@ one Lua script, :data:`STORE_SCRIPT` (read, compare, write, publish), one round 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from celery import states
-from celery.backends.redis import RedisBackend, SentinelBackend
+from celery.backends.redis import RedisBackend, ResultConsumer, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 from redis.commands.core import Script
 
-__all__ = ["STORE_SCRIPT", "KitRedisBackend", "KitSentinelBackend", "ResultWrites", "kit_backend"]
+__all__ = [
+    "STORE_SCRIPT",
+    "KitRedisBackend",
+    "KitResultConsumer",
+    "KitSentinelBackend",
+    "ResultWrites",
+    "kit_backend",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +56,39 @@ return 1
 """
 
 
+class KitResultConsumer(ResultConsumer):  # type: ignore[misc]
+    """Celery's result consumer, dropping a published result it has already handed out.
+
+    A caller that waits subscribes, then reads the stored result. A result written between
+    the two is read, and also delivered on the channel later; Celery then keeps that copy for
+    the next waiter on the same task id. A task id used again (``apply_async(task_id=...)``
+    after ``forget()``, the kit's unique and mail ids) got the first run's result. A ready
+    result is known by task id and ``date_done``; a channel message for one already handed out
+    is the same result again and is dropped.
+    """
+
+    _KEPT = 4096  # ready results remembered (task ids waited on recently)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed: OrderedDict[tuple[Any, Any], None] = OrderedDict()
+
+    def on_state_change(self, meta: Any, message: Any) -> None:
+        if meta.get("status") in states.READY_STATES:
+            seen = (meta.get("task_id"), meta.get("date_done"))
+            if message is not None and seen in self._handed:
+                return
+            self._handed[seen] = None
+            if len(self._handed) > self._KEPT:
+                self._handed.popitem(last=False)
+        super().on_state_change(meta, message)
+
+
 class ResultWrites:
-    """Mixin for Celery's Redis backends: one-script result writes, subscriptions on demand."""
+    """Mixin for Celery's Redis backends: one-script result writes, subscriptions on demand,
+    and a result consumer that does not hand out one result twice."""
+
+    ResultConsumer = KitResultConsumer
 
     client: Any
     expires: Any

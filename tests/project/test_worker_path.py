@@ -158,6 +158,32 @@ def test_publishing_subscribes_to_no_result_channel(private_redis: RedisServer) 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
+def test_a_task_id_used_again_gets_its_own_result_not_a_late_copy_of_the_first(
+    private_redis: RedisServer,
+) -> None:
+    """A caller that waits subscribes, then reads: the first run's result, written in between,
+    is read and also arrives on the channel later. The next run under the same id (after
+    ``forget()``) must get its own result, not that copy."""
+    import threading
+
+    kit = _app(private_redis)
+    backend = kit.backend
+    task_id = "receipt-42"
+    backend.result_consumer.consume_from(task_id)  # subscribed, as a waiter is
+    backend.store_result(task_id, "first", states.SUCCESS)  # published to that subscription
+    first = kit.AsyncResult(task_id)
+    assert first.get(timeout=10) == "first"
+    first.forget()
+
+    second = kit.AsyncResult(task_id)
+    later = threading.Timer(0.5, backend.store_result, (task_id, "second", states.SUCCESS))
+    later.start()
+    try:
+        assert second.get(timeout=10) == "second"
+    finally:
+        later.cancel()
+
+
 def test_a_caller_that_waits_still_gets_results_published_after_the_call(
     start_worker: Any,
 ) -> None:
