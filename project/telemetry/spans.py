@@ -3,14 +3,12 @@
 and the span object itself.
 
 Why not ``Tracer.start_span``: an SDK span costs about 30 us to start and end with no
-attribute at all, and 60 us with a task's 22 (each validated and copied under a lock, the
-sampler's result copied, a read-only copy made at the end), on the same CPUs as the tasks. The
-worker's span is the same every time, so it is built from parts the kit already knows are
-valid: :class:`ConsumerSpan` is the SDK's own ``Span`` class (every method, the processors and
-exporters, user code calling ``get_current_span().set_attribute`` all work as before) made
-without its constructor's work. It follows ``Tracer.start_span`` line by line: the tracer's
-sampler decides, its id generator makes the id, its processors see the span start and end, its
-limits apply (a limit below what the kit sets takes the SDK's own path).
+attribute, 60 us with a task's 22 (each validated and copied under a lock, a read-only copy
+made at the end), on the same CPUs as the tasks. :class:`ConsumerSpan` is the SDK's own
+``Span`` class (its methods, processors, exporters and user code's ``set_attribute`` work as
+before) made without its constructor's per-attribute work, following ``Tracer.start_span`` line
+by line: the tracer's sampler, ids, processors and limits (a limit below what the kit sets
+takes the SDK's own path).
 """
 
 from __future__ import annotations
@@ -56,8 +54,7 @@ _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 class _RequestGetter(Getter[Any]):
-    """The stock instrumentation's getter (message headers are the request's attributes),
-    for the propagators the fast path below does not know."""
+    """The stock getter (headers are request attributes), for other propagators."""
 
     def get(self, carrier: Any, key: str) -> list[str] | None:
         value = getattr(carrier, key, None)
@@ -329,8 +326,7 @@ class ConsumerSpan(Span):
 
     @property
     def attributes(self) -> MappingProxyType[str, Any]:
-        """A read-only view of the dict itself: exporters iterate it at C speed (the SDK's
-        view goes through ``BoundedAttributes`` item by item, in Python)."""
+        """A read-only view of the dict itself: exporters iterate it in C, not item by item."""
         return MappingProxyType(self._bounded._dict)
 
     def end(self, end_time: int | None = None) -> None:
@@ -346,8 +342,7 @@ class ConsumerSpan(Span):
 
 
 def _fits(limits: SpanLimits, attributes: Mapping[str, Any]) -> bool:
-    """Whether the SDK's limits would keep ``attributes`` as they are (no count over the
-    limit, no string to truncate): otherwise the span is made by ``Tracer.start_span``."""
+    """Whether the SDK's limits keep ``attributes`` as they are (else: ``Tracer.start_span``)."""
     if limits.max_span_attributes is not None and len(attributes) > limits.max_span_attributes:
         return False
     longest = limits.max_span_attribute_length

@@ -133,10 +133,17 @@ def count(key: str) -> int:
     return int(_redis().incr(f"test:count:{key}"))
 
 
-@app.task(name="tests.tick")
-def tick(key: str) -> None:
-    """Records when it ran in ``test:ticks:<key>``."""
-    _redis().rpush(f"test:ticks:{key}", repr(time.time()))
+@app.task(name="tests.tick", bind=True)
+def tick(self: Any, key: str) -> None:
+    """Records when it ran in ``test:ticks:<key>``, and when it was published (the kit's
+    publish-time stamp: when beat fired it) in ``test:ticks:<key>:published``."""
+    from project.broker.queues import PUBLISHED_AT_HEADER
+
+    client = _redis()
+    client.rpush(f"test:ticks:{key}", repr(time.time()))
+    published = self.request.get(PUBLISHED_AT_HEADER)
+    if isinstance(published, int | float):
+        client.rpush(f"test:ticks:{key}:published", repr(float(published)))
 
 
 @app.task(name="tests.slow_mark")
