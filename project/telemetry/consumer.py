@@ -32,7 +32,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Status, StatusCode
 
-from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group, process_attributes
+from project.telemetry.messaging import (
+    OLD_ATTRIBUTES,
+    consumer_group,
+    process_attributes,
+    queue_of,
+)
 from project.telemetry.spans import (
     celery_attributes,
     extract_parent,
@@ -53,11 +58,6 @@ _STOCK_RECEIVERS = (
     (signals.task_failure, "_trace_failure"),
     (signals.task_retry, "_trace_retry"),
 )
-
-
-def _queue_of(request: Any) -> str:
-    delivery = getattr(request, "delivery_info", None) or {}
-    return str(delivery.get("routing_key") or "unknown")
 
 
 class ConsumerTracing:
@@ -135,7 +135,7 @@ class ConsumerTracing:
             if parent is not None:
                 self._running[task_id] = (trace.INVALID_SPAN, context_api.attach(parent))
             return
-        queue = _queue_of(request)
+        queue = queue_of(request)
         if self._group is None:
             self._group = consumer_group(task.app, request.hostname)
         retries = int(request.retries or 0)

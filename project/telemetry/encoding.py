@@ -32,13 +32,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PBSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PBStatus
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, Status
 
 from project.telemetry.wire import (
-    MAX_CACHED,
     attribute_bytes,
     attribute_messages,
     delimited,
+    remember,
     varint,
 )
 
@@ -84,12 +84,6 @@ def _consumer_span(span: Any, static: Any) -> bytes | None:
     attributes = span._attributes
     if context.trace_state or span._events or span._links or attributes.dropped:
         return None
-    name = _names.get(span._name)
-    if name is None:
-        name = delimited(_NAME, span._name.encode())
-        if len(_names) >= MAX_CACHED:
-            _names.clear()
-        _names[span._name] = name
     parts = [
         _TRACE_ID + b"\x10" + context.trace_id.to_bytes(16, "big"),
         _SPAN_ID + b"\x08" + context.span_id.to_bytes(8, "big"),
@@ -97,22 +91,14 @@ def _consumer_span(span: Any, static: Any) -> bytes | None:
     if parent:
         parts.append(_PARENT + b"\x08" + parent.span_id.to_bytes(8, "big"))
     parts += (
-        name,
+        _name_field(span._name),
         _CONSUMER_KIND,
         _START + span._start_time.to_bytes(8, "little"),
         _END + span._end_time.to_bytes(8, "little"),
         static.encoded,
     )
     parts += attribute_bytes(dict(islice(attributes._dict.items(), static.count, None)))
-    status = span._status
-    key = (status.status_code.value, status.description)
-    encoded_status = _statuses.get(key)
-    if encoded_status is None:
-        encoded_status = delimited(_STATUS, _status(span).SerializeToString())
-        if len(_statuses) >= MAX_CACHED:
-            _statuses.clear()
-        _statuses[key] = encoded_status
-    parts.append(encoded_status)
+    parts.append(_status_field(span._status))
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
@@ -140,13 +126,7 @@ def _span(span: ReadableSpan) -> bytes:
     if parent:
         parts.append(_PARENT + b"\x08" + parent.span_id.to_bytes(8, "big"))
     if span.name:
-        name = _names.get(span.name)
-        if name is None:
-            name = delimited(_NAME, span.name.encode())
-            if len(_names) >= MAX_CACHED:
-                _names.clear()
-            _names[span.name] = name
-        parts.append(name)
+        parts.append(_name_field(span.name))
     kind = _KINDS[span.kind]
     if kind:
         parts.append(_KIND + varint(kind))
@@ -185,23 +165,27 @@ def _span(span: ReadableSpan) -> bytes:
     if span.dropped_links:
         parts.append(_DROPPED_LINKS + varint(span.dropped_links))
     if span.status is not None:
-        status = span.status
-        key = (status.status_code.value, status.description)
-        encoded_status = _statuses.get(key)
-        if encoded_status is None:
-            encoded_status = delimited(_STATUS, _status(span).SerializeToString())
-            if len(_statuses) >= MAX_CACHED:
-                _statuses.clear()
-            _statuses[key] = encoded_status
-        parts.append(encoded_status)
+        parts.append(_status_field(span.status))
     parts.append(_FLAGS + _flags(parent).to_bytes(4, "little"))
     return b"".join(parts)
 
 
-def _status(span: ReadableSpan) -> PBStatus:
-    fields: dict[str, Any] = {"code": span.status.status_code.value}
-    fields["message"] = span.status.description  # None: unset (the stubs do not say so)
-    return PBStatus(**fields)
+def _name_field(name: str) -> bytes:
+    """A span name as serialized field 5, remembered (a handful of task names)."""
+    return _names.get(name) or remember(_names, name, delimited(_NAME, name.encode()))
+
+
+def _status_field(status: Status) -> bytes:
+    """A span status as serialized field 15, remembered by code and description."""
+    key = (status.status_code.value, status.description)
+    encoded = _statuses.get(key)
+    if encoded is None:
+        fields: dict[str, Any] = {"code": key[0]}
+        fields["message"] = key[1]  # None: unset (the stubs do not say so)
+        encoded = remember(
+            _statuses, key, delimited(_STATUS, PBStatus(**fields).SerializeToString())
+        )
+    return encoded
 
 
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:

@@ -37,6 +37,7 @@ from project.telemetry.messaging import (
     consumer_group,
     mark_send,
     process_attributes,
+    queue_of,
     send_attributes,
 )
 from project.telemetry.metrics import TaskMetrics, task_attributes
@@ -45,11 +46,6 @@ from project.workflows.state import HEADER_WORKFLOW_ID
 __all__ = ["TaskTelemetry"]
 
 logger = logging.getLogger(__name__)
-
-
-def _queue_of(request: Any) -> str:
-    delivery = getattr(request, "delivery_info", None) or {}
-    return str(delivery.get("routing_key") or "unknown")
 
 
 class TaskTelemetry:
@@ -88,7 +84,7 @@ class TaskTelemetry:
         request = task.request
         name = str(task.name)
         now = time.time()
-        queue = _queue_of(request)
+        queue = queue_of(request)
         self._started[str(request.id)] = (time.perf_counter(), name, queue)
         _mark_workflow(request.get(HEADER_WORKFLOW_ID))
         link_members(request)  # an aggregated task links to the members it absorbed
@@ -131,7 +127,7 @@ class TaskTelemetry:
         request = task.request
         started = self._started.pop(str(request.id), None)
         if started is None:
-            name, queue = str(task.name), _queue_of(request)
+            name, queue = str(task.name), queue_of(request)
         else:
             began, name, queue = started
             elapsed = time.perf_counter() - began

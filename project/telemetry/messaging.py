@@ -34,10 +34,9 @@ __all__ = [
     "MessagingMetrics",
     "OperationDurationProcessor",
     "consumer_group",
-    "mark_process",
     "mark_send",
     "process_attributes",
-    "process_span_attributes",
+    "queue_of",
     "send_attributes",
 ]
 
@@ -112,19 +111,10 @@ def mark_send(span: ApiSpan, queue: str, message_id: Any, rename: bool) -> None:
         span.update_name(f"send {queue}")
 
 
-def process_span_attributes(queue: str, group: str, message_id: str) -> dict[str, str]:
-    """The process span's attributes: set with the task's own in one call (one lock)."""
-    return {
-        **process_attributes(queue, group),
-        "messaging.operation.type": "process",
-        "messaging.message.id": message_id,
-    }
-
-
-def mark_process(span: ApiSpan, queue: str, group: str, message_id: str, rename: bool) -> None:
-    span.set_attributes(process_span_attributes(queue, group, message_id))
-    if rename:
-        span.update_name(f"process {queue}")
+def queue_of(request: Any) -> str:
+    """The queue a task's message came from (its delivery's routing key)."""
+    delivery = getattr(request, "delivery_info", None) or {}
+    return str(delivery.get("routing_key") or "unknown")
 
 
 def consumer_group(app: Any, hostname: Any) -> str:

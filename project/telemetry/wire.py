@@ -20,6 +20,7 @@ __all__ = [
     "attribute_bytes",
     "attribute_messages",
     "delimited",
+    "remember",
     "static_block",
     "varint",
 ]
@@ -51,6 +52,21 @@ def delimited(tag: bytes, payload: bytes) -> bytes:
 
 MAX_CACHED = 4096  # distinct (key, value) pairs remembered; cleared when full
 MAX_CACHED_LENGTH = 256  # longer strings (messages, tracebacks) are encoded each time
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(cache: dict[K, V], key: K, value: V) -> V:
+    """``value`` kept under ``key`` in one of the encoder's caches, bounded by clearing it
+    when full (the values in use come back within a span or two); returns ``value``."""
+    if len(cache) >= MAX_CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 _messages: dict[tuple[str, type, Any], KeyValue] = {}  # used by the export thread only
 
 
@@ -96,9 +112,7 @@ def _remembered(
                 logger.debug("attribute %s not encoded", key, exc_info=True)
                 continue
             if cacheable:
-                if len(cache) >= MAX_CACHED:
-                    cache.clear()
-                cache[entry] = item
+                remember(cache, entry, item)
         encoded.append(item)
     return encoded
 
@@ -144,9 +158,7 @@ def attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
                     logger.debug("attribute %s not encoded", key, exc_info=True)
                     continue
                 if len(value) <= MAX_CACHED_LENGTH:
-                    if len(strings) >= MAX_CACHED:
-                        strings.clear()
-                    strings[(key, value)] = item
+                    remember(strings, (key, value), item)
             encoded.append(item)
             continue
         # The type is part of the key: True and 1 are equal keys. A tuple is remembered when
@@ -163,9 +175,7 @@ def attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
                 logger.debug("attribute %s not encoded", key, exc_info=True)
                 continue
             if cacheable:
-                if len(fields) >= MAX_CACHED:
-                    fields.clear()
-                fields[entry] = item
+                remember(fields, entry, item)
         encoded.append(item)
     return encoded
 
