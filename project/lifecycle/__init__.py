@@ -13,21 +13,28 @@ worker_init        worker main process, before it connects        RedisCheck, Te
 process_init       each process that runs tasks                   Telemetry
 worker_start       consumer started (again after a reconnect)     Pause, Leases, DurableDelay
                                                                   (its forwarder), Flushing
-before_run         the pool process, before the task body         Telemetry, SingleFlightRun
+before_run         the pool process, before the task body         SingleFlightRun
 classify           the body raised: retry it, and when?           Retries
 after_body         the body returned, before the result is saved  LockRelease
 on_retry           a retry was published                          Telemetry
-on_success         result stored, before the ack                  Telemetry, Counters
+on_success         result stored, before the ack                  Counters
 on_failure         failed for good, before the ack                Telemetry, Retries (archive),
                                                                   Counters, LockRelease
 after_run          after the body, whatever happened              SingleFlightRun
-after_return       last, after the outcome hooks                  Telemetry
+after_return       last, after the outcome hooks                  (none by default)
 process_shutdown   a process that ran tasks exits                 Telemetry, Counters
 worker_stop        consumer stops (reconnect, shutdown)           Pause, Leases
 worker_shutdown    the worker exits                               Telemetry, Counters, Leases,
                                                                   DurableDelay, Flushing
 beat_init          beat starts                                    RedisCheck, Telemetry
 =================  =============================================  ==========================
+
+An attempt's span and its metrics (a success's duration, the counts, the queue wait) are not
+middleware: :class:`~project.telemetry.consumer.ConsumerTracing` makes them in Celery's
+``task_prerun``/``task_postrun`` signals, around everything above from ``before_run`` to
+``after_return`` (the stock instrumentation's span covers the same), in one pass over the
+request. Telemetry's ``on_retry``/``on_failure`` record the outcome of an attempt that did not
+succeed, which needs its error.
 
 The acknowledgement itself is Celery's (late ack, after ``on_success``/``on_failure``; a
 retry's message is acknowledged once its successor is published). Fetch, redelivery and the

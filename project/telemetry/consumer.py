@@ -16,13 +16,18 @@ values, a failure's exception event and error status, a retry's ``celery.retry.r
 adds, in the same dict, what the kit's hooks used to set one by one: the task's ``task.*``
 attributes and OpenTelemetry's messaging attributes (:mod:`project.telemetry.messaging`).
 ``instrument``/``uninstrument`` are symmetric: the stock receivers come back on uninstrument.
+
+The same two receivers record the attempt's metrics (:meth:`TaskTelemetry.begin
+<project.telemetry.hooks.TaskTelemetry.begin>` and ``end``), with what they have already read
+from the request: a middleware hook per step would read it again, three times per attempt.
+What every attempt of one kind shares is worked out once (:mod:`project.telemetry.attempts`).
 """
 
 from __future__ import annotations
 
 import logging
 from contextvars import Token
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
 from celery import signals
@@ -32,18 +37,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Status, StatusCode
 
-from project.telemetry.messaging import (
-    OLD_ATTRIBUTES,
-    consumer_group,
-    process_attributes,
-    queue_of,
-)
-from project.telemetry.spans import (
-    celery_attributes,
-    extract_parent,
-    start_consumer_span,
-    static_attributes,
-)
+from project.telemetry.attempts import own_attributes, profile_for
+from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group
+from project.telemetry.spans import ConsumerSpan, extract_parent, start_consumer_span
+
+if TYPE_CHECKING:
+    from project.telemetry.hooks import TaskTelemetry
 
 __all__ = ["STOCK_SCOPE", "ConsumerTracing"]
 
@@ -70,12 +69,17 @@ class ConsumerTracing:
     """
 
     def __init__(
-        self, instrumentor: Any, tracer_provider: Any = None, rename: bool = False
+        self,
+        instrumentor: Any,
+        tracer_provider: Any = None,
+        rename: bool = False,
+        hooks: TaskTelemetry | None = None,
     ) -> None:
         from opentelemetry.instrumentation.celery.version import __version__
 
         self.instrumentor = instrumentor
         self.rename = rename
+        self.hooks = hooks  # the attempt's metrics, recorded as its span starts and ends
         # Under the new conventions only, the old names are not set at all (not set and then
         # dropped at export).
         self._omit = OLD_ATTRIBUTES if rename else frozenset()
@@ -135,31 +139,16 @@ class ConsumerTracing:
             if parent is not None:
                 self._running[task_id] = (trace.INVALID_SPAN, context_api.attach(parent))
             return
-        queue = queue_of(request)
-        if self._group is None:
-            self._group = consumer_group(task.app, request.hostname)
-        retries = int(request.retries or 0)
-        delivery = request.delivery_info or {}
-        # What every attempt of this task on this queue from this producer shares first, then
-        # what is this attempt's own: the exporter encodes and scans the first part once.
-        shared: dict[str, Any] = {
-            **process_attributes(queue, self._group),
-            "messaging.operation.type": "process",
-            "task.name": task.name,
-            "task.queue": queue,
-            "task.priority": int(delivery.get("priority") or 0),
-            "task.retry_count": retries,
-            "task.attempt": retries + 1,
-            "celery.action": "run",
-        }
-        own: dict[str, Any] = {"task.id": task_id, "messaging.message.id": task_id}
-        celery_attributes(request, shared, own, self._omit)
-        shared["celery.task_name"] = task.name
-        static = static_attributes(shared)
-        name = f"process {queue}" if self.rename else f"run/{task.name}"
-        span = start_consumer_span(tracer, name, parent, {**shared, **own}, static)
+        group = self._group
+        if group is None:
+            group = self._group = consumer_group(task.app, request.hostname)
+        profile = profile_for(task.name, request, group, self._omit, self.rename)
+        attributes = {**profile.shared, **own_attributes(task_id, request, self._omit)}
+        span = start_consumer_span(tracer, profile.span_name, parent, attributes, profile.static)
         token = context_api.attach(trace.set_span_in_context(span, parent))
         self._running[task_id] = (span, token)
+        if self.hooks is not None:
+            self.hooks.begin(request, task_id, profile.task_name, profile.queue, group, span)
 
     def _postrun(
         self, sender: Any = None, task_id: Any = None, task: Any = None, **kwargs: Any
@@ -170,8 +159,13 @@ class ConsumerTracing:
         span, token = entry
         try:
             state = kwargs.get("state")
-            if state is not None and state != "" and span.is_recording():
-                span.set_attribute("celery.state", state)
+            if self.hooks is not None:
+                self.hooks.end(str(task_id), state, span)
+            if state is not None and state != "":
+                if isinstance(span, ConsumerSpan):
+                    span.put_attribute("celery.state", str(state))
+                elif span.is_recording():
+                    span.set_attribute("celery.state", state)
             span.end()
         except Exception:
             logger.debug("task span not ended", exc_info=True)

@@ -6,7 +6,7 @@ it builds one protobuf message per attribute from Python, and hashes the span's 
 serializes its attributes to JSON) for every span. :func:`encode_request` writes each span in
 protobuf's wire format directly: string attributes by hand, other scalars from remembered
 pieces, a task attempt's shared leading attributes as one block encoded when first seen
-(:class:`~project.telemetry.spans.StaticAttributes`), spans grouped by resource with one hash
+(:class:`~project.telemetry.attempts.StaticAttributes`), spans grouped by resource with one hash
 per resource object. The request is exactly the upstream encoder's (tests compare the bytes).
 :class:`CachingSpanExporter` is the OTLP/gRPC exporter sending those bytes as they are.
 """

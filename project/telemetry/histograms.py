@@ -39,7 +39,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import SpanContext, get_current_span
 
 __all__ = ["HistogramExporter", "HistogramRegistry", "KitHistogram"]
 
@@ -82,21 +82,41 @@ class KitHistogram:
         self._exemplars = exemplar_filter != "always_off"
         self._unsampled_too = exemplar_filter == "always_on"
 
+    def series(self, attributes: Mapping[str, str]) -> _Series:
+        """The series of ``attributes``, kept for good: a caller that records the same set
+        over and over holds it (:meth:`record_into`) instead of hashing the set each time."""
+        key = frozenset(attributes.items())
+        found = self._series.get(key)
+        if found is None:
+            with self._lock:
+                found = self._series.get(key)
+                if found is None:
+                    found = self._series[key] = _Series(attributes, len(self.bounds) + 1)
+        return found
+
     def record(self, value: float, attributes: Mapping[str, str]) -> None:
+        self.record_into(self.series(attributes), value)
+
+    def record_into(
+        self, series: _Series, value: float, context: SpanContext | None = None
+    ) -> None:
+        """Record ``value`` in ``series`` (one of this histogram's); ``context``: the span the
+        measurement is made in, when the caller holds it (else the current span's)."""
         if not value >= 0.0:  # negative or NaN: the SDK drops them too
             return
         index = bisect_left(self.bounds, value)  # the SDK's bucket: upper bound inclusive
-        key = frozenset(attributes.items())
-        context = get_current_span().get_span_context() if self._exemplars else None
+        if not self._exemplars:
+            context = None
+        elif context is None:
+            context = get_current_span().get_span_context()
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = _Series(attributes, len(self.bounds) + 1)
             series.counts[index] += 1
             series.count += 1
             series.total += value
-            series.minimum = min(series.minimum, value)
-            series.maximum = max(series.maximum, value)
+            if value < series.minimum:
+                series.minimum = value
+            if value > series.maximum:
+                series.maximum = value
             if context is not None and (context.trace_flags.sampled or self._unsampled_too):
                 valid = context.is_valid
                 series.exemplars[index] = (
@@ -112,8 +132,6 @@ class KitHistogram:
         delta = temporality == AggregationTemporality.DELTA
         with self._lock:
             taken = list(self._series.values())
-            if delta:
-                self._series = {}
             started, self._last_collect = (self._last_collect if delta else self._start), now
             points = [
                 HistogramDataPoint(
@@ -133,6 +151,10 @@ class KitHistogram:
             ]
             for s in taken:
                 s.exemplars = {}  # each export carries the exemplars made since the previous
+                if delta:  # zeroed where it is, since callers hold their series
+                    s.counts = [0] * len(s.counts)
+                    s.count, s.total = 0, 0.0
+                    s.minimum, s.maximum = float("inf"), float("-inf")
         if not points:
             return None
         data = HistogramData(data_points=points, aggregation_temporality=temporality)

@@ -2,9 +2,11 @@
 
 The stock instrumentation makes the producer spans and carries the context in the message
 headers; the kit makes each attempt's span (:mod:`project.telemetry.consumer`), so every workflow
-step published from inside a task continues its trace. These hooks, called by the
-:class:`~project.telemetry.middleware.Telemetry` middleware while that span is the current one,
-add:
+step published from inside a task continues its trace. These hooks add, called by that
+receiver as each attempt's span starts and ends (``begin``, ``end``: no middleware call, no
+request read again, the series each attempt records in held, not looked up by attribute set)
+and by the :class:`~project.telemetry.middleware.Telemetry` middleware (publish, retry,
+failure):
 
 * on the publish and run spans of a workflow's step: ``workflow.id`` (project.workflows.canvas);
 * on an aggregated task's run span: a link to each absorbed member's span
@@ -17,13 +19,14 @@ add:
 * OpenTelemetry's messaging conventions on the publish and process spans, and their metrics
   (:mod:`project.telemetry.messaging`).
 
-The pipeline calls them and never lets one raise: telemetry never fails a task.
+The pipeline and the receiver call them and never let one raise: telemetry never fails a task.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery.exceptions import Retry
@@ -34,18 +37,32 @@ from project.broker.queues import PUBLISHED_AT_HEADER
 from project.enqueue.aggregation import link_members
 from project.telemetry.messaging import (
     MessagingMetrics,
-    consumer_group,
     mark_send,
     process_attributes,
     queue_of,
     send_attributes,
 )
 from project.telemetry.metrics import TaskMetrics, task_attributes
+from project.telemetry.spans import ConsumerSpan
 from project.workflows.state import HEADER_WORKFLOW_ID
 
 __all__ = ["TaskTelemetry"]
 
 logger = logging.getLogger(__name__)
+
+MAX_SERIES = 1024  # (task name, queue) pairs remembered; bounded like the attributes
+
+
+@dataclass(frozen=True, slots=True)
+class _AttemptSeries:
+    """Where an attempt of one task from one queue counts (held: no attribute set is
+    hashed per attempt). A delta exporter zeroes series in place, so holding them is safe."""
+
+    consumed: list[Any]
+    wait: Any
+    duration: Any  # the success series: a retry or a failure records by its error's type
+    process: Any
+    processed: list[Any]
 
 
 class TaskTelemetry:
@@ -60,6 +77,7 @@ class TaskTelemetry:
         # task id -> (attempt start, task name, queue): what the attempt's end records with
         self._started: dict[str, tuple[float, str, str]] = {}
         self._group: str | None = None  # this worker's consumer group, found on first use
+        self._series: dict[tuple[str, str], _AttemptSeries] = {}  # by (task name, queue)
 
     # -- producer ----------------------------------------------------------------------------
 
@@ -78,27 +96,59 @@ class TaskTelemetry:
 
     # -- consumer ----------------------------------------------------------------------------
 
-    def on_prerun(self, task: Any) -> None:
-        """The attempt's metrics and marks; its span and the span's attributes were made by
-        :class:`~project.telemetry.consumer.ConsumerTracing` as it started."""
-        request = task.request
-        name = str(task.name)
-        now = time.time()
-        queue = queue_of(request)
-        self._started[str(request.id)] = (time.perf_counter(), name, queue)
+    def begin(
+        self, request: Any, task_id: str, name: str, queue: str, group: str, span: Any
+    ) -> None:
+        """An attempt starts: called by :class:`~project.telemetry.consumer.ConsumerTracing`
+        once the attempt's span (``span``) is the current one, its attributes made."""
+        self._started[task_id] = (time.perf_counter(), name, queue)
+        self._group = group
+        series = self._series.get((name, queue)) or self._series_of(name, queue)
+        self.messaging.consumed.bump(series.consumed)
         _mark_workflow(request.get(HEADER_WORKFLOW_ID))
         link_members(request)  # an aggregated task links to the members it absorbed
-        if self._group is None:
-            self._group = consumer_group(task.app, request.hostname)
-        self.messaging.consumed.add(1, process_attributes(queue, self._group))
         published = request.get(PUBLISHED_AT_HEADER)
         if isinstance(published, int | float):
             ready_at = max(float(published), _eta_seconds(request.eta))
-            self.metrics.queue_wait.record(max(0.0, now - ready_at), task_attributes(name, queue))
+            wait = max(0.0, time.time() - ready_at)
+            self.metrics.queue_wait.record_into(series.wait, wait, span.get_span_context())
 
-    def on_success(self, sender: Any) -> None:
-        name, queue = self._finish(sender, "success")
-        self.metrics.processed.add(1, task_attributes(name, queue))
+    def end(self, task_id: str, state: Any, span: Any) -> None:
+        """An attempt ends (``span``: its span, still current): a success is recorded here; a
+        retry or a failure was recorded by ``on_retry``/``on_failure``, which hold the error;
+        an attempt that was ignored or rejected records nothing."""
+        started = self._started.pop(task_id, None)
+        if started is None or state != "SUCCESS":
+            return
+        began, name, queue = started
+        elapsed = time.perf_counter() - began
+        series = self._series.get((name, queue)) or self._series_of(name, queue)
+        context = span.get_span_context()
+        self.metrics.duration.record_into(series.duration, elapsed, context)
+        self.messaging.process_duration.record_into(series.process, elapsed, context)
+        self.metrics.processed.bump(series.processed)
+        if isinstance(span, ConsumerSpan):
+            span.put_attribute("task.outcome", "success")
+        elif span.is_recording():
+            span.set_attribute("task.outcome", "success")
+
+    def _series_of(self, name: str, queue: str) -> _AttemptSeries:
+        """The series a successful attempt of ``name`` from ``queue`` records in, found once."""
+        attributes = task_attributes(name, queue)
+        process = process_attributes(queue, self._group or "unknown")
+        found = _AttemptSeries(
+            consumed=self.messaging.consumed.entry(process),
+            wait=self.metrics.queue_wait.series(attributes),
+            duration=self.metrics.duration.series(
+                task_attributes(name, queue, "task.outcome", "success")
+            ),
+            process=self.messaging.process_duration.series(process),
+            processed=self.metrics.processed.entry(attributes),
+        )
+        if len(self._series) >= MAX_SERIES:
+            self._series.clear()
+        self._series[(name, queue)] = found
+        return found
 
     def on_retry(self, sender: Any, reason: Any) -> None:
         if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):
@@ -118,12 +168,9 @@ class TaskTelemetry:
         name, queue = self._finish(sender, "failure", exc_type)
         self.metrics.failed.add(1, task_attributes(name, queue, "exception.type", exc_type))
 
-    def on_postrun(self, task: Any) -> None:
-        self._started.pop(str(task.request.id), None)
-
     def _finish(self, task: Any, outcome: str, error_type: str | None = None) -> tuple[str, str]:
-        """Record the attempt's duration and outcome; return its task name and queue (as
-        ``on_prerun`` found them: the attributes are built once per task)."""
+        """Record a retried or failed attempt's duration and outcome; return its task name and
+        queue (as ``begin`` found them)."""
         request = task.request
         started = self._started.pop(str(request.id), None)
         if started is None:

@@ -23,6 +23,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Span as ApiSpan
+from opentelemetry.trace import SpanKind
 
 from project.telemetry.histograms import HistogramRegistry
 from project.telemetry.metrics import Tally, seconds_histogram
@@ -139,6 +140,8 @@ class OperationDurationProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        if span.kind is not SpanKind.PRODUCER:
+            return  # every attempt's span ends here too: one comparison, not a dict lookup
         attributes = span.attributes or {}
         if attributes.get("messaging.operation.type") != "send":
             return

@@ -103,17 +103,30 @@ class Tally:
         meter.create_observable_counter(name, [self._observe], unit=unit, description=description)
 
     def add(self, amount: int, attributes: Mapping[str, str]) -> None:
+        self.bump(self.entry(attributes), amount)
+
+    def entry(self, attributes: Mapping[str, str]) -> list[Any]:
+        """The count of ``attributes`` (``[attributes, total]``), kept for good: a caller that
+        counts the same set over and over holds it (:meth:`bump`)."""
         key = frozenset(attributes.items())
+        found = self._counts.get(key)
+        if found is None:
+            with self._lock:
+                found = self._counts.get(key)
+                if found is None:
+                    found = self._counts[key] = [dict(attributes), 0]
+        return found
+
+    def bump(self, entry: list[Any], amount: int = 1) -> None:
+        """Add ``amount`` to ``entry`` (one of this counter's)."""
         with self._lock:
-            entry = self._counts.get(key)
-            if entry is None:
-                self._counts[key] = [dict(attributes), amount]
-            else:
-                entry[1] += amount
+            entry[1] += amount
 
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
-            return [Observation(total, attributes) for attributes, total in self._counts.values()]
+            # A set held but never counted yet is not a series yet (as with the SDK's counter).
+            counts = self._counts.values()
+            return [Observation(total, attributes) for attributes, total in counts if total]
 
 
 class TaskMetrics:

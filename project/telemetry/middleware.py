@@ -79,16 +79,6 @@ class Telemetry(Middleware):
         if hooks is not None:
             hooks.on_before_publish(message.task_name, message.headers, message.routing_key)
 
-    def before_run(self, task: Any) -> None:
-        hooks = active_hooks()
-        if hooks is not None:
-            hooks.on_prerun(task)
-
-    def on_success(self, task: Any, retval: Any) -> None:
-        hooks = active_hooks()
-        if hooks is not None:
-            hooks.on_success(task)
-
     def on_retry(self, task: Any, exc: BaseException) -> None:
         hooks = active_hooks()
         if hooks is not None:
@@ -98,8 +88,3 @@ class Telemetry(Middleware):
         hooks = active_hooks()
         if hooks is not None:
             hooks.on_failure(task, exc)
-
-    def after_return(self, task: Any, state: str) -> None:
-        hooks = active_hooks()
-        if hooks is not None:
-            hooks.on_postrun(task)

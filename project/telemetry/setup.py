@@ -89,18 +89,19 @@ def setup_telemetry(
         instrumentor.instrument(
             tracer_provider=providers.tracer_provider, meter_provider=NoOpMeterProvider()
         )
-    # The kit makes each attempt's span itself; the stock instrumentation keeps the producer side.
-    consumer = ConsumerTracing(instrumentor, providers.tracer_provider, rename)
-    consumer.instrument()
-    from project.lifecycle import celery_hooks
-
-    # After the stock instrumentation's receiver: its span is current in before_publish.
-    celery_hooks.move_publish_receiver_last()
     meter = providers.meter_provider.get_meter("project")
     messaging = MessagingMetrics(meter, providers.histograms)
     providers.tracer_provider.add_span_processor(OperationDurationProcessor(messaging))
     metrics = TaskMetrics(meter, providers.histograms)
     hooks = TaskTelemetry(metrics, messaging, rename=rename)
+    # The kit makes each attempt's span itself, and records the attempt's metrics as the span
+    # starts and ends; the stock instrumentation keeps the producer side.
+    consumer = ConsumerTracing(instrumentor, providers.tracer_provider, rename, hooks)
+    consumer.instrument()
+    from project.lifecycle import celery_hooks
+
+    # After the stock instrumentation's receiver: its span is current in before_publish.
+    celery_hooks.move_publish_receiver_last()
     if role == "worker" and kit is not None:
         register_worker_gauges(meter, kit.redis, kit.settings.broker.queue_weights)
     handler: logging.Handler | None = None

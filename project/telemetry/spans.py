@@ -16,35 +16,29 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import lru_cache
 from time import time_ns
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery.app.task import Context as _RequestContext
 from opentelemetry import propagate, trace
-from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import Span, SpanLimits, Tracer
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status, StatusCode
 
-__all__ = [
-    "OWN_KEYS",
-    "ConsumerSpan",
-    "StaticAttributes",
-    "celery_attributes",
-    "extract_parent",
-    "start_consumer_span",
-    "static_attributes",
-]
+from project.telemetry.breaker import BreakerSampler
+
+if TYPE_CHECKING:
+    from project.telemetry.attempts import StaticAttributes
+
+__all__ = ["ConsumerSpan", "extract_parent", "start_consumer_span"]
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
@@ -116,138 +110,7 @@ def extract_parent(request: Any) -> Context | None:
     return context or None
 
 
-# -- the stock instrumentation's celery.* attributes ------------------------------------------
-
-#: What ``opentelemetry.instrumentation.celery.utils.set_attributes_from_context`` reads from a
-#: request, in its order, with the name it sets (``None``: ``celery.<key>``).
-_CONTEXT_KEYS: tuple[tuple[str, str], ...] = (
-    ("compression", "celery.compression"),
-    ("correlation_id", "messaging.conversation_id"),
-    ("countdown", "celery.countdown"),
-    ("delivery_info", "celery.delivery_info"),
-    ("declare", "messaging.destination_kind"),
-    ("eta", "celery.eta"),
-    ("exchange", "celery.exchange"),
-    ("expires", "celery.expires"),
-    ("hostname", "celery.hostname"),
-    ("id", "messaging.message.id"),
-    ("priority", "celery.priority"),
-    ("queue", "celery.queue"),
-    ("reply_to", "celery.reply_to"),
-    ("retries", "celery.retries"),
-    ("routing_key", "messaging.destination"),
-    ("serializer", "celery.serializer"),
-    ("timelimit", "celery.timelimit"),
-    ("origin", "celery.hostname"),
-    ("state", "celery.state"),
-)
-
-
-@lru_cache(maxsize=256)  # (exchange, routing key, priority, redelivered): a handful
-def _delivery_text(items: tuple[tuple[Any, Any], ...]) -> str:
-    return str(dict(items))
-
-
-def _delivery(value: Mapping[str, Any]) -> str:
-    try:
-        return _delivery_text(tuple(value.items()))
-    except TypeError:  # an unhashable value in it: not remembered
-        return str(value)
-
-
-#: Request keys whose value is new in every message: the span's own, not its shared block.
-OWN_KEYS = frozenset({"id", "correlation_id", "eta", "expires", "countdown"})
-
-
-def celery_attributes(
-    carrier: Any,
-    shared: dict[str, Any],
-    own: dict[str, Any] | None = None,
-    omit: frozenset[str] = frozenset(),
-) -> None:
-    """Add what the stock instrumentation sets from ``carrier`` (a request, or the postrun
-    signal's arguments), with the same names and values (a test compares): to ``own`` for the
-    keys in :data:`OWN_KEYS` (when given), else to ``shared``; attribute names in ``omit`` are
-    left out (the old conventions' names, under ``OTEL_SEMCONV_STABILITY_OPT_IN=messaging``)."""
-    # A request's own values are in its __dict__; what it does not hold falls back to
-    # Context's class defaults, all None (or 0 retries), which are skipped below anyway.
-    values = getattr(carrier, "__dict__", None) if isinstance(carrier, _RequestContext) else None
-    get = values.get if values is not None else carrier.get
-    for key, name in _CONTEXT_KEYS:
-        value = get(key)
-        if value is None or value == "":
-            continue
-        target = own if own is not None and key in OWN_KEYS else shared
-        if key == "timelimit":
-            if value in [(None, None), [None, None]]:
-                continue
-            if None in value:
-                value = ["" if limit is None else str(limit) for limit in value]
-        elif key == "retries":
-            if value == 0:
-                continue
-        elif key == "delivery_info":
-            routing_key = value.get("routing_key")
-            if routing_key is not None and "messaging.destination" not in omit:
-                shared.pop("messaging.destination", None)
-                shared["messaging.destination"] = routing_key
-            value = _delivery(value)
-        elif key == "declare":
-            for declare in value:
-                kind = declare.exchange.type
-                if kind in ("direct", "topic"):
-                    value = "queue" if kind == "direct" else "topic"
-                    break
-        if name in omit:
-            continue
-        kind = type(value)
-        if kind is not str and kind is not int and kind is not bool and kind is not float:
-            value = _clean_attribute_value(value, None)  # what the SDK's span stores: a tuple
-            if value is None:
-                continue
-        target.pop(name, None)  # the stock instrumentation's order: the last set goes last
-        target[name] = value
-
-
 # -- the span ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StaticAttributes:
-    """A span's leading ``count`` attributes, shared with every attempt of the same task on
-    the same queue from the same producer (names, queue, host, delivery, limits): encoded once
-    (``encoded``: their serialized OTLP fields) and found clean of personal data once, so the
-    exporter encodes and scans only what is the span's own (its ids, outcome, state)."""
-
-    keys: frozenset[str]
-    count: int
-    encoded: bytes
-
-
-_MAX_STATIC = 1024  # distinct sets remembered (tasks x queues x producers); cleared when full
-_statics: dict[tuple[tuple[str, Any], ...], StaticAttributes | None] = {}
-
-
-def static_attributes(attributes: dict[str, Any]) -> StaticAttributes | None:
-    """The shared block for ``attributes`` (made on first sight); ``None`` when they cannot be
-    remembered (an unhashable value) or need redaction (then the exporter does it as for any
-    span)."""
-    key = tuple(attributes.items())
-    try:
-        return _statics[key]
-    except KeyError:
-        pass
-    except TypeError:
-        return None
-    from project.telemetry.redaction import is_clean
-    from project.telemetry.wire import static_block
-
-    encoded = static_block(attributes) if is_clean(attributes) else None
-    found = None if encoded is None else StaticAttributes(frozenset(attributes), len(key), encoded)
-    if len(_statics) >= _MAX_STATIC:
-        _statics.clear()
-    _statics[key] = found
-    return found
 
 
 class ConsumerSpan(Span):
@@ -285,13 +148,15 @@ class ConsumerSpan(Span):
         self._span_processor = tracer.span_processor
         self._limits = limits
         self._lock = threading.Lock()
-        bounded = BoundedAttributes(
-            limits.max_span_attributes,
-            None,
-            immutable=False,
-            max_value_len=limits.max_span_attribute_length,
-        )
-        bounded._dict = attributes  # every value is a str, int or tuple the kit made
+        # BoundedAttributes.__init__ is replaced too (it makes a dict to throw away): these are
+        # its fields, holding the kit's dict (every value a str, int or tuple the kit made).
+        bounded = _new_attributes(BoundedAttributes)
+        bounded._dict = attributes
+        bounded.maxlen = limits.max_span_attributes
+        bounded.dropped = 0
+        bounded.max_value_len = limits.max_span_attribute_length
+        bounded._lock = threading.Lock()
+        bounded._immutable = False
         self._attributes = self._bounded = bounded
         # Most attempts have no event or link: their lists are made on first use.
         self._events: Any = ()
@@ -300,7 +165,9 @@ class ConsumerSpan(Span):
         #: The leading attributes shared with other spans (see StaticAttributes); dropped as
         #: soon as one of them is set again (the dict's order then changes).
         self.static_attributes = static
-        self.start(parent_context=parent_context)
+        # Span.start on a span nobody else holds yet: no lock, no check.
+        self._start_time = time_ns()
+        self._span_processor.on_start(self, parent_context=parent_context)
 
     def _add_event(self, event: Any) -> None:
         if type(self._events) is tuple:
@@ -324,6 +191,28 @@ class ConsumerSpan(Span):
             self.static_attributes = None
         super().set_attributes(attributes)
 
+    def put_attribute(self, key: str, value: str) -> None:
+        """``set_attribute(key, value)`` for a value the kit made (a short ``str``: an outcome,
+        a state), without the checks it never needs; anything unusual takes the SDK's path."""
+        bounded = self._bounded
+        values = bounded._dict
+        longest = bounded.max_value_len
+        static = self.static_attributes
+        if (
+            (static is not None and key in static.keys)
+            or (longest is not None and len(value) > longest)
+            or (key not in values and bounded.maxlen is not None and len(values) >= bounded.maxlen)
+        ):
+            self.set_attribute(key, value)
+            return
+        with self._lock:
+            ended = self._end_time is not None
+            if not ended:
+                values.pop(key, None)  # a value set again goes last, as BoundedAttributes does
+                values[key] = value
+        if ended:
+            self.set_attribute(key, value)  # refused with the SDK's warning
+
     @property
     def attributes(self) -> MappingProxyType[str, Any]:
         """A read-only view of the dict itself: exporters iterate it in C, not item by item."""
@@ -339,6 +228,9 @@ class ConsumerSpan(Span):
             self._record_end_metrics()
         self._span_processor._on_ending(self)
         self._span_processor.on_end(self)
+
+
+_new_attributes = object.__new__
 
 
 def _fits(limits: SpanLimits, attributes: Mapping[str, Any]) -> bool:
@@ -374,10 +266,22 @@ def start_consumer_span(
         parent_span = parent
         trace_id = parent.trace_id
         random_trace_id = parent.trace_flags.random_trace_id
-    sampled = tracer.sampler.should_sample(
-        parent_context, trace_id, name, SpanKind.CONSUMER, attributes, ()
-    )
-    decision = sampled.decision
+    sampler = tracer.sampler
+    trace_state: TraceState | None
+    if parent_span is not None and _samples_remote_sampled(sampler, parent_span):
+        # What the default sampler decides for a sampled remote parent (the producer's span),
+        # without building a SamplingResult: sample, the attributes as given, the parent's
+        # trace state.
+        decision, trace_state = Decision.RECORD_AND_SAMPLE, parent_span.trace_state
+    else:
+        sampled = sampler.should_sample(
+            parent_context, trace_id, name, SpanKind.CONSUMER, attributes, ()
+        )
+        decision, trace_state = sampled.decision, sampled.trace_state
+        # The SDK's span takes the attributes the sampler returns (the standard samplers
+        # return the ones they were given; one of a user's may add or take away some).
+        if decision is not Decision.DROP and sampled.attributes != attributes:
+            attributes, static = dict(sampled.attributes or {}), None
     flags = TraceFlags.SAMPLED if decision in _SAMPLED else TraceFlags.DEFAULT
     if random_trace_id:
         flags |= TraceFlags.RANDOM_TRACE_ID
@@ -386,15 +290,25 @@ def start_consumer_span(
         tracer.id_generator.generate_span_id(),
         is_remote=False,
         trace_flags=TraceFlags(flags),
-        trace_state=sampled.trace_state,
+        trace_state=trace_state,
     )
-    end_metrics = tracer._tracer_metrics.start_span(parent_span, sampled.decision)
+    end_metrics = tracer._tracer_metrics.start_span(parent_span, decision)
     if decision is Decision.DROP:  # RECORD_ONLY and RECORD_AND_SAMPLE record
         return NonRecordingSpan(context)
-    # The SDK's span takes the attributes the sampler returns (the standard samplers return
-    # the ones they were given; one of a user's may add or take away some).
-    if sampled.attributes != attributes:
-        attributes, static = dict(sampled.attributes or {}), None
     return ConsumerSpan(
         name, context, parent_span, tracer, attributes, end_metrics, parent_context, static
+    )
+
+
+def _samples_remote_sampled(sampler: Any, parent: SpanContext) -> bool:
+    """Whether ``sampler`` is the kit's default (the breaker around ``ParentBased`` with its
+    stock delegate for a sampled remote parent), its breaker closed, and ``parent`` a sampled
+    remote span: then its decision is known without asking it."""
+    return (
+        type(sampler) is BreakerSampler
+        and parent.is_remote
+        and parent.trace_flags.sampled
+        and type(sampler.inner) is ParentBased
+        and sampler.inner._remote_parent_sampled is ALWAYS_ON
+        and sampler.breaker.closed()
     )

@@ -3,7 +3,7 @@
 The pieces :mod:`project.telemetry.encoding` assembles spans from: varints, length-delimited
 fields, a span's attributes as serialized field-9 pieces (strings written by hand, other values
 through protobuf once and remembered), and the shared block of a task attempt's leading
-attributes (:class:`~project.telemetry.spans.StaticAttributes`). Every piece is exactly what
+attributes (:class:`~project.telemetry.attempts.StaticAttributes`). Every piece is exactly what
 protobuf itself writes (the encoding tests compare whole requests with upstream's encoder).
 """
 
@@ -182,7 +182,7 @@ def attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
 
 def static_block(attributes: Mapping[str, Any]) -> bytes | None:
     """``attributes`` as serialized field-9 pieces, for a span's leading attributes that many
-    spans share (:class:`~project.telemetry.spans.StaticAttributes`); ``None`` when one cannot
+    spans share (:class:`~project.telemetry.attempts.StaticAttributes`); ``None`` when one cannot
     be encoded. Pure: it may run on a task's thread."""
     pieces = []
     for key, value in attributes.items():

@@ -265,7 +265,7 @@ def test_a_value_a_request_does_not_hold_is_one_the_stock_instrumentation_skips(
     defaults, which must all be values the stock instrumentation leaves out."""
     from celery.app.task import Context
 
-    from project.telemetry.spans import _CONTEXT_KEYS
+    from project.telemetry.attempts import _CONTEXT_KEYS
 
     defaults = {key: getattr(Context, key, None) for key, _ in _CONTEXT_KEYS}
     assert {key: v for key, v in defaults.items() if v not in (None, "", 0)} == {}

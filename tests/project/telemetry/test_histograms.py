@@ -145,3 +145,34 @@ def test_no_exemplars_when_the_filter_is_always_off() -> None:
     exported = _export(registry, _Kept(AggregationTemporality.CUMULATIVE))
     (point,) = _points(exported, "kit.task.duration")
     assert (point.count, list(point.exemplars)) == (1, [])
+
+
+def test_a_series_held_across_a_delta_export_counts_in_the_next_one() -> None:
+    """Task hooks hold their series; a delta export zeroes it in place, so what is recorded
+    into the held series afterwards is in the next export, with nothing carried over."""
+    registry = HistogramRegistry()
+    histogram = registry.histogram("kit.task.duration", "test", DURATION_BUCKETS)
+    exporter = _Kept(AggregationTemporality.DELTA)
+    held = histogram.series(ATTRIBUTES)
+    histogram.record_into(held, 0.002)
+    histogram.record_into(held, 7.0)
+    (first,) = _points(_export(registry, exporter), "kit.task.duration")
+    assert _points(_export(registry, exporter), "kit.task.duration") == []  # nothing new
+    histogram.record_into(held, 0.3)
+    (third,) = _points(_export(registry, exporter), "kit.task.duration")
+    assert (first.count, first.min, first.max) == (2, 0.002, 7.0)
+    assert (third.count, third.min, third.max, third.sum) == (1, 0.3, 0.3, 0.3)
+    assert sum(third.bucket_counts) == 1
+
+
+def test_the_span_context_given_with_a_measurement_is_its_exemplar() -> None:
+    registry = HistogramRegistry()
+    histogram = registry.histogram("kit.task.duration", "test", DURATION_BUCKETS)
+    tracer = TracerProvider(sampler=ALWAYS_ON).get_tracer("tests")
+    span = tracer.start_span("run/tests.add")  # not current: the caller hands its context in
+    histogram.record_into(histogram.series(ATTRIBUTES), 0.2, span.get_span_context())
+    (point,) = _points(
+        _export(registry, _Kept(AggregationTemporality.CUMULATIVE)), "kit.task.duration"
+    )
+    (exemplar,) = point.exemplars
+    assert exemplar.span_id == span.get_span_context().span_id
