@@ -23,7 +23,7 @@ from typing import Any
 from celery.app.task import Context as RequestContext
 from opentelemetry.attributes import _clean_attribute_value
 
-from project.telemetry.messaging import process_attributes, queue_of
+from project.telemetry.messaging import process_attributes
 from project.telemetry.wire import remember
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "celery_attributes",
     "own_attributes",
     "profile_for",
+    "request_values",
     "static_attributes",
 ]
 
@@ -209,21 +210,27 @@ class AttemptProfile:
 _profiles: dict[tuple[Any, ...], AttemptProfile] = {}
 
 
-def _values(request: Any) -> Mapping[str, Any]:
-    """What the request holds (a Celery request's own values are its ``__dict__``)."""
-    if isinstance(request, RequestContext):
+def request_values(request: Any) -> Mapping[str, Any]:
+    """What a request holds, read once per attempt: a Celery request's own values are its
+    ``__dict__`` (what it does not hold is one of ``Context``'s class defaults, all ``None``
+    or ``0``, which the attributes skip anyway)."""
+    if type(request) is RequestContext:
         values: Mapping[str, Any] = request.__dict__
         return values
-    return request if isinstance(request, Mapping) else vars(request)
+    found: Mapping[str, Any] = (
+        request
+        if isinstance(request, Mapping) and not isinstance(request, RequestContext)
+        else vars(request)
+    )
+    return found
 
 
 def profile_for(
-    task_name: str, request: Any, group: str, omit: frozenset[str], rename: bool
+    task_name: str, values: Mapping[str, Any], group: str, omit: frozenset[str], rename: bool
 ) -> AttemptProfile:
-    """The profile of an attempt of ``task_name`` with ``request`` on a worker of consumer
-    group ``group`` (``omit``: attribute names left out; ``rename``: the conventions' span
-    name)."""
-    values = _values(request)
+    """The profile of an attempt of ``task_name`` whose request holds ``values``
+    (:func:`request_values`) on a worker of consumer group ``group`` (``omit``: attribute
+    names left out; ``rename``: the conventions' span name)."""
     delivery = values.get("delivery_info")
     limits = values.get("timelimit")
     try:
@@ -233,23 +240,22 @@ def profile_for(
             omit,
             rename,
             tuple(map(values.get, _SHARED_KEYS)),
-            tuple(delivery.items()) if isinstance(delivery, dict) else delivery,
-            tuple(limits) if isinstance(limits, list) else limits,
+            tuple(delivery.items()) if type(delivery) is dict else delivery,
+            tuple(limits) if type(limits) is list else limits,
         )
         return _profiles[key]
     except KeyError:
-        return remember(_profiles, key, _make(task_name, request, group, omit, rename))
+        return remember(_profiles, key, _make(task_name, values, group, omit, rename))
     except TypeError:  # an unhashable value: a profile for this request alone
-        return _make(task_name, request, group, omit, rename)
+        return _make(task_name, values, group, omit, rename)
 
 
 def _make(
-    task_name: str, request: Any, group: str, omit: frozenset[str], rename: bool
+    task_name: str, values: Mapping[str, Any], group: str, omit: frozenset[str], rename: bool
 ) -> AttemptProfile:
-    values = _values(request)
-    queue = queue_of(request)
-    retries = int(values.get("retries") or 0)
     delivery = values.get("delivery_info") or {}
+    queue = str(delivery.get("routing_key") or "unknown")  # as messaging.queue_of finds it
+    retries = int(values.get("retries") or 0)
     # What every attempt of this task on this queue from this producer shares first, then
     # what is each attempt's own: the exporter encodes and scans the first part once.
     shared: dict[str, Any] = {
@@ -262,16 +268,15 @@ def _make(
         "task.attempt": retries + 1,
         "celery.action": "run",
     }
-    celery_attributes(request, shared, {}, omit)  # the own part is each attempt's
+    celery_attributes(values, shared, {}, omit)  # the own part is each attempt's
     shared["celery.task_name"] = task_name
     span_name = f"process {queue}" if rename else f"run/{task_name}"
     return AttemptProfile(span_name, task_name, queue, shared, static_attributes(shared))
 
 
-def own_attributes(task_id: str, request: Any, omit: frozenset[str]) -> dict[str, Any]:
+def own_attributes(task_id: str, values: Mapping[str, Any], omit: frozenset[str]) -> dict[str, Any]:
     """An attempt's own attributes, after its profile's shared ones: its ids, and its ETA,
     expiry and countdown when it has them (what ``celery_attributes`` puts in ``own``)."""
-    values = _values(request)
     own: dict[str, Any] = {"task.id": task_id, "messaging.message.id": task_id}
     for key, name in _OWN:
         value = values.get(key)

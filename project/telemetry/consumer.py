@@ -36,8 +36,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 
-from project.telemetry.attempts import own_attributes, profile_for
+from project.telemetry.attempts import own_attributes, profile_for, request_values
 from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group
 from project.telemetry.spans import ConsumerSpan, extract_parent, start_consumer_span
 
@@ -133,7 +134,8 @@ class ConsumerTracing:
 
     def _start(self, task: Any, task_id: str) -> None:
         request = task.request
-        parent = extract_parent(request)
+        values = request_values(request)
+        parent, parent_span = extract_parent(request, values)
         tracer = self._tracer
         if tracer is None:  # nothing exported: only the caller's context, made current
             if parent is not None:
@@ -142,13 +144,22 @@ class ConsumerTracing:
         group = self._group
         if group is None:
             group = self._group = consumer_group(task.app, request.hostname)
-        profile = profile_for(task.name, request, group, self._omit, self.rename)
-        attributes = {**profile.shared, **own_attributes(task_id, request, self._omit)}
-        span = start_consumer_span(tracer, profile.span_name, parent, attributes, profile.static)
-        token = context_api.attach(trace.set_span_in_context(span, parent))
+        name = task.name
+        profile = profile_for(name, values, group, self._omit, self.rename)
+        attributes = {**profile.shared, **own_attributes(task_id, values, self._omit)}
+        span = start_consumer_span(
+            tracer, profile.span_name, parent, parent_span, attributes, profile.static
+        )
+        # The span made current in the message's context (set_span_in_context without the
+        # copy when that context holds nothing else: the fast path's parent span only).
+        if parent is not None and len(parent) == 1 and _SPAN_KEY in parent:
+            current = Context({_SPAN_KEY: span})
+        else:
+            current = trace.set_span_in_context(span, parent)
+        token = context_api.attach(current)
         self._running[task_id] = (span, token)
         if self.hooks is not None:
-            self.hooks.begin(request, task_id, profile.task_name, profile.queue, group, span)
+            self.hooks.begin(values, task_id, name, profile.queue, group, span)
 
     def _postrun(
         self, sender: Any = None, task_id: Any = None, task: Any = None, **kwargs: Any
@@ -162,7 +173,7 @@ class ConsumerTracing:
             if self.hooks is not None:
                 self.hooks.end(str(task_id), state, span)
             if state is not None and state != "":
-                if isinstance(span, ConsumerSpan):
+                if type(span) is ConsumerSpan:
                     span.put_attribute("celery.state", str(state))
                 elif span.is_recording():
                     span.set_attribute("celery.state", state)

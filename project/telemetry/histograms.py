@@ -44,6 +44,9 @@ from opentelemetry.trace import SpanContext, get_current_span
 __all__ = ["HistogramExporter", "HistogramRegistry", "KitHistogram"]
 
 SCOPE = InstrumentationScope("project")  # the meter the kit's other instruments come from
+#: An exemplar's span and trace ids (both ``None``: a measurement made outside any span).
+Stamp = tuple[int | None, int | None]
+_NO_SPAN: Stamp = (None, None)
 
 
 class _Series:
@@ -97,18 +100,25 @@ class KitHistogram:
     def record(self, value: float, attributes: Mapping[str, str]) -> None:
         self.record_into(self.series(attributes), value)
 
-    def record_into(
-        self, series: _Series, value: float, context: SpanContext | None = None
-    ) -> None:
-        """Record ``value`` in ``series`` (one of this histogram's); ``context``: the span the
-        measurement is made in, when the caller holds it (else the current span's)."""
+    def record_into(self, series: _Series, value: float) -> None:
+        """Record ``value`` in ``series`` (one of this histogram's), in the current span."""
+        self.record_stamped(series, value, self.stamp(get_current_span().get_span_context()))
+
+    def stamp(self, context: SpanContext) -> Stamp | None:
+        """What an exemplar of a measurement made in the span of ``context`` holds (its span
+        and trace ids), or ``None`` when the exemplar filter keeps none: worked out once by a
+        caller that records several measurements in the same span."""
+        if not self._exemplars or not (self._unsampled_too or context.trace_flags.sampled):
+            return None
+        if context.is_valid:
+            return context.span_id, context.trace_id
+        return _NO_SPAN
+
+    def record_stamped(self, series: _Series, value: float, stamp: Stamp | None) -> None:
+        """Record ``value`` in ``series``, with ``stamp`` (:meth:`stamp`) as its exemplar."""
         if not value >= 0.0:  # negative or NaN: the SDK drops them too
             return
         index = bisect_left(self.bounds, value)  # the SDK's bucket: upper bound inclusive
-        if not self._exemplars:
-            context = None
-        elif context is None:
-            context = get_current_span().get_span_context()
         with self._lock:
             series.counts[index] += 1
             series.count += 1
@@ -117,14 +127,8 @@ class KitHistogram:
                 series.minimum = value
             if value > series.maximum:
                 series.maximum = value
-            if context is not None and (context.trace_flags.sampled or self._unsampled_too):
-                valid = context.is_valid
-                series.exemplars[index] = (
-                    value,
-                    time.time_ns(),
-                    context.span_id if valid else None,
-                    context.trace_id if valid else None,
-                )
+            if stamp is not None:
+                series.exemplars[index] = (value, time.time_ns(), *stamp)
 
     def collect(self, temporality: AggregationTemporality) -> Metric | None:
         """The points since the start (cumulative) or since the last collection (delta)."""

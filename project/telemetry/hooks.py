@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from project.broker.queues import PUBLISHED_AT_HEADER
-from project.enqueue.aggregation import link_members
+from project.enqueue.aggregation import HEADER_LINKS, link_members
+from project.telemetry.histograms import Stamp
 from project.telemetry.messaging import (
     MessagingMetrics,
     mark_send,
@@ -74,8 +76,9 @@ class TaskTelemetry:
         self.metrics = metrics
         self.messaging = messaging
         self.rename = rename  # OTEL_SEMCONV_STABILITY_OPT_IN=messaging: the conventions' names
-        # task id -> (attempt start, task name, queue): what the attempt's end records with
-        self._started: dict[str, tuple[float, str, str]] = {}
+        # task id -> (attempt start, task name, queue, its series, its exemplars' ids): what
+        # the attempt's end records with
+        self._started: dict[str, tuple[float, str, str, _AttemptSeries, Stamp | None]] = {}
         self._group: str | None = None  # this worker's consumer group, found on first use
         self._series: dict[tuple[str, str], _AttemptSeries] = {}  # by (task name, queue)
 
@@ -97,21 +100,26 @@ class TaskTelemetry:
     # -- consumer ----------------------------------------------------------------------------
 
     def begin(
-        self, request: Any, task_id: str, name: str, queue: str, group: str, span: Any
+        self, values: Mapping[str, Any], task_id: str, name: str, queue: str, group: str, span: Any
     ) -> None:
         """An attempt starts: called by :class:`~project.telemetry.consumer.ConsumerTracing`
-        once the attempt's span (``span``) is the current one, its attributes made."""
-        self._started[task_id] = (time.perf_counter(), name, queue)
+        once the attempt's span (``span``) is the current one, its attributes made
+        (``values``: what its request holds, read once)."""
         self._group = group
         series = self._series.get((name, queue)) or self._series_of(name, queue)
+        stamp = self.metrics.duration.stamp(span.get_span_context())  # its exemplars' ids
+        self._started[task_id] = (time.perf_counter(), name, queue, series, stamp)
         self.messaging.consumed.bump(series.consumed)
-        _mark_workflow(request.get(HEADER_WORKFLOW_ID))
-        link_members(request)  # an aggregated task links to the members it absorbed
-        published = request.get(PUBLISHED_AT_HEADER)
-        if isinstance(published, int | float):
-            ready_at = max(float(published), _eta_seconds(request.eta))
-            wait = max(0.0, time.time() - ready_at)
-            self.metrics.queue_wait.record_into(series.wait, wait, span.get_span_context())
+        if values.get(HEADER_WORKFLOW_ID):
+            _mark_workflow(values[HEADER_WORKFLOW_ID])
+        if values.get(HEADER_LINKS):
+            link_members(values)  # an aggregated task links to the members it absorbed
+        published = values.get(PUBLISHED_AT_HEADER)
+        if type(published) is float or type(published) is int:
+            eta = values.get("eta")
+            ready_at = published if eta is None else max(published, _eta_seconds(eta))
+            wait = time.time() - ready_at
+            self.metrics.queue_wait.record_stamped(series.wait, wait if wait > 0 else 0.0, stamp)
 
     def end(self, task_id: str, state: Any, span: Any) -> None:
         """An attempt ends (``span``: its span, still current): a success is recorded here; a
@@ -120,14 +128,12 @@ class TaskTelemetry:
         started = self._started.pop(task_id, None)
         if started is None or state != "SUCCESS":
             return
-        began, name, queue = started
+        began, _, _, series, stamp = started
         elapsed = time.perf_counter() - began
-        series = self._series.get((name, queue)) or self._series_of(name, queue)
-        context = span.get_span_context()
-        self.metrics.duration.record_into(series.duration, elapsed, context)
-        self.messaging.process_duration.record_into(series.process, elapsed, context)
+        self.metrics.duration.record_stamped(series.duration, elapsed, stamp)
+        self.messaging.process_duration.record_stamped(series.process, elapsed, stamp)
         self.metrics.processed.bump(series.processed)
-        if isinstance(span, ConsumerSpan):
+        if type(span) is ConsumerSpan:
             span.put_attribute("task.outcome", "success")
         elif span.is_recording():
             span.set_attribute("task.outcome", "success")
@@ -176,7 +182,7 @@ class TaskTelemetry:
         if started is None:
             name, queue = str(task.name), queue_of(request)
         else:
-            began, name, queue = started
+            began, name, queue = started[:3]
             elapsed = time.perf_counter() - began
             self.metrics.duration.record(
                 elapsed, task_attributes(name, queue, "task.outcome", outcome)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from time import time_ns
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,12 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.sdk.trace import Span, SpanLimits, Tracer
+from opentelemetry.sdk.trace import Span, SpanLimits, SynchronousMultiSpanProcessor, Tracer
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status, StatusCode
 
@@ -45,6 +48,7 @@ _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
 # The W3C traceparent of version 00, as TraceContextTextMapPropagator accepts it.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_FLAGS = {"00": TraceFlags(0), "01": TraceFlags(1)}  # what nearly every traceparent carries
 
 
 class _RequestGetter(Getter[Any]):
@@ -84,30 +88,35 @@ def _default_propagation() -> bool:
     return bool(_checked[1])
 
 
-def extract_parent(request: Any) -> Context | None:
-    """The trace context the message carries (``None``: none), as
-    ``propagate.extract(request)`` finds it. A plain version-00 ``traceparent`` without
-    ``tracestate`` or ``baggage`` (what the kit's producers send) is read directly; anything
-    else goes through the global propagator."""
-    header = getattr(request, "traceparent", None)
-    if (
-        type(header) is str
-        and getattr(request, "tracestate", None) is None
-        and getattr(request, "baggage", None) is None
-        and _default_propagation()
-    ):
-        match = _TRACEPARENT.fullmatch(header.strip(" \t"))
-        if match is None:
-            return None
-        trace_id, span_id, flags = match.groups()
-        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-            return None
-        parent = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)))
-        return trace.set_span_in_context(NonRecordingSpan(parent))
-    if header is None and getattr(request, "baggage", None) is None and _default_propagation():
-        return None
-    context = propagate.extract(request, getter=_getter)
-    return context or None
+def extract_parent(
+    request: Any, values: Mapping[str, Any]
+) -> tuple[Context | None, SpanContext | None]:
+    """The trace context the message carries, as ``propagate.extract(request)`` finds it, and
+    the parent span's context in it (``None``, ``None``: none; ``values``: what the request
+    holds, :func:`~project.telemetry.attempts.request_values`); with no context at all the
+    span's parent is the current span, as for ``tracer.start_span``. A plain version-00
+    ``traceparent`` without ``tracestate`` or ``baggage`` (what the kit's producers send) is
+    read directly; anything else goes through the global propagator."""
+    header = values.get("traceparent")
+    baggage = values.get("baggage")
+    if type(header) is str and baggage is None and values.get("tracestate") is None:
+        if _default_propagation():
+            match = _TRACEPARENT.fullmatch(header.strip(" \t"))
+            if match is None:
+                return None, None
+            trace_id, span_id, flags = match.groups()
+            if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+                return None, None
+            trace_flags = _FLAGS.get(flags) or TraceFlags(int(flags, 16))
+            parent = SpanContext(int(trace_id, 16), int(span_id, 16), True, trace_flags)
+            return Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent
+    elif header is None and baggage is None and _default_propagation():
+        return None, None
+    context = propagate.extract(request, getter=_getter) or None
+    if context is None:
+        return None, None
+    found = trace.get_current_span(context).get_span_context()
+    return context, (found if found.is_valid else None)
 
 
 # -- the span ----------------------------------------------------------------------------------
@@ -145,7 +154,8 @@ class ConsumerSpan(Span):
         self._trace_config = None
         self._record_exception = True
         self._set_status_on_exception = True
-        self._span_processor = tracer.span_processor
+        self._span_processor = processor = tracer.span_processor
+        self._plan = plan = _plan_of(processor)
         self._limits = limits
         self._lock = threading.Lock()
         # BoundedAttributes.__init__ is replaced too (it makes a dict to throw away): these are
@@ -167,7 +177,11 @@ class ConsumerSpan(Span):
         self.static_attributes = static
         # Span.start on a span nobody else holds yet: no lock, no check.
         self._start_time = time_ns()
-        self._span_processor.on_start(self, parent_context=parent_context)
+        if plan is None:
+            processor.on_start(self, parent_context=parent_context)
+        else:
+            for starter in plan.starting:
+                starter.on_start(self, parent_context=parent_context)
 
     def _add_event(self, event: Any) -> None:
         if type(self._events) is tuple:
@@ -226,11 +240,66 @@ class ConsumerSpan(Span):
             self._bounded._immutable = True
         if self._record_end_metrics:
             self._record_end_metrics()
-        self._span_processor._on_ending(self)
-        self._span_processor.on_end(self)
+        plan = self._plan
+        if plan is None:
+            self._span_processor._on_ending(self)
+            self._span_processor.on_end(self)
+            return
+        for processor in plan.ending:
+            processor._on_ending(self)
+        for processor in plan.ended:
+            processor.on_end(self)
 
 
 _new_attributes = object.__new__
+
+
+def _nothing(*_: Any, **__: Any) -> None:
+    pass
+
+
+_NOTHING = _nothing.__code__.co_code
+
+
+def _does_something(method: Any) -> bool:
+    """False for a hook whose body is empty (``pass``): calling it would change nothing.
+    Anything else, or anything not plain Python, counts as doing something."""
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    return code is None or code.co_code != _NOTHING or bool(code.co_freevars)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The processors of a ``SynchronousMultiSpanProcessor`` whose hooks do something, in its
+    order: what it calls one by one, without the calls that would do nothing (the batch
+    processor's ``on_start`` and ``_on_ending`` are empty)."""
+
+    processors: tuple[Any, ...]
+    starting: tuple[Any, ...]
+    ending: tuple[Any, ...]
+    ended: tuple[Any, ...]
+
+
+_plans: dict[int, _Plan] = {}
+
+
+def _plan_of(multi: Any) -> _Plan | None:
+    """The plan for ``multi`` (made again whenever a processor is added: the SDK replaces its
+    tuple then); ``None`` for any other kind of span processor (called as it is)."""
+    if type(multi) is not SynchronousMultiSpanProcessor:
+        return None
+    processors = multi._span_processors
+    plan = _plans.get(id(multi))
+    if plan is None or plan.processors is not processors:
+        if len(_plans) >= 64:  # one per tracer provider: a handful, bounded anyway
+            _plans.clear()
+        plan = _plans[id(multi)] = _Plan(
+            processors,
+            tuple(p for p in processors if _does_something(p.on_start)),
+            tuple(p for p in processors if _does_something(p._on_ending)),
+            tuple(p for p in processors if _does_something(p.on_end)),
+        )
+    return plan
 
 
 def _fits(limits: SpanLimits, attributes: Mapping[str, Any]) -> bool:
@@ -247,25 +316,27 @@ def start_consumer_span(
     tracer: Tracer,
     name: str,
     parent_context: Context | None,
+    parent_span: SpanContext | None,
     attributes: dict[str, Any],
     static: StaticAttributes | None = None,
 ) -> trace.Span:
     """What ``tracer.start_span(name, parent_context, SpanKind.CONSUMER, attributes)`` returns,
     for the kit's own ``attributes`` (valid values, owned by the span from here on; ``static``:
-    the block its leading attributes are)."""
+    the block its leading attributes are). ``parent_span``: the valid span context in
+    ``parent_context``, if any (as :func:`extract_parent` returns both)."""
     if not tracer._is_enabled() or not _fits(tracer._span_limits, attributes):
         return tracer.start_span(
             name, context=parent_context, kind=SpanKind.CONSUMER, attributes=attributes
         )
-    parent = trace.get_current_span(parent_context).get_span_context()
-    if not parent.is_valid:
-        parent_span: SpanContext | None = None
+    if parent_context is None:  # nothing in the message: the current span, as the SDK does
+        current = trace.get_current_span().get_span_context()
+        parent_span = current if current.is_valid else None
+    if parent_span is None:
         trace_id = tracer.id_generator.generate_trace_id()
         random_trace_id = tracer.id_generator.is_trace_id_random()
     else:
-        parent_span = parent
-        trace_id = parent.trace_id
-        random_trace_id = parent.trace_flags.random_trace_id
+        trace_id = parent_span.trace_id
+        random_trace_id = parent_span.trace_flags.random_trace_id
     sampler = tracer.sampler
     trace_state: TraceState | None
     if parent_span is not None and _samples_remote_sampled(sampler, parent_span):
@@ -292,7 +363,10 @@ def start_consumer_span(
         trace_flags=TraceFlags(flags),
         trace_state=trace_state,
     )
-    end_metrics = tracer._tracer_metrics.start_span(parent_span, decision)
+    recorder = tracer._tracer_metrics
+    end_metrics = (
+        None if type(recorder) is NoOpTracerMetrics else recorder.start_span(parent_span, decision)
+    )
     if decision is Decision.DROP:  # RECORD_ONLY and RECORD_AND_SAMPLE record
         return NonRecordingSpan(context)
     return ConsumerSpan(

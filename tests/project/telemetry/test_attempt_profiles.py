@@ -20,6 +20,7 @@ from project.telemetry.attempts import (
     celery_attributes,
     own_attributes,
     profile_for,
+    request_values,
 )
 from project.telemetry.breaker import BreakerSampler, BreakerSpanExporter
 from project.telemetry.messaging import OLD_ATTRIBUTES
@@ -33,6 +34,10 @@ NONE: frozenset[str] = frozenset()
 def _sdk_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """The suite turns the SDK off for the processes it starts; these providers need it on."""
     monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
+
+
+def _profile(request: RequestContext, omit: frozenset[str] = NONE, rename: bool = False) -> Any:
+    return profile_for("tests.add", request_values(request), GROUP, omit, rename)
 
 
 def _request(**extra: Any) -> RequestContext:
@@ -58,23 +63,26 @@ def _tracer(exporter: InMemorySpanExporter, sampler: Any = None) -> Any:
     return provider.get_tracer("tests")
 
 
-def _producer(trace_state: TraceState | None = None, sampled: bool = True) -> Any:
+def _producer(
+    trace_state: TraceState | None = None, sampled: bool = True
+) -> tuple[Any, SpanContext]:
+    """A producer's context as the message carries it, and its span's context."""
     flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    parent = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, flags)
-    if trace_state is not None:
-        parent = SpanContext(parent.trace_id, parent.span_id, True, flags, trace_state)
-    return in_context(NonRecordingSpan(parent))
+    parent = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, flags, trace_state
+    )
+    return in_context(NonRecordingSpan(parent)), parent
 
 
 def test_attempts_of_one_kind_share_one_profile() -> None:
-    first = profile_for("tests.add", _request(), GROUP, NONE, False)
-    second = profile_for("tests.add", _request(), GROUP, NONE, False)
+    first = _profile(_request())
+    second = _profile(_request())
     assert first is second
 
 
 def test_an_attempt_that_differs_in_a_shared_value_has_its_own_profile() -> None:
-    first = profile_for("tests.add", _request(), GROUP, NONE, False)
-    retried = profile_for("tests.add", _request(retries=2), GROUP, NONE, False)
+    first = _profile(_request())
+    retried = _profile(_request(retries=2))
     assert retried is not first
     assert (retried.shared["task.retry_count"], retried.shared["task.attempt"]) == (2, 3)
     assert (first.shared["task.retry_count"], first.shared["task.attempt"]) == (0, 1)
@@ -82,7 +90,7 @@ def test_an_attempt_that_differs_in_a_shared_value_has_its_own_profile() -> None
 
 def test_the_shared_attributes_are_the_stock_ones_with_the_kits() -> None:
     request = _request()
-    profile = profile_for("tests.add", request, GROUP, NONE, False)
+    profile = _profile(request)
     stock: dict[str, Any] = {}
     celery_attributes(request, stock, {})
     assert {k: v for k, v in profile.shared.items() if k in stock} == stock
@@ -94,15 +102,15 @@ def test_the_shared_attributes_are_the_stock_ones_with_the_kits() -> None:
 
 def test_a_request_value_the_key_cannot_hold_gets_a_profile_of_its_own() -> None:
     unhashable = _request(compression=["zlib"])  # no message carries this; nothing breaks
-    profile = profile_for("tests.add", unhashable, GROUP, NONE, False)
-    again = profile_for("tests.add", unhashable, GROUP, NONE, False)
+    profile = _profile(unhashable)
+    again = _profile(unhashable)
     assert profile is not again
     assert profile.shared == again.shared
     assert profile.shared["celery.compression"] == ("zlib",)
 
 
 def test_under_the_new_conventions_the_profile_names_the_span_by_its_queue() -> None:
-    profile = profile_for("tests.add", _request(), GROUP, OLD_ATTRIBUTES, True)
+    profile = _profile(_request(), OLD_ATTRIBUTES, True)
     assert profile.span_name == "process default"
     assert OLD_ATTRIBUTES.isdisjoint(profile.shared)
 
@@ -112,7 +120,7 @@ def test_own_attributes_are_what_the_stock_instrumentation_sets_per_message() ->
     task_id = str(request.id)
     expected: dict[str, Any] = {"task.id": task_id, "messaging.message.id": task_id}
     celery_attributes(request, {}, expected)
-    mine = own_attributes(task_id, request, NONE)
+    mine = own_attributes(task_id, request_values(request), NONE)
     assert list(mine.items()) == list(expected.items())  # the same values, in the same order
 
 
@@ -120,8 +128,10 @@ def test_the_default_samplers_decision_for_a_sampled_producer_is_the_samplers_ow
     exporter = InMemorySpanExporter()
     sampler = BreakerSampler(ParentBased(ALWAYS_ON), BreakerSpanExporter(exporter))
     tracer = _tracer(exporter, sampler)
-    parent = _producer(TraceState([("vendor", "x1")]))
-    mine = start_consumer_span(tracer, "run/tests.add", parent, {"task.name": "tests.add"})
+    parent, parent_span = _producer(TraceState([("vendor", "x1")]))
+    mine = start_consumer_span(
+        tracer, "run/tests.add", parent, parent_span, {"task.name": "tests.add"}
+    )
     stock = tracer.start_span("run/tests.add", context=parent, attributes={"task.name": "x"})
     assert isinstance(mine, ConsumerSpan)
     ours, theirs = mine.get_span_context(), stock.get_span_context()
@@ -137,7 +147,7 @@ def test_an_open_breaker_still_drops_an_attempt_of_a_sampled_producer() -> None:
     breaking = BreakerSpanExporter(exporter, cool_down=60.0)
     breaking.breaker.record(False)  # an export failed: open for a minute
     tracer = _tracer(exporter, BreakerSampler(ParentBased(ALWAYS_ON), breaking))
-    span = start_consumer_span(tracer, "run/tests.add", _producer(), {"task.name": "tests.add"})
+    span = start_consumer_span(tracer, "run/x", *_producer(), {"task.name": "tests.add"})
     assert not span.is_recording()
 
 
@@ -145,12 +155,12 @@ def test_an_unsampled_producer_leaves_the_attempt_unsampled() -> None:
     exporter = InMemorySpanExporter()
     sampler = BreakerSampler(ParentBased(ALWAYS_ON), BreakerSpanExporter(exporter))
     tracer = _tracer(exporter, sampler)
-    span = start_consumer_span(tracer, "run/x", _producer(sampled=False), {"task.name": "x"})
+    span = start_consumer_span(tracer, "run/x", *_producer(sampled=False), {"task.name": "x"})
     assert not span.is_recording()
 
 
 def _span(attributes: dict[str, Any]) -> ConsumerSpan:
-    span = start_consumer_span(_tracer(InMemorySpanExporter()), "run/x", _producer(), attributes)
+    span = start_consumer_span(_tracer(InMemorySpanExporter()), "run/x", *_producer(), attributes)
     assert isinstance(span, ConsumerSpan)
     return span
 
@@ -174,12 +184,52 @@ def test_put_attribute_on_an_ended_span_changes_nothing() -> None:
 def test_put_attribute_of_a_shared_key_gives_up_the_shared_block() -> None:
     """The exporter encodes the shared block once; a span that sets one of its keys again
     must be encoded whole."""
-    profile = profile_for("tests.add", _request(), GROUP, NONE, False)
+    profile = _profile(_request())
     assert profile.static is not None
     tracer = _tracer(InMemorySpanExporter())
-    span = start_consumer_span(tracer, "run/x", _producer(), dict(profile.shared), profile.static)
+    shared = dict(profile.shared)
+    span = start_consumer_span(tracer, "run/x", *_producer(), shared, profile.static)
     assert isinstance(span, ConsumerSpan)
     span.put_attribute("task.outcome", "success")
     assert span.static_attributes is profile.static
     span.put_attribute("task.name", "renamed")
     assert span.static_attributes is None
+
+
+def test_the_span_attributes_have_every_field_the_sdks_constructor_sets() -> None:
+    """ConsumerSpan builds its BoundedAttributes without the constructor: an SDK release that
+    adds a field fails here."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    span = _span({"a": "1"})
+    assert set(vars(BoundedAttributes(10, {"a": "1"}, immutable=False))) == set(
+        vars(span._attributes)
+    )
+
+
+class _Watching(SimpleSpanProcessor):
+    """A processor whose start and ending hooks do something: they must still be called."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemorySpanExporter())
+        self.seen: list[str] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.seen.append("start")
+
+    def _on_ending(self, span: Any) -> None:
+        self.seen.append("ending")
+
+
+def test_every_processor_hook_that_does_something_is_called_in_order() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))  # empty on_start: skipped
+    tracer: Any = provider.get_tracer("tests")
+    start_consumer_span(tracer, "run/x", *_producer(), {"a": "1"}).end()
+    watching = _Watching()
+    provider.add_span_processor(watching)  # added later: the next span calls it too
+    start_consumer_span(tracer, "run/x", *_producer(), {"a": "1"}).end()
+    assert watching.seen == ["start", "ending"]
+    assert len(exporter.get_finished_spans()) == 2
+    assert len(watching.span_exporter.get_finished_spans()) == 1  # type: ignore[attr-defined]

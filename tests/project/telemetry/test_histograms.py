@@ -170,7 +170,8 @@ def test_the_span_context_given_with_a_measurement_is_its_exemplar() -> None:
     histogram = registry.histogram("kit.task.duration", "test", DURATION_BUCKETS)
     tracer = TracerProvider(sampler=ALWAYS_ON).get_tracer("tests")
     span = tracer.start_span("run/tests.add")  # not current: the caller hands its context in
-    histogram.record_into(histogram.series(ATTRIBUTES), 0.2, span.get_span_context())
+    stamp = histogram.stamp(span.get_span_context())
+    histogram.record_stamped(histogram.series(ATTRIBUTES), 0.2, stamp)
     (point,) = _points(
         _export(registry, _Kept(AggregationTemporality.CUMULATIVE)), "kit.task.duration"
     )
