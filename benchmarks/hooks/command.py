@@ -46,10 +46,16 @@ def _rows(runs: Sequence[dict[str, Any]]) -> list[list[str]]:
             side,
             hook,
             middleware,
-            *(f"{cost.get((side, hook, middleware, m), 0.0):.1f}" for m in MODES),
+            *(_us(cost.get((side, hook, middleware, m))) for m in MODES),
         ]
         for side, hook, middleware in keys
     ]
+
+
+def _us(value: float | None) -> str:
+    """A cost, or a dash where the hook did not run in that mode (the attempt's span
+    receivers exist only with telemetry on)."""
+    return "-" if value is None else f"{value:.1f}"
 
 
 def run(args: argparse.Namespace, command: str) -> int:

@@ -2,6 +2,10 @@
 providers can be set once per process): no-op tasks published through ``project.app``, then
 run by an in-thread solo worker, with the app's pipeline timing every hook it calls.
 
+The attempt's span receivers (``task_prerun``/``task_postrun`` of
+:class:`~project.telemetry.consumer.ConsumerTracing`, which also record the attempt's
+metrics) are timed the same way when telemetry is on.
+
 An ``Empty`` middleware that overrides three hooks and does nothing is appended: its figure is
 what the pipeline and the timer themselves cost per call, to read the others against.
 
@@ -27,7 +31,11 @@ def measure(mode: str, tasks: int, redis_url: str, endpoint: str | None) -> dict
     os.environ.update({"REDIS_URL": redis_url, "KIT_CATALOG": ""})
     if mode == "otlp" and endpoint:
         os.environ.update(
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_SDK_DISABLED": "false",  # whatever the calling environment says
+            }
         )
     else:
         os.environ["OTEL_SDK_DISABLED"] = "true"
@@ -58,6 +66,7 @@ def measure(mode: str, tasks: int, redis_url: str, endpoint: str | None) -> dict
         from project.telemetry import setup_telemetry
 
         setup_telemetry("worker", "bench-hooks", None, kit)
+        _time_receivers(kit.pipeline.timings)
     results = [noop.delay() for _ in range(tasks)]
     producer = _per_task(kit.pipeline.timings, tasks)
     kit.pipeline.timings.clear()
@@ -77,6 +86,33 @@ def measure(mode: str, tasks: int, redis_url: str, endpoint: str | None) -> dict
             for row in rows
         ],
     }
+
+
+def _time_receivers(timings: dict[tuple[str, str], list[float]]) -> None:
+    """Time the attempt's span receivers too (``task_prerun``/``task_postrun``: the span and
+    the attempt's metrics, which are not middleware), into the pipeline's timings."""
+    from project.telemetry.setup import active_consumer
+
+    consumer = active_consumer()
+    if consumer is None:
+        return
+    consumer.uninstrument()
+    for attribute, signal in (("_prerun", "task_prerun"), ("_postrun", "task_postrun")):
+        inner = getattr(consumer, attribute)
+
+        def timed(
+            *args: Any, _inner: Any = inner, _key: Any = ("ConsumerTracing", signal), **kwargs: Any
+        ) -> Any:
+            started = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                entry = timings[_key]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+
+        setattr(consumer, attribute, timed)
+    consumer.instrument()
 
 
 def _per_task(timings: dict[tuple[str, str], list[float]], tasks: int) -> list[dict[str, Any]]:

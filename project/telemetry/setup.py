@@ -32,7 +32,12 @@ from project.telemetry.settings import SEMCONV_NEW, load_telemetry_settings
 if TYPE_CHECKING:
     from project.lifecycle.kit import Kit
 
-__all__ = ["active_hooks", "setup_telemetry", "shutdown_telemetry"]  # re-exported by the package
+__all__ = [
+    "active_consumer",
+    "active_hooks",
+    "setup_telemetry",
+    "shutdown_telemetry",
+]  # re-exported by the package
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +142,10 @@ def active_hooks() -> TaskTelemetry | None:
     """This process's task hooks, when it exports telemetry."""
     state = _state
     return state.hooks if state is not None and state.pid == os.getpid() else None
+
+
+def active_consumer() -> ConsumerTracing | None:
+    """This process's attempt receivers, when it set telemetry up (``python -m benchmarks
+    hooks`` times them)."""
+    state = _state
+    return state.consumer if state is not None and state.pid == os.getpid() else None

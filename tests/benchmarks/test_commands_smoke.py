@@ -120,3 +120,6 @@ def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Pat
             ("before_run", "Empty"),
         } <= seen
         assert all(row["us"] > 0 for row in measured["hooks"])
+    # With telemetry on, the attempt's span receivers are timed too (not middleware).
+    receivers = {(row["hook"], row["middleware"]) for row in otlp["hooks"]}
+    assert {("task_prerun", "ConsumerTracing"), ("task_postrun", "ConsumerTracing")} <= receivers
