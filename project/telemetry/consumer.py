@@ -124,7 +124,17 @@ class ConsumerTracing:
 
     # -- receivers (a receiver that raised would fail nothing, but log; none should) ---------
 
-    def _prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
+    # The signals' arguments are named in full: no dict of the rest is made per attempt.
+    def _prerun(
+        self,
+        sender: Any = None,
+        task_id: Any = None,
+        task: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
+        signal: Any = None,
+        **_: Any,
+    ) -> None:
         if task is None or task_id is None:
             return
         try:
@@ -162,14 +172,22 @@ class ConsumerTracing:
             self.hooks.begin(values, task_id, name, profile.queue, group, span)
 
     def _postrun(
-        self, sender: Any = None, task_id: Any = None, task: Any = None, **kwargs: Any
+        self,
+        sender: Any = None,
+        task_id: Any = None,
+        task: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
+        retval: Any = None,
+        state: Any = None,
+        signal: Any = None,
+        **_: Any,
     ) -> None:
         entry = self._running.pop(str(task_id), None) if task_id is not None else None
         if entry is None:
             return
         span, token = entry
         try:
-            state = kwargs.get("state")
             if self.hooks is not None:
                 self.hooks.end(str(task_id), state, span)
             if state is not None and state != "":

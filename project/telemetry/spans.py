@@ -49,6 +49,15 @@ _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _FLAGS = {"00": TraceFlags(0), "01": TraceFlags(1)}  # what nearly every traceparent carries
+#: An attempt's own flags by (sampled, random trace id), as Tracer.start_span computes them.
+_OWN_FLAGS = {
+    (sampled, random): TraceFlags(
+        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        | (TraceFlags.RANDOM_TRACE_ID if random else 0)
+    )
+    for sampled in (False, True)
+    for random in (False, True)
+}
 
 
 class _RequestGetter(Getter[Any]):
@@ -353,14 +362,11 @@ def start_consumer_span(
         # return the ones they were given; one of a user's may add or take away some).
         if decision is not Decision.DROP and sampled.attributes != attributes:
             attributes, static = dict(sampled.attributes or {}), None
-    flags = TraceFlags.SAMPLED if decision in _SAMPLED else TraceFlags.DEFAULT
-    if random_trace_id:
-        flags |= TraceFlags.RANDOM_TRACE_ID
     context = SpanContext(
         trace_id,
         tracer.id_generator.generate_span_id(),
         is_remote=False,
-        trace_flags=TraceFlags(flags),
+        trace_flags=_OWN_FLAGS[decision in _SAMPLED, bool(random_trace_id)],
         trace_state=trace_state,
     )
     recorder = tracer._tracer_metrics
