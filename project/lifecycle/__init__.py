@@ -39,7 +39,7 @@ succeed, which needs its error.
 The acknowledgement itself is Celery's (late ack, after ``on_success``/``on_failure``; a
 retry's message is acknowledged once its successor is published). Fetch, redelivery and the
 ``unacked`` record are the transport's (:mod:`project.broker.transport`). The cost of each hook
-per task, measured, is in the README ("The per-task path").
+per task, measured, is in the README ("Benchmarks": `python -m benchmarks hooks`).
 """
 
 from __future__ import annotations
