@@ -23,8 +23,8 @@ from typing import Any
 from celery.app.task import Context as RequestContext
 from opentelemetry.attributes import _clean_attribute_value
 
+from project.telemetry.caches import remember
 from project.telemetry.messaging import process_attributes
-from project.telemetry.wire import remember
 
 __all__ = [
     "OWN_KEYS",
@@ -142,7 +142,6 @@ class StaticAttributes:
     encoded: bytes
 
 
-_MAX_STATIC = 1024  # distinct sets remembered (tasks x queues x producers); cleared when full
 _statics: dict[tuple[tuple[str, Any], ...], StaticAttributes | None] = {}
 
 
@@ -162,10 +161,7 @@ def static_attributes(attributes: dict[str, Any]) -> StaticAttributes | None:
 
     encoded = static_block(attributes) if is_clean(attributes) else None
     found = None if encoded is None else StaticAttributes(frozenset(attributes), len(key), encoded)
-    if len(_statics) >= _MAX_STATIC:
-        _statics.clear()
-    _statics[key] = found
-    return found
+    return remember(_statics, key, found)
 
 
 #: The request keys the shared attributes are made from (besides the task's name, the

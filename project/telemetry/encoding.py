@@ -34,11 +34,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status as PBStatus
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status
 
+from project.telemetry.caches import remember
 from project.telemetry.wire import (
     attribute_bytes,
     attribute_messages,
     delimited,
-    remember,
     varint,
 )
 

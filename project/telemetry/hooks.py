@@ -36,6 +36,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from project.broker.queues import PUBLISHED_AT_HEADER
 from project.enqueue.aggregation import HEADER_LINKS, link_members
+from project.telemetry.caches import remember
 from project.telemetry.histograms import Stamp
 from project.telemetry.messaging import (
     MessagingMetrics,
@@ -51,8 +52,6 @@ from project.workflows.state import HEADER_WORKFLOW_ID
 __all__ = ["TaskTelemetry"]
 
 logger = logging.getLogger(__name__)
-
-MAX_SERIES = 1024  # (task name, queue) pairs remembered; bounded like the attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +150,7 @@ class TaskTelemetry:
             process=self.messaging.process_duration.series(process),
             processed=self.metrics.processed.entry(attributes),
         )
-        if len(self._series) >= MAX_SERIES:
-            self._series.clear()
-        self._series[(name, queue)] = found
-        return found
+        return remember(self._series, (name, queue), found)
 
     def on_retry(self, sender: Any, reason: Any) -> None:
         if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):

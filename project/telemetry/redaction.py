@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
+from project.telemetry.caches import remember
+
 __all__ = [
     "REDACTED_CARD",
     "REDACTED_EMAIL",
@@ -45,7 +47,6 @@ _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w])")
 _KEYWORDS = ("bearer", "basic", "pass", "pwd", "secret", "token", "key")
 # Thirteen digits, single spaces or hyphens between them allowed: the shortest card.
 _DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12}")
-_MAX_CACHED = 4096  # distinct attribute values remembered (task and queue names, hosts, ...)
 _MAX_CACHED_LENGTH = 256  # longer values (messages, tracebacks) are scanned each time
 _cache: dict[str, str] = {}  # value -> its redacted form; written by the export thread
 
@@ -104,9 +105,7 @@ def _redact_string(text: str) -> str:
         return known
     redacted = redact_text(text)
     if len(text) <= _MAX_CACHED_LENGTH:
-        if len(_cache) >= _MAX_CACHED:
-            _cache.clear()  # bounded; the values in use come back within a span or two
-        _cache[text] = redacted
+        remember(_cache, text, redacted)
     return redacted
 
 

@@ -37,6 +37,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.trace.status import Status, StatusCode
 
 from project.telemetry.breaker import BreakerSampler
+from project.telemetry.caches import remember
 
 if TYPE_CHECKING:
     from project.telemetry.attempts import StaticAttributes
@@ -300,14 +301,13 @@ def _plan_of(multi: Any) -> _Plan | None:
     processors = multi._span_processors
     plan = _plans.get(id(multi))
     if plan is None or plan.processors is not processors:
-        if len(_plans) >= 64:  # one per tracer provider: a handful, bounded anyway
-            _plans.clear()
-        plan = _plans[id(multi)] = _Plan(
+        plan = _Plan(
             processors,
             tuple(p for p in processors if _does_something(p.on_start)),
             tuple(p for p in processors if _does_something(p._on_ending)),
             tuple(p for p in processors if _does_something(p.on_end)),
         )
+        remember(_plans, id(multi), plan)  # one per tracer provider: a handful
     return plan
 
 

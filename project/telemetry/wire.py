@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
+from project.telemetry.caches import remember
+
 __all__ = [
-    "MAX_CACHED",
     "attribute_bytes",
     "attribute_messages",
     "delimited",
-    "remember",
     "static_block",
     "varint",
 ]
@@ -50,21 +50,7 @@ def delimited(tag: bytes, payload: bytes) -> bytes:
 # Tags of the Span fields (field number << 3 | wire type): 2 length-delimited, 0 varint,
 # 1 fixed64, 5 fixed32.
 
-MAX_CACHED = 4096  # distinct (key, value) pairs remembered; cleared when full
 MAX_CACHED_LENGTH = 256  # longer strings (messages, tracebacks) are encoded each time
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def remember(cache: dict[K, V], key: K, value: V) -> V:
-    """``value`` kept under ``key`` in one of the encoder's caches, bounded by clearing it
-    when full (the values in use come back within a span or two); returns ``value``."""
-    if len(cache) >= MAX_CACHED:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 _messages: dict[tuple[str, type, Any], KeyValue] = {}  # used by the export thread only
