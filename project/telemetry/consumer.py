@@ -169,7 +169,10 @@ class ConsumerTracing:
         token = context_api.attach(current)
         self._running[task_id] = (span, token)
         if self.hooks is not None:
-            self.hooks.begin(values, task_id, name, profile.queue, group, span)
+            try:
+                self.hooks.begin(values, task_id, name, profile.queue, group, span)
+            except Exception:  # the metrics only: the span is made and current
+                logger.debug("attempt metrics not recorded", exc_info=True)
 
     def _postrun(
         self,
@@ -187,9 +190,12 @@ class ConsumerTracing:
         if entry is None:
             return
         span, token = entry
-        try:
-            if self.hooks is not None:
+        if self.hooks is not None:
+            try:
                 self.hooks.end(str(task_id), state, span)
+            except Exception:  # the metrics only: the span still ends below
+                logger.debug("attempt metrics not recorded", exc_info=True)
+        try:
             if state is not None and state != "":
                 if type(span) is ConsumerSpan:
                     span.put_attribute("celery.state", str(state))

@@ -249,6 +249,34 @@ def test_uninstrument_gives_the_stock_receivers_back(
     assert span.name == "run/tests.consumer_spans.ok"
 
 
+class _BrokenMetrics:
+    """Attempt metrics that fail at both ends: the span must not depend on them."""
+
+    def begin(self, *args: Any) -> None:
+        raise RuntimeError("begin")
+
+    def end(self, *args: Any) -> None:
+        raise RuntimeError("end")
+
+
+def test_an_attempt_whose_metrics_fail_still_exports_its_span_and_leaves_no_context(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    from opentelemetry import trace
+
+    tracer_provider, exporter = provider
+    consumer = ConsumerTracing(CeleryInstrumentor(), tracer_provider, hooks=_BrokenMetrics())  # type: ignore[arg-type]
+    consumer.instrument()
+    try:
+        exporter.clear()
+        _run(ok, _request(str(uuid.uuid4())), (1,))
+    finally:
+        consumer.uninstrument()
+    (span,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+    assert span.attributes is not None and span.attributes["celery.state"] == "SUCCESS"
+    assert not trace.get_current_span().get_span_context().is_valid  # detached
+
+
 def test_the_kit_span_has_every_field_the_sdks_constructor_sets(
     provider: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
