@@ -4,9 +4,12 @@ Producer side. Celery's backend subscribes to a task's result channel as the tas
 (``on_task_call``): one round trip to Redis on every ``delay()``, whether or not anyone ever
 waits for that result, and one subscription kept per task until its ``AsyncResult`` is garbage
 collected. Here a subscription is made only when a caller waits: ``AsyncResult.get()`` and
-``then()`` already subscribe before they read the stored result (so a result written in
-between is never missed), and :meth:`ResultWrites.iter_native` does the same for the members
-of a ``ResultSet`` or ``GroupResult`` that are not done yet.
+``then()`` already subscribe before they read the stored result, and
+:meth:`ResultWrites.iter_native` does the same for the members of a ``ResultSet`` or
+``GroupResult`` that are not done yet. The subscription and the read go over two connections,
+so Redis may run the read first: a waiter still waiting after :data:`RECHECK_EVERY` reads the
+stored results itself (:class:`KitResultConsumer`), and a result whose publish it missed is
+still handed out.
 
 Worker side. Celery reads a task's stored result before writing a new one, so that a late
 duplicate (a message redelivered after its task succeeded) never overwrites SUCCESS: a GET,
@@ -17,7 +20,9 @@ one Lua script, :data:`STORE_SCRIPT` (read, compare, write, publish), one round 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Any
 
 from celery import states
@@ -56,6 +61,10 @@ return 1
 """
 
 
+#: Seconds a waiter waits on the result channel before it reads the stored results itself.
+RECHECK_EVERY = 1.0
+
+
 class KitResultConsumer(ResultConsumer):  # type: ignore[misc]
     """Celery's result consumer, dropping a published result it has already handed out.
 
@@ -72,6 +81,35 @@ class KitResultConsumer(ResultConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._handed: OrderedDict[tuple[Any, Any], None] = OrderedDict()
+        self._recheck_at = 0.0  # monotonic time of the next read of the stored results
+
+    # A waiter subscribes on the pub/sub connection, then reads the stored result on another:
+    # Redis may run that read before the SUBSCRIBE, and a result written and published between
+    # the two reaches neither (seen once in a clean-clone run: a get() that timed out with its
+    # result stored). A waiter still waiting after RECHECK_EVERY seconds reads the stored
+    # results of every task it is subscribed to, then again every RECHECK_EVERY seconds: one
+    # MGET, only while a wait lasts that long.
+
+    def on_wait_for_pending(self, result: Any, **kwargs: Any) -> None:
+        self._recheck_at = time.monotonic() + RECHECK_EVERY
+        super().on_wait_for_pending(result, **kwargs)
+
+    def drain_events(self, timeout: float | None = None) -> None:
+        super().drain_events(timeout=timeout)
+        now = time.monotonic()
+        if now >= self._recheck_at:
+            self._recheck_at = now + RECHECK_EVERY
+            self._read_stored()
+
+    def _read_stored(self) -> None:
+        locked = getattr(self, "_locked", None)  # Celery 5.7's lock around the consumer state
+        with locked() if locked is not None else nullcontext():
+            keys = list(self.subscribed_to)
+            if not keys:
+                return
+            for raw in self.backend.client.mget(keys):
+                if raw:
+                    self.on_state_change(self._decode_result(raw), None)
 
     def on_state_change(self, meta: Any, message: Any) -> None:
         if meta.get("status") in states.READY_STATES:

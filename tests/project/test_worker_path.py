@@ -184,6 +184,37 @@ def test_a_task_id_used_again_gets_its_own_result_not_a_late_copy_of_the_first(
         later.cancel()
 
 
+@pytest.mark.timeout(60)
+def test_a_waiter_whose_result_was_published_before_it_subscribed_still_gets_it(
+    private_redis: RedisServer,
+) -> None:
+    """A waiter subscribes on one connection and reads the stored result on another, and Redis
+    may run the read first: a result stored and published between the two reaches neither.
+    Here the result is stored without a publish (as a waiter that missed it sees it); the
+    waiter must still get it, by reading the stored results while it waits."""
+    import json
+    import threading
+    import time
+
+    from project.results.backend import RECHECK_EVERY
+
+    kit = _app(private_redis)
+    backend = kit.backend
+    task_id = "missed-publish-1"
+    meta = {"status": states.SUCCESS, "result": "done", "traceback": None, "children": []}
+    meta.update(task_id=task_id, date_done="2026-12-01T12:00:00.000000+00:00")
+    key = backend.get_key_for_task(task_id)
+    store = threading.Timer(0.3, backend.client.set, (key, json.dumps(meta)))  # no PUBLISH
+    waiter = kit.AsyncResult(task_id)
+    store.start()
+    began = time.monotonic()
+    try:
+        assert waiter.get(timeout=20) == "done"
+    finally:
+        store.cancel()
+    assert time.monotonic() - began < RECHECK_EVERY + 5  # read again within about a second
+
+
 def test_a_caller_that_waits_still_gets_results_published_after_the_call(
     start_worker: Any,
 ) -> None:
