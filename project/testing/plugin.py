@@ -18,6 +18,7 @@ Everything heavier is a fixture a test asks for by name:
 ``kit_archive``             ``kit_app``'s :class:`~project.retries.archive.Archive`
 ``kit_start_worker``        ``kit_start_worker(concurrency=1, queues=None, env={...})``: a
                             ``celery -A project worker`` subprocess, ready; killed after
+                            the test, its output's tail printed when the test failed
 ==========================  ================================================================
 
 Every name starts with ``kit_``: pytest-celery's fixtures (``celery_worker``, ``celery_setup``
@@ -32,7 +33,7 @@ A project whose app is its own ``create_app(settings)`` overrides ``kit_app`` to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,11 +167,30 @@ def kit_archive(kit_app: Celery) -> Archive:
     return kit_of(kit_app).archive()
 
 
+#: Where the outcome of a test's call phase is kept, for its fixtures' teardown.
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+WORKER_LOG_TAIL = 200  # lines of each worker's output printed when its test failed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+
+
 @pytest.fixture
-def kit_start_worker(pytestconfig: pytest.Config) -> Iterator[Callable[..., WorkerProcess]]:
+def kit_start_worker(
+    pytestconfig: pytest.Config, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``kit_start_worker(concurrency=1, queues=None, env={...})`` starts a real
     ``celery -A project worker`` from pytest's rootdir (on its ``PYTHONPATH``) and returns it
-    ready; each is SIGKILLed after the test (its messages return by their lease)."""
+    ready; each is SIGKILLed after the test (its messages return by their lease). When the
+    test failed, the tail of each worker's output is printed with the failure: a task that
+    never finished is explained there, not in the test's own assertion."""
     started: list[WorkerProcess] = []
 
     def start(**kwargs: Any) -> WorkerProcess:
@@ -180,5 +200,9 @@ def kit_start_worker(pytestconfig: pytest.Config) -> Iterator[Callable[..., Work
         return worker.wait_ready()
 
     yield start
+    report = request.node.stash.get(_CALL_REPORT, None)
     for process in started:
         process.kill()
+        if report is not None and report.failed:
+            tail = "\n".join(process.output.splitlines()[-WORKER_LOG_TAIL:])
+            print(f"--- {' '.join(process.args[3:])}: last {WORKER_LOG_TAIL} lines ---\n{tail}")
