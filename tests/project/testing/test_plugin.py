@@ -31,9 +31,10 @@ def readme_example() -> str:
     return match.group(1)
 
 
-def run_as_a_user(project: Path, redis: Any, redis_url: str) -> str:
+def run_as_a_user(project: Path, redis: Any, redis_url: str, passes: bool = True) -> str:
     """Run pytest on ``project`` as its developer would, with ``REDIS_URL`` naming their own
-    Redis (``redis_url``); check it passed and left that Redis as it was; return its output."""
+    Redis (``redis_url``); check it passed (or failed, ``passes=False``) and left that Redis as
+    it was; return its output."""
     redis.set("developer:data", "keep me")
     env = {
         name: value
@@ -50,7 +51,7 @@ def run_as_a_user(project: Path, redis: Any, redis_url: str) -> str:
         timeout=TIMEOUT,
     )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
+    assert (done.returncode == 0) == passes, output
     assert redis.keys("*") == ["developer:data"], "the test run wrote to the developer's Redis"
     results = redis_url.rsplit("/", 1)[0] + "/1"  # where the kit would have put results
     with redis_py.Redis.from_url(results) as client:
@@ -83,6 +84,20 @@ def test_a_conftest_that_makes_the_app_at_import_gets_the_private_redis(
     )
     output = run_as_a_user(tmp_path, redis, redis_url)
     assert re.search(r"\b1 passed\b", output), output
+
+
+def test_a_failed_test_shows_the_output_of_the_workers_it_started(
+    tmp_path: Path, redis: Any, redis_url: str
+) -> None:
+    (tmp_path / "test_broken.py").write_text(
+        "def test_it(kit_start_worker):\n"
+        "    kit_start_worker(concurrency=1)\n"
+        "    assert False, 'the task never came back'\n"
+    )
+    output = run_as_a_user(tmp_path, redis, redis_url, passes=False)
+    assert re.search(r"\b1 failed\b", output), output
+    tail = output.split("Captured stdout teardown", 1)[-1]
+    assert "last 200 lines" in tail and " ready." in tail, output  # the worker's own log
 
 
 def test_the_kit_never_imports_its_test_plugin() -> None:
