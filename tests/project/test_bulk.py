@@ -5,10 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -24,9 +21,9 @@ from project.enqueue import bulk, messages
 from project.enqueue.bulk import enqueue_many
 from project.enqueue.messages import TaskIds, json_encoder
 from project.workflows.canvas import step
-from tests.support.otlp import OTLPReceiver
+from tests.support.cli import run_python
+from tests.support.otlp import OTLPReceiver, telemetry_env
 from tests.support.tasks import add, on_low
-from tests.support.workers import ROOT
 
 
 def _messages(redis: Any, queue: str) -> list[dict[str, Any]]:
@@ -340,21 +337,8 @@ def test_with_telemetry_on_each_task_has_its_producer_span_and_carries_its_conte
     through the signals, inside its own producer span, with that span's context injected."""
     receiver = OTLPReceiver().start()
     try:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "OTEL_SDK_DISABLED": "false",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        }
-        done = subprocess.run(
-            [sys.executable, "-c", _TRACED_PRODUCER],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        env = telemetry_env(receiver)
+        done = run_python("-c", _TRACED_PRODUCER, env=env, timeout=60, check=True)
         ids = done.stdout.split()
         spans = receiver.wait_for_spans(
             lambda spans: len([s for s in spans if s.name == "apply_async/tests.add"]) == 5

@@ -1,4 +1,5 @@
-"""The ``kit`` command as a real subprocess, from the repository root, with this test's env."""
+"""Python subprocesses from the repository root, with this test's env: the ``kit`` command, or
+any script (a producer set up as a web app would be)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,23 @@ from collections.abc import Mapping
 from tests.support.workers import ROOT
 
 
-def run_kit(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+def run_python(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """``python *args`` from the repository root (on its ``PYTHONPATH``), ``env`` over this
+    process's environment; ``check``: raise when it exits non-zero."""
     return subprocess.run(
-        [sys.executable, "-m", "project.cli", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=check,
     )
+
+
+def run_kit(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return run_python("-m", "project.cli", *args, env=env, timeout=timeout)

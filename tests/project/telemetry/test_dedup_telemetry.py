@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.support.otlp import OTLPReceiver
-from tests.support.workers import ROOT
+from tests.support.cli import run_python
+from tests.support.otlp import OTLPReceiver, telemetry_env
 
 
 @pytest.mark.e2e
 def test_duplicate_is_counted_and_visible_on_the_producer_span() -> None:
     receiver = OTLPReceiver().start()
     try:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "OTEL_SDK_DISABLED": "false",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.support.duplicate_producer"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        env = telemetry_env(receiver)
+        done = run_python("-m", "tests.support.duplicate_producer", env=env, timeout=60, check=True)
         holder = done.stdout.strip()
         spans = receiver.wait_for_spans(
             lambda spans: len([s for s in spans if s.name == "enqueue_unique/tests.add"]) == 2

@@ -3,15 +3,12 @@ delayed task stays in its caller's trace; health:check exports its figures."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
+from tests.support.cli import run_python
 from tests.support.otlp import OTLPReceiver, telemetry_env
-from tests.support.workers import ROOT
 
 
 def _env(receiver: OTLPReceiver) -> dict[str, str]:
@@ -36,15 +33,7 @@ def test_durably_delayed_task_continues_the_trace_that_scheduled_it(
         "print(count.apply_async(('traced',), countdown=2).id)\n"
         "shutdown_telemetry()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        timeout=60,
-    )
+    done = run_python("-c", script, env=env, timeout=60, check=True)
     task_id = done.stdout.strip()
     spans = receiver.wait_for_spans(
         lambda spans: any(
