@@ -210,15 +210,10 @@ def request_values(request: Any) -> Mapping[str, Any]:
     """What a request holds, read once per attempt: a Celery request's own values are its
     ``__dict__`` (what it does not hold is one of ``Context``'s class defaults, all ``None``
     or ``0``, which the attributes skip anyway)."""
-    if type(request) is RequestContext:
-        values: Mapping[str, Any] = request.__dict__
+    if isinstance(request, RequestContext) or not isinstance(request, Mapping):
+        values: Mapping[str, Any] = vars(request)
         return values
-    found: Mapping[str, Any] = (
-        request
-        if isinstance(request, Mapping) and not isinstance(request, RequestContext)
-        else vars(request)
-    )
-    return found
+    return request
 
 
 def profile_for(

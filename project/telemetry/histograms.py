@@ -87,7 +87,7 @@ class KitHistogram:
 
     def series(self, attributes: Mapping[str, str]) -> _Series:
         """The series of ``attributes``, kept for good: a caller that records the same set
-        over and over holds it (:meth:`record_into`) instead of hashing the set each time."""
+        over and over holds it (:meth:`record_stamped`) instead of hashing the set each time."""
         key = frozenset(attributes.items())
         found = self._series.get(key)
         if found is None:
@@ -98,11 +98,9 @@ class KitHistogram:
         return found
 
     def record(self, value: float, attributes: Mapping[str, str]) -> None:
-        self.record_into(self.series(attributes), value)
-
-    def record_into(self, series: _Series, value: float) -> None:
-        """Record ``value`` in ``series`` (one of this histogram's), in the current span."""
-        self.record_stamped(series, value, self.stamp(get_current_span().get_span_context()))
+        """Record ``value`` under ``attributes``, in the current span."""
+        stamp = self.stamp(get_current_span().get_span_context()) if self._exemplars else None
+        self.record_stamped(self.series(attributes), value, stamp)
 
     def stamp(self, context: SpanContext) -> Stamp | None:
         """What an exemplar of a measurement made in the span of ``context`` holds (its span
