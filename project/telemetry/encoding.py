@@ -8,22 +8,22 @@ protobuf's wire format directly: string attributes by hand, other scalars from r
 pieces, a task attempt's shared leading attributes as one block encoded when first seen
 (:class:`~project.telemetry.attempts.StaticAttributes`), spans grouped by resource with one hash
 per resource object. The request is exactly the upstream encoder's (tests compare the bytes).
-:class:`CachingSpanExporter` is the OTLP/gRPC exporter sending those bytes as they are.
+
+The export thread of :class:`~project.telemetry.span_export.EncodingSpanProcessor` redacts and
+encodes a batch at a time: a task attempt's span from the plain values the queue holds
+(:func:`attempt_record`, :func:`encode_record`), any other span with :func:`encode_span`; then
+:func:`assemble_request` makes the request of their bytes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
     InstrumentationScope,
 )
@@ -31,18 +31,34 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PBResource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PBSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PBStatus
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope as Scope
 from opentelemetry.trace import SpanContext, SpanKind, Status
 
 from project.telemetry.caches import remember
+from project.telemetry.redaction import redact_span, redact_value
 from project.telemetry.wire import (
     attribute_bytes,
     attribute_messages,
     delimited,
+    string_field,
     varint,
 )
 
-__all__ = ["CachingSpanExporter", "encode_request", "encode_spans"]
+__all__ = [
+    "AttemptRecord",
+    "EncodedSpan",
+    "assemble_request",
+    "attempt_record",
+    "encode_record",
+    "encode_request",
+    "encode_span",
+    "encode_spans",
+]
+
+#: A span as the export queue holds it: its resource, its scope, and its serialized ``Span``.
+EncodedSpan = tuple[Resource, Scope | None, bytes]
 
 logger = logging.getLogger(__name__)
 
@@ -75,42 +91,115 @@ _FLAGS_REMOTE = _FLAGS + (_HAS_IS_REMOTE | _IS_REMOTE).to_bytes(4, "little")
 _FLAGS_LOCAL = _FLAGS + _HAS_IS_REMOTE.to_bytes(4, "little")
 
 
-def _consumer_span(span: Any, static: Any) -> bytes | None:
-    """A task attempt's span (:class:`~project.telemetry.spans.ConsumerSpan` with its shared
-    block) read from its own fields, as :func:`_span` would write it; ``None`` for a span this
-    path does not cover (trace state, events, links, dropped items: :func:`_span` writes it)."""
-    context = span._context
-    parent = span._parent
-    attributes = span._attributes
-    if context.trace_state or span._events or span._links or attributes.dropped:
+#: A task attempt's span as the export queue holds it (:func:`attempt_record`, as it ends):
+#: resource, scope, shared block, name, trace id, span id, parent span id (``None``: a root),
+#: whether the parent is remote, start and end (ns), the own attributes after the shared block,
+#: and the status. Plain values: the span's objects die with the attempt.
+AttemptRecord = tuple[
+    Resource,
+    "Scope | None",
+    Any,
+    str,
+    int,
+    int,
+    "int | None",
+    bool,
+    int,
+    int,
+    tuple[tuple[str, Any], ...],
+    Status,
+]
+
+
+def attempt_record(span: Any, drop: frozenset[str] = frozenset()) -> AttemptRecord | None:
+    """What encoding a task attempt's span needs (a
+    :class:`~project.telemetry.spans.ConsumerSpan` with its shared block, ended), read from its
+    own fields; ``None`` for a span this path does not cover (trace state, events, links,
+    dropped attributes, or a shared name in ``drop``), which the queue then holds itself."""
+    static = getattr(span, "static_attributes", None)
+    if static is None:
         return None
+    context = span._context
+    attributes = span._attributes
+    end = span._end_time
+    if (
+        end is None
+        or context.trace_state
+        or span._events
+        or span._links
+        or attributes.dropped
+        or not drop.isdisjoint(static.keys)
+    ):
+        return None
+    parent = span._parent
+    return (
+        span._resource,
+        span._instrumentation_scope,
+        static,
+        span._name,
+        context.trace_id,
+        context.span_id,
+        None if parent is None else parent.span_id,
+        parent is not None and parent.is_remote,
+        span._start_time,
+        end,
+        tuple(islice(attributes._dict.items(), static.count, None)),
+        span._status,
+    )
+
+
+def encode_record(record: AttemptRecord, drop: frozenset[str] = frozenset()) -> bytes:
+    """An attempt's span (:func:`attempt_record`) redacted and encoded, as :func:`_span` writes
+    ``redact_span(span, drop)``: the shared block was found clean when first seen, so only the
+    attempt's own values are scanned (a task's id, which is also its message and conversation
+    id, once)."""
+    (_, _, static, name, trace_id, span_id, parent_id, remote, start, end, own, status) = record
     parts = [
-        _TRACE_ID + b"\x10" + context.trace_id.to_bytes(16, "big"),
-        _SPAN_ID + b"\x08" + context.span_id.to_bytes(8, "big"),
+        _TRACE_ID + b"\x10" + trace_id.to_bytes(16, "big"),
+        _SPAN_ID + b"\x08" + span_id.to_bytes(8, "big"),
     ]
-    if parent:
-        parts.append(_PARENT + b"\x08" + parent.span_id.to_bytes(8, "big"))
+    if parent_id is not None:
+        parts.append(_PARENT + b"\x08" + parent_id.to_bytes(8, "big"))
     parts += (
-        _name_field(span._name),
+        _name_field(name),
         _CONSUMER_KIND,
-        _START + span._start_time.to_bytes(8, "little"),
-        _END + span._end_time.to_bytes(8, "little"),
+        _START + start.to_bytes(8, "little"),
+        _END + end.to_bytes(8, "little"),
         static.encoded,
     )
-    parts += attribute_bytes(dict(islice(attributes._dict.items(), static.count, None)))
-    parts.append(_status_field(span._status))
-    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+    last: Any = None
+    clean: Any = None
+    for key, value in own:
+        if key in drop:
+            continue
+        if type(value) is str:
+            if value is not last:
+                last, clean = value, redact_value(value)
+            try:
+                parts.append(string_field(key, clean))
+            except UnicodeEncodeError:  # a lone surrogate: skipped, as upstream skips it
+                logger.debug("attribute %s not encoded", key, exc_info=True)
+            continue
+        parts += attribute_bytes({key: redact_value(value)})
+    description = status.description
+    if description:
+        redacted = redact_value(description)
+        if redacted != description:
+            status = Status(status.status_code, redacted)
+    parts.append(_status_field(status))
+    parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
     return b"".join(parts)
+
+
+def encode_span(span: ReadableSpan, drop: frozenset[str] = frozenset()) -> bytes:
+    """``span`` redacted (:func:`~project.telemetry.redaction.redact_span`; ``drop``: attribute
+    names left out) as a serialized OTLP ``Span``."""
+    return _span(redact_span(span, drop))
 
 
 def _span(span: ReadableSpan) -> bytes:
     """``span`` as a serialized OTLP ``Span``: the fields the upstream encoder sets, in field
     order, defaults left out as protobuf leaves them out."""
-    static = getattr(span, "static_attributes", None)
-    if static is not None and span.start_time and span.end_time:
-        encoded = _consumer_span(span, static)
-        if encoded is not None:
-            return encoded
     context = span.get_span_context()
     assert context is not None  # an SDK span always has one
     parent = span.parent
@@ -189,18 +278,23 @@ def _status_field(status: Status) -> bytes:
 
 
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
-    """The serialized export request for ``spans``, grouped by resource, then instrumentation
-    scope (as upstream: equal resources and scopes share a group; a resource is hashed once per
-    batch, not per span, since hashing one serializes its attributes)."""
+    """The serialized export request for ``spans`` (as they are: no redaction)."""
+    return assemble_request([(s.resource, s.instrumentation_scope, _span(s)) for s in spans])
+
+
+def assemble_request(spans: Iterable[EncodedSpan]) -> bytes:
+    """The serialized export request of spans already encoded, grouped by resource, then
+    instrumentation scope (as upstream: equal resources and scopes share a group; a resource is
+    hashed once per batch, not per span, since hashing one serializes its attributes)."""
     canonical: dict[int, Any] = {}  # id -> the first equal resource (one hash per object)
     by_value: dict[Any, Any] = {}
     grouped: dict[int, dict[Any, list[bytes]]] = defaultdict(lambda: defaultdict(list))
-    for span in spans:
-        resource = canonical.get(id(span.resource))
+    for span_resource, scope, encoded in spans:
+        resource = canonical.get(id(span_resource))
         if resource is None:
-            resource = by_value.setdefault(span.resource, span.resource)
-            canonical[id(span.resource)] = resource
-        grouped[id(resource)][span.instrumentation_scope or None].append(_span(span))
+            resource = by_value.setdefault(span_resource, span_resource)
+            canonical[id(span_resource)] = resource
+        grouped[id(resource)][scope or None].append(encoded)
     resources = {id(r): r for r in by_value.values()}
     request = []
     for key, scopes in grouped.items():
@@ -211,8 +305,8 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
                 PBResource(attributes=attribute_messages(resource.attributes)).SerializeToString(),
             )
         ]
-        for scope, encoded in scopes.items():
-            body.append(delimited(b"\x12", _scope_spans(scope, encoded)))
+        for scope, encoded_spans in scopes.items():
+            body.append(delimited(b"\x12", _scope_spans(scope, encoded_spans)))
         if resource.schema_url:
             body.append(delimited(b"\x1a", resource.schema_url.encode()))
         request.append(delimited(b"\x0a", b"".join(body)))
@@ -240,35 +334,3 @@ def _scope_spans(scope: Any, spans: list[bytes]) -> bytes:
     if schema_url:
         parts.append(delimited(b"\x1a", schema_url.encode()))
     return b"".join(parts)
-
-
-_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-class _SerializedTraceStub:
-    """The trace service's client stub for a request that is already serialized (the
-    generated stub would serialize a message; :func:`encode_request` made the bytes)."""
-
-    def __init__(self, channel: Any) -> None:
-        self.Export = channel.unary_unary(
-            _EXPORT_METHOD,
-            request_serializer=bytes,
-            response_deserializer=ExportTraceServiceResponse.FromString,
-            _registered_method=True,
-        )
-
-
-class CachingSpanExporter(OTLPSpanExporter):
-    """The OTLP/gRPC span exporter, encoding with :func:`encode_request` and sending the bytes
-    as they are (no parse into protobuf messages and serialization back)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The upstream exporter makes its client from ``_stub`` here and again whenever it
-        # reconnects.
-        self._stub = _SerializedTraceStub
-        if getattr(self, "_channel", None) is not None:
-            self._client = self._stub(self._channel)
-
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
-        return encode_request(data)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -169,6 +169,9 @@ class HistogramRegistry:
     def __init__(self, exemplar_filter: str = "trace_based") -> None:
         self.exemplar_filter = exemplar_filter  # OTEL_METRICS_EXEMPLAR_FILTER
         self.histograms: list[KitHistogram] = []
+        #: Called before each collection: what records measurements logged for later
+        #: (:meth:`project.telemetry.attempt_log.AttemptLog.drain`).
+        self.before_collect: list[Callable[[], None]] = []
 
     def histogram(self, name: str, description: str, bounds: Sequence[float]) -> KitHistogram:
         made = KitHistogram(name, "s", description, bounds, self.exemplar_filter)
@@ -176,6 +179,8 @@ class HistogramRegistry:
         return made
 
     def collect(self, temporality: AggregationTemporality) -> list[Metric]:
+        for drain in self.before_collect:
+            drain()
         return [m for h in self.histograms if (m := h.collect(temporality)) is not None]
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from celery.exceptions import Retry
@@ -36,7 +35,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from project.broker.queues import PUBLISHED_AT_HEADER
 from project.enqueue.aggregation import HEADER_LINKS, link_members
-from project.telemetry.caches import remember
+from project.telemetry.attempt_log import DRAIN_AT, AttemptLog, AttemptSeries
 from project.telemetry.histograms import Stamp
 from project.telemetry.messaging import (
     MessagingMetrics,
@@ -54,18 +53,6 @@ __all__ = ["TaskTelemetry"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class _AttemptSeries:
-    """Where an attempt of one task from one queue counts (held: no attribute set is
-    hashed per attempt). A delta exporter zeroes series in place, so holding them is safe."""
-
-    consumed: list[Any]
-    wait: Any
-    duration: Any  # the success series: a retry or a failure records by its error's type
-    process: Any
-    processed: list[Any]
-
-
 class TaskTelemetry:
     """The kit's task hooks for one process (made by ``setup_telemetry``)."""
 
@@ -77,9 +64,19 @@ class TaskTelemetry:
         self.rename = rename  # OTEL_SEMCONV_STABILITY_OPT_IN=messaging: the conventions' names
         # task id -> (attempt start, task name, queue, its series, its exemplars' ids): what
         # the attempt's end records with
-        self._started: dict[str, tuple[float, str, str, _AttemptSeries, Stamp | None]] = {}
+        self._started: dict[str, tuple[float, str, str, AttemptSeries, Stamp | None]] = {}
         self._group: str | None = None  # this worker's consumer group, found on first use
-        self._series: dict[tuple[str, str], _AttemptSeries] = {}  # by (task name, queue)
+        self._series: dict[tuple[str, str], AttemptSeries] = {}  # by (task name, queue)
+        # An attempt's five measurements, logged and recorded before each collection.
+        self.log = AttemptLog(
+            metrics.queue_wait,
+            metrics.duration,
+            messaging.process_duration,
+            messaging.consumed,
+            metrics.processed,
+        )
+        for tally in (messaging.consumed, metrics.processed):
+            tally.before_observe = self.log.drain
 
     # -- producer ----------------------------------------------------------------------------
 
@@ -108,40 +105,45 @@ class TaskTelemetry:
         series = self._series.get((name, queue)) or self._series_of(name, queue)
         stamp = self.metrics.duration.stamp(span.get_span_context())  # its exemplars' ids
         self._started[task_id] = (time.perf_counter(), name, queue, series, stamp)
-        self.messaging.consumed.bump(series.consumed)
         if values.get(HEADER_WORKFLOW_ID):
             _mark_workflow(values[HEADER_WORKFLOW_ID])
         if values.get(HEADER_LINKS):
             link_members(values)  # an aggregated task links to the members it absorbed
         published = values.get(PUBLISHED_AT_HEADER)
+        wait = None
         if type(published) is float or type(published) is int:
             eta = values.get("eta")
             ready_at = published if eta is None else max(published, _eta_seconds(eta))
             wait = time.time() - ready_at
-            self.metrics.queue_wait.record_stamped(series.wait, wait if wait > 0 else 0.0, stamp)
+            if wait < 0:
+                wait = 0.0
+        started = series.started
+        started.append((wait, stamp))  # consumed, and its queue wait: recorded in a batch
+        if len(started) >= DRAIN_AT:
+            self.log.drain_series(series)
 
     def end(self, task_id: str, state: Any, span: Any) -> None:
-        """An attempt ends (``span``: its span, still current): a success is recorded here; a
+        """An attempt ends (``span``: its span, still current): a success is logged here; a
         retry or a failure was recorded by ``on_retry``/``on_failure``, which hold the error;
         an attempt that was ignored or rejected records nothing."""
         started = self._started.pop(task_id, None)
         if started is None or state != "SUCCESS":
             return
-        began, _, _, series, stamp = started
-        elapsed = time.perf_counter() - began
-        self.metrics.duration.record_stamped(series.duration, elapsed, stamp)
-        self.messaging.process_duration.record_stamped(series.process, elapsed, stamp)
-        self.metrics.processed.bump(series.processed)
+        series = started[3]
+        ended = series.ended
+        ended.append((time.perf_counter() - started[0], started[4]))
+        if len(ended) >= DRAIN_AT:
+            self.log.drain_series(series)
         if type(span) is ConsumerSpan:
             span.put_attribute("task.outcome", "success")
         elif span.is_recording():
             span.set_attribute("task.outcome", "success")
 
-    def _series_of(self, name: str, queue: str) -> _AttemptSeries:
-        """The series a successful attempt of ``name`` from ``queue`` records in, found once."""
+    def _series_of(self, name: str, queue: str) -> AttemptSeries:
+        """The series an attempt of ``name`` from ``queue`` counts in, found once."""
         attributes = task_attributes(name, queue)
         process = process_attributes(queue, self._group or "unknown")
-        found = _AttemptSeries(
+        found = AttemptSeries(
             consumed=self.messaging.consumed.entry(process),
             wait=self.metrics.queue_wait.series(attributes),
             duration=self.metrics.duration.series(
@@ -150,7 +152,9 @@ class TaskTelemetry:
             process=self.messaging.process_duration.series(process),
             processed=self.metrics.processed.entry(attributes),
         )
-        return remember(self._series, (name, queue), found)
+        # Kept for good, as the metrics' attribute sets are (bounded: task names x queues).
+        self._series[name, queue] = found
+        return self.log.add(found)
 
     def on_retry(self, sender: Any, reason: Any) -> None:
         if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):

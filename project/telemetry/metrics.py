@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -100,6 +100,9 @@ class Tally:
     def __init__(self, meter: Meter, name: str, unit: str, description: str) -> None:
         self._counts: dict[frozenset[tuple[str, str]], list[Any]] = {}
         self._lock = threading.Lock()
+        #: Called before each observation: what adds counts logged for later
+        #: (:meth:`project.telemetry.attempt_log.AttemptLog.drain`).
+        self.before_observe: Callable[[], None] | None = None
         meter.create_observable_counter(name, [self._observe], unit=unit, description=description)
 
     def add(self, amount: int, attributes: Mapping[str, str]) -> None:
@@ -123,6 +126,8 @@ class Tally:
             entry[1] += amount
 
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self.before_observe is not None:
+            self.before_observe()
         with self._lock:
             # A set held but never counted yet is not a series yet (as with the SDK's counter).
             counts = self._counts.values()

@@ -30,12 +30,8 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-)
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from project.telemetry.breaker import BreakerMetricExporter, BreakerSampler, BreakerSpanExporter
 from project.telemetry.histograms import HistogramExporter, HistogramRegistry
@@ -138,26 +134,30 @@ def build_resource(settings: TelemetrySettings, role: str, worker: str | None) -
     return Resource.create(defaults).merge(OTELResourceDetector().detect())
 
 
-def _span_exporter(settings: TelemetrySettings) -> SpanExporter | None:
+def _span_processor(
+    settings: TelemetrySettings,
+) -> tuple[SpanProcessor, BreakerSpanExporter | None] | None:
+    """The processor that exports this process's spans, and the breaker in front of its
+    exporter (``None``: none, the console); ``None`` when spans are not exported."""
     if settings.traces_exporter == "console":
-        return ConsoleSpanExporter()
+        return BatchSpanProcessor(ConsoleSpanExporter()), None
     if settings.traces_exporter == "none" or settings.traces_endpoint is None:
         return None
-    exporter: SpanExporter
-    if settings.protocol == "grpc":
-        from project.telemetry.encoding import CachingSpanExporter
-
-        exporter = CachingSpanExporter()  # the OTLP/gRPC exporter, with a cheaper encoder
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HTTPSpanExporter,
-        )
-
-        exporter = HTTPSpanExporter()
-    # The breaker outermost: while the collector is down, spans are dropped before redaction
-    # copies them.
+    # Under the new conventions only, the old attribute names are left out of every span.
     drop = OLD_ATTRIBUTES if settings.semconv == SEMCONV_NEW else frozenset()
-    return BreakerSpanExporter(RedactingSpanExporter(exporter, drop))
+    # The breaker outermost: while the collector is down, nothing is redacted, encoded or
+    # sent (and BreakerSampler records no span at all).
+    if settings.protocol == "grpc":
+        from project.telemetry.span_export import EncodedSpanExporter, EncodingSpanProcessor
+
+        breaker = BreakerSpanExporter(EncodedSpanExporter(drop=drop))  # it redacts
+        return EncodingSpanProcessor(breaker, drop), breaker
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HTTPSpanExporter,
+    )
+
+    breaker = BreakerSpanExporter(RedactingSpanExporter(HTTPSpanExporter(), drop))
+    return BatchSpanProcessor(breaker), breaker
 
 
 def _metric_exporter(settings: TelemetrySettings) -> MetricExporter | None:
@@ -186,13 +186,14 @@ def create_providers(
     Prometheus endpoint (``OTEL_METRICS_EXPORTER=prometheus``, worker processes only)."""
     warn_once_per_process_tree()
     resource = build_resource(settings, role, worker)
-    span_exporter = _span_exporter(settings)
+    spans = _span_processor(settings)
+    breaker = spans[1] if spans is not None else None
     sampler = TracerProvider().sampler  # OTEL_TRACES_SAMPLER's choice (parent-based by default)
-    if isinstance(span_exporter, BreakerSpanExporter):
-        sampler = BreakerSampler(sampler, span_exporter)  # record nothing while it cools down
+    if breaker is not None:
+        sampler = BreakerSampler(sampler, breaker)  # record nothing while it cools down
     tracer_provider = TracerProvider(resource=resource, sampler=sampler)
-    if span_exporter is not None:
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    if spans is not None:
+        tracer_provider.add_span_processor(spans[0])
     readers: list[MetricReader] = []
     metric_exporter = _metric_exporter(settings)
     if settings.metrics_exporter == "prometheus" and snapshot_dir is not None:
@@ -215,13 +216,14 @@ def create_providers(
     if settings.logs_exporter != "none":
         from project.telemetry.otlp_logs import create_logger_provider
 
-        breaker = span_exporter.breaker if isinstance(span_exporter, BreakerSpanExporter) else None
-        logger_provider = create_logger_provider(settings, resource, breaker)
-    if span_exporter is None and metric_exporter is None:
+        logger_provider = create_logger_provider(
+            settings, resource, breaker.breaker if breaker is not None else None
+        )
+    if spans is None and metric_exporter is None:
         logger.info(
             "OpenTelemetry: no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT); "
             "traces and metrics are not exported"
         )
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    exporting = span_exporter is not None or bool(readers) or logger_provider is not None
+    exporting = spans is not None or bool(readers) or logger_provider is not None
     return Providers(tracer_provider, meter_provider, exporting, logger_provider, histograms)

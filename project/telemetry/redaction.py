@@ -1,8 +1,11 @@
 """Personal data and secrets never leave the process, in a span or in a log line.
 
 Span attributes, event attributes (an exception's message is one) and status descriptions are
-scanned as spans are exported; log records are redacted as they are made (the record factory of
-:mod:`project.telemetry.logs`), before any handler (the console, OTLP) sees them. Celery logs
+scanned as spans end, before they are queued for export
+(:class:`~project.telemetry.span_export.EncodingSpanProcessor`; over OTLP/HTTP, as they are
+exported: :class:`RedactingSpanExporter`); log records are redacted as they are made (the
+record factory of :mod:`project.telemetry.logs`), before any handler (the console, OTLP) sees
+them. Celery logs
 task return values and error messages, and error messages often quote arguments
 ("550 <bob@example.com>: no such user", "cannot connect to redis://app:s3cret@cache").
 
@@ -31,6 +34,7 @@ __all__ = [
     "RedactingSpanExporter",
     "is_clean",
     "redact_text",
+    "redact_value",
 ]
 
 REDACTED_EMAIL = "<email>"
@@ -47,8 +51,14 @@ _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w])")
 _KEYWORDS = ("bearer", "basic", "pass", "pwd", "secret", "token", "key")
 # Thirteen digits, single spaces or hyphens between them allowed: the shortest card.
 _DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12}")
+# Thirteen digits in a row once every space and hyphen is gone: true of every text the digit
+# run is found in, and a scan a dozen times cheaper, since sre tries the run's group at every
+# position (a task id, new in every span, is 36 characters of hex and hyphens).
+_DIGITS = re.compile(r"\d{13}")
 _MAX_CACHED_LENGTH = 256  # longer values (messages, tracebacks) are scanned each time
-_cache: dict[str, str] = {}  # value -> its redacted form; written by the export thread
+#: value -> its redacted form; written by whichever thread ends a span (a race only loses an
+#: entry: each write is one dict operation)
+_cache: dict[str, str] = {}
 
 
 def _luhn(digits: str) -> bool:
@@ -76,6 +86,8 @@ def _suspect(text: str) -> bool:
     for word in _KEYWORDS:
         if word in lowered:
             return True
+    if _DIGITS.search(text.replace("-", "").replace(" ", "")) is None:
+        return False
     return _DIGIT_RUN.search(text) is not None
 
 
@@ -109,8 +121,9 @@ def _redact_string(text: str) -> str:
     return redacted
 
 
-def _redact_value(value: Any) -> Any:
-    """Only strings can hold a secret: numbers and booleans pass as they are."""
+def redact_value(value: Any) -> Any:
+    """An attribute value redacted (the value itself when clean): only strings can hold a
+    secret; numbers and booleans pass as they are."""
     kind = type(value)
     if kind is str:
         return _redact_string(value)
@@ -119,7 +132,7 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
         if not any(isinstance(v, str) for v in value):
             return value  # numbers only (the stock time limits)
-        items = tuple(_redact_value(v) for v in value)
+        items = tuple(redact_value(v) for v in value)
         return value if items == tuple(value) else items
     if isinstance(value, str):  # a str subclass
         return redact_text(value)
@@ -139,7 +152,7 @@ def _redact_attributes(
         # Most values are strings seen in the span before: one dict lookup, no call.
         redacted = cache.get(value) if type(value) is str else None
         if redacted is None:
-            redacted = _redact_value(value)
+            redacted = redact_value(value)
         changed = redacted is not value and redacted != value  # a cached equal string
         if result is None and (changed or key in drop):
             result = {k: v for k, v in list(attributes.items())[:index] if k not in drop}

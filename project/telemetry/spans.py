@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from time import time_ns
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -27,17 +26,18 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.sdk.trace import Span, SpanLimits, SynchronousMultiSpanProcessor, Tracer
+from opentelemetry.sdk.trace import Span, SpanLimits, Tracer
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status, StatusCode
 
 from project.telemetry.breaker import BreakerSampler
-from project.telemetry.caches import remember
+from project.telemetry.plans import plan_of
 
 if TYPE_CHECKING:
     from project.telemetry.attempts import StaticAttributes
@@ -49,7 +49,21 @@ _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
 # The W3C traceparent of version 00, as TraceContextTextMapPropagator accepts it.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-_FLAGS = {"00": TraceFlags(0), "01": TraceFlags(1)}  # what nearly every traceparent carries
+_MAX_TRACE_ID, _MAX_SPAN_ID = 2**128 - 1, 2**64 - 1
+#: What nearly every traceparent carries: sampled or not, with a random trace id or not (the
+#: SDK's producers set both bits: "03").
+_FLAGS = {f"{n:02x}": TraceFlags(n) for n in range(4)}
+
+
+def _span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags) -> SpanContext:
+    """``SpanContext(trace_id, span_id, remote, flags)`` for ids known to be valid (non-zero,
+    in range) and no trace state: the tuple it builds, without its checks in Python."""
+    made: SpanContext = tuple.__new__(
+        SpanContext, (trace_id, span_id, remote, flags, DEFAULT_TRACE_STATE, True)
+    )
+    return made
+
+
 #: An attempt's own flags by (sampled, random trace id), as Tracer.start_span computes them.
 _OWN_FLAGS = {
     (sampled, random): TraceFlags(
@@ -118,7 +132,7 @@ def extract_parent(
             if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
                 return None, None
             trace_flags = _FLAGS.get(flags) or TraceFlags(int(flags, 16))
-            parent = SpanContext(int(trace_id, 16), int(span_id, 16), True, trace_flags)
+            parent = _span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags)
             return Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent
     elif header is None and baggage is None and _default_propagation():
         return None, None
@@ -165,7 +179,7 @@ class ConsumerSpan(Span):
         self._record_exception = True
         self._set_status_on_exception = True
         self._span_processor = processor = tracer.span_processor
-        self._plan = plan = _plan_of(processor)
+        self._plan = plan = plan_of(processor)
         self._limits = limits
         self._lock = threading.Lock()
         # BoundedAttributes.__init__ is replaced too (it makes a dict to throw away): these are
@@ -264,53 +278,6 @@ class ConsumerSpan(Span):
 _new_attributes = object.__new__
 
 
-def _nothing(*_: Any, **__: Any) -> None:
-    pass
-
-
-_NOTHING = _nothing.__code__.co_code
-
-
-def _does_something(method: Any) -> bool:
-    """False for a hook whose body is empty (``pass``): calling it would change nothing.
-    Anything else, or anything not plain Python, counts as doing something."""
-    code = getattr(getattr(method, "__func__", method), "__code__", None)
-    return code is None or code.co_code != _NOTHING or bool(code.co_freevars)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The processors of a ``SynchronousMultiSpanProcessor`` whose hooks do something, in its
-    order: what it calls one by one, without the calls that would do nothing (the batch
-    processor's ``on_start`` and ``_on_ending`` are empty)."""
-
-    processors: tuple[Any, ...]
-    starting: tuple[Any, ...]
-    ending: tuple[Any, ...]
-    ended: tuple[Any, ...]
-
-
-_plans: dict[int, _Plan] = {}
-
-
-def _plan_of(multi: Any) -> _Plan | None:
-    """The plan for ``multi`` (made again whenever a processor is added: the SDK replaces its
-    tuple then); ``None`` for any other kind of span processor (called as it is)."""
-    if type(multi) is not SynchronousMultiSpanProcessor:
-        return None
-    processors = multi._span_processors
-    plan = _plans.get(id(multi))
-    if plan is None or plan.processors is not processors:
-        plan = _Plan(
-            processors,
-            tuple(p for p in processors if _does_something(p.on_start)),
-            tuple(p for p in processors if _does_something(p._on_ending)),
-            tuple(p for p in processors if _does_something(p.on_end)),
-        )
-        remember(_plans, id(multi), plan)  # one per tracer provider: a handful
-    return plan
-
-
 def _fits(limits: SpanLimits, attributes: Mapping[str, Any]) -> bool:
     """Whether the SDK's limits keep ``attributes`` as they are (else: ``Tracer.start_span``)."""
     if limits.max_span_attributes is not None and len(attributes) > limits.max_span_attributes:
@@ -362,13 +329,12 @@ def start_consumer_span(
         # return the ones they were given; one of a user's may add or take away some).
         if decision is not Decision.DROP and sampled.attributes != attributes:
             attributes, static = dict(sampled.attributes or {}), None
-    context = SpanContext(
-        trace_id,
-        tracer.id_generator.generate_span_id(),
-        is_remote=False,
-        trace_flags=_OWN_FLAGS[decision in _SAMPLED, bool(random_trace_id)],
-        trace_state=trace_state,
-    )
+    flags = _OWN_FLAGS[decision in _SAMPLED, bool(random_trace_id)]
+    span_id = tracer.id_generator.generate_span_id()
+    if trace_state or not (0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID):
+        context = SpanContext(trace_id, span_id, False, flags, trace_state)  # its own checks
+    else:
+        context = _span_context(trace_id, span_id, False, flags)
     recorder = tracer._tracer_metrics
     end_metrics = (
         None if type(recorder) is NoOpTracerMetrics else recorder.start_span(parent_span, decision)

@@ -22,6 +22,7 @@ __all__ = [
     "attribute_messages",
     "delimited",
     "static_block",
+    "string_field",
     "varint",
 ]
 
@@ -53,7 +54,7 @@ def delimited(tag: bytes, payload: bytes) -> bytes:
 MAX_CACHED_LENGTH = 256  # longer strings (messages, tracebacks) are encoded each time
 
 
-_messages: dict[tuple[str, type, Any], KeyValue] = {}  # used by the export thread only
+_messages: dict[tuple[str, type, Any], KeyValue] = {}
 
 
 def _value(value: Any) -> AnyValue:
@@ -115,13 +116,20 @@ _fields: dict[tuple[str, type, Any], bytes] = {}  # (key, type, value) -> serial
 _strings: dict[tuple[str, str], bytes] = {}  # (key, str value) -> serialized field 9
 
 
-def _string_field(key: str, value: str) -> bytes:
+_keys: dict[str, bytes] = {}  # attribute name -> KeyValue's field 1 and field 2's tag
+
+
+def string_field(key: str, value: str) -> bytes:
     """A string attribute as field 9, written directly: ``KeyValue{1: key, 2: AnyValue{1:
     value}}`` (what protobuf writes; a task's ids are new in every span, so this is the path
-    they take)."""
-    name, text = key.encode(), value.encode()
+    they take). Raises ``UnicodeEncodeError`` for a lone surrogate, as protobuf refuses it."""
+    head = _keys.get(key)
+    if head is None:
+        name = key.encode()
+        head = remember(_keys, key, b"\x0a" + varint(len(name)) + name + b"\x12")
+    text = value.encode()
     any_value = b"\x0a" + varint(len(text)) + text
-    pair = b"\x0a" + varint(len(name)) + name + b"\x12" + varint(len(any_value)) + any_value
+    pair = head + varint(len(any_value)) + any_value
     return _ATTRIBUTE + varint(len(pair)) + pair
 
 
@@ -139,7 +147,7 @@ def attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
             item = strings.get((key, value))
             if item is None:
                 try:
-                    item = _string_field(key, value)
+                    item = string_field(key, value)
                 except UnicodeEncodeError:  # a lone surrogate: protobuf refuses it too
                     logger.debug("attribute %s not encoded", key, exc_info=True)
                     continue
@@ -174,7 +182,7 @@ def static_block(attributes: Mapping[str, Any]) -> bytes | None:
     for key, value in attributes.items():
         try:
             if type(value) is str:
-                pieces.append(_string_field(key, value))
+                pieces.append(string_field(key, value))
             else:
                 pieces.append(_field(key, value))
         except (TypeError, UnicodeEncodeError):

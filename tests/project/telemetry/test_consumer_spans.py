@@ -298,3 +298,75 @@ def test_a_value_a_request_does_not_hold_is_one_the_stock_instrumentation_skips(
     defaults = {key: getattr(Context, key, None) for key, _ in _CONTEXT_KEYS}
     assert {key: v for key, v in defaults.items() if v not in (None, "", 0)} == {}
     assert getattr(Context, "retries", None) == 0  # the one 0: skipped as "no retries"
+
+
+def _queued(spans: list[ReadableSpan], drop: frozenset[str] = frozenset()) -> list[Any]:
+    """What the kit's span processor queues for ``spans`` (as it queues them, in order)."""
+    from project.telemetry.span_export import EncodedSpanExporter, EncodingSpanProcessor
+
+    processor = EncodingSpanProcessor(EncodedSpanExporter(drop=drop), drop)
+    try:
+        for span in spans:
+            processor.on_end(span)
+        return list(reversed(processor._batch_processor._queue))
+    finally:
+        processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _exported(queued: list[Any], drop: frozenset[str] = frozenset()) -> bytes:
+    """The request the kit's exporter sends for what the processor queued."""
+    from project.telemetry.encoding import assemble_request
+    from project.telemetry.span_export import EncodedSpanExporter
+
+    exporter = EncodedSpanExporter(drop=drop)
+    try:
+        return assemble_request(exporter._encoded(queued))
+    finally:
+        exporter.shutdown()
+
+
+def test_an_attempt_span_is_queued_as_plain_values_and_others_as_spans(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    spans = [_span_of(True, provider, ok), _span_of(True, provider, boom)]
+    queued = _queued(spans)
+    # The attempt that succeeded: one tuple (the span's objects die with the attempt); the
+    # one with an exception event: the span itself, for the general path.
+    assert type(queued[0]) is tuple and queued[0][4] == spans[0].context.trace_id
+    assert queued[1] is spans[1]
+
+
+def test_what_is_queued_exports_as_upstream_encodes_the_redacted_spans(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    secret = "bob@example.com"
+    spans = [
+        _span_of(True, provider, ok),
+        _span_of(True, provider, ok, correlation_id=secret),  # an own value to redact
+        _span_of(True, provider, boom),
+    ]
+    expected = upstream_encode_spans([redact_span(s) for s in spans]).SerializeToString()
+    exported = _exported(_queued(spans))
+    assert exported == expected
+    assert secret.encode() not in exported and b"<email>" in exported
+
+
+def test_under_the_new_conventions_the_old_names_are_left_out_of_what_is_queued(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    spans = [_span_of(True, provider, ok), _span_of(True, provider, boom)]
+    expected = upstream_encode_spans([redact_span(s, OLD_ATTRIBUTES) for s in spans])
+    exported = _exported(_queued(spans, OLD_ATTRIBUTES), OLD_ATTRIBUTES)
+    assert exported == expected.SerializeToString()
+    assert b"messaging.destination\x12" not in exported  # the old name, as a key
+
+
+def test_an_unsampled_span_is_not_queued(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    span = _span_of(True, provider, ok)
+    unsampled = ReadableSpan(
+        name=span.name,
+        context=SpanContext(span.context.trace_id, span.context.span_id, False, TraceFlags(0)),
+    )
+    assert _queued([unsampled]) == []
