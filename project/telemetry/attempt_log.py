@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from project.telemetry.histograms import KitHistogram, Stamp
+from project.telemetry.histograms import KitHistogram, Measurement
 
 __all__ = ["DRAIN_AT", "AttemptLog", "AttemptSeries"]
 
@@ -52,10 +52,10 @@ class AttemptSeries:
         self.duration = duration  # the success series: a retry or a failure records at once
         self.process = process  # messaging.process.duration's series
         self.processed = processed  # kit.tasks.processed's entry
-        # (seconds waited or None, exemplar ids or None): one per attempt started
-        self.started: list[tuple[float | None, Stamp | None]] = []
-        # (seconds it ran, exemplar ids or None): one per attempt that succeeded
-        self.ended: list[tuple[float, Stamp | None]] = []
+        # (seconds waited or None, exemplar ids or None, when): one per attempt started
+        self.started: list[Measurement] = []
+        # (seconds it ran, exemplar ids or None, when): one per attempt that succeeded
+        self.ended: list[Measurement] = []
 
 
 class AttemptLog:
@@ -100,17 +100,12 @@ class AttemptLog:
             batch = started[:taken]
             del started[:taken]  # exactly these: an append made meanwhile stays
             self.consumed.bump(series.consumed, taken)
-            record, wait = self.queue_wait.record_stamped, series.wait
-            for seconds, stamp in batch:
-                if seconds is not None:
-                    record(wait, seconds, stamp)
+            self.queue_wait.record_many(series.wait, batch)
         ended = series.ended
         taken = len(ended)
         if taken:
             done = ended[:taken]
             del ended[:taken]
             self.processed.bump(series.processed, taken)
-            record, process = self.duration.record_stamped, self.process_duration.record_stamped
-            for seconds, stamp in done:
-                record(series.duration, seconds, stamp)
-                process(series.process, seconds, stamp)
+            self.duration.record_many(series.duration, done)
+            self.process_duration.record_many(series.process, done)

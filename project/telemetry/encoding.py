@@ -43,6 +43,8 @@ from project.telemetry.wire import (
     attribute_messages,
     delimited,
     string_field,
+    string_value,
+    value_field,
     varint,
 )
 
@@ -167,20 +169,32 @@ def encode_record(record: AttemptRecord, drop: frozenset[str] = frozenset()) -> 
         _END + end.to_bytes(8, "little"),
         static.encoded,
     )
+    shared = _short_fields
     last: Any = None
-    clean: Any = None
+    value_bytes = b""
     for key, value in own:
         if key in drop:
             continue
-        if type(value) is str:
-            if value is not last:
-                last, clean = value, redact_value(value)
-            try:
-                parts.append(string_field(key, clean))
-            except UnicodeEncodeError:  # a lone surrogate: skipped, as upstream skips it
-                logger.debug("attribute %s not encoded", key, exc_info=True)
+        if type(value) is not str:
+            parts += attribute_bytes({key: redact_value(value)})
             continue
-        parts += attribute_bytes({key: redact_value(value)})
+        if len(value) <= _SHORT:  # a state, an outcome: a handful of values, remembered
+            piece = shared.get((key, value))
+            if piece is None:
+                piece = _own_field(key, value)
+                if piece is not None:
+                    remember(shared, (key, value), piece)
+            if piece is not None:
+                parts.append(piece)
+            continue
+        try:
+            if value != last:  # an id is scanned and written once for every key it is under
+                value_bytes = string_value(redact_value(value))
+                last = value
+            parts.append(value_field(key, value_bytes))
+        except UnicodeEncodeError:  # a lone surrogate: skipped, as upstream skips it
+            last = None
+            logger.debug("attribute %s not encoded", key, exc_info=True)
     description = status.description
     if description:
         redacted = redact_value(description)
@@ -189,6 +203,21 @@ def encode_record(record: AttemptRecord, drop: frozenset[str] = frozenset()) -> 
     parts.append(_status_field(status))
     parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
     return b"".join(parts)
+
+
+#: Own values this long or shorter are remembered with their key (a state, an outcome); ids
+#: are longer (a task id has 36 characters) and new in every span.
+_SHORT = 16
+_short_fields: dict[tuple[str, str], bytes] = {}
+
+
+def _own_field(key: str, value: str) -> bytes | None:
+    """A short own value redacted, as its field (``None``: a lone surrogate, skipped)."""
+    try:
+        return string_field(key, redact_value(value))
+    except UnicodeEncodeError:
+        logger.debug("attribute %s not encoded", key, exc_info=True)
+        return None
 
 
 def encode_span(span: ReadableSpan, drop: frozenset[str] = frozenset()) -> bytes:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -41,12 +41,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, get_current_span
 
-__all__ = ["HistogramExporter", "HistogramRegistry", "KitHistogram"]
+__all__ = ["HistogramExporter", "HistogramRegistry", "KitHistogram", "Measurement", "Stamp"]
 
 SCOPE = InstrumentationScope("project")  # the meter the kit's other instruments come from
 #: An exemplar's span and trace ids (both ``None``: a measurement made outside any span).
 Stamp = tuple[int | None, int | None]
 _NO_SPAN: Stamp = (None, None)
+#: A measurement as :meth:`KitHistogram.record_many` takes it: value, exemplar ids, and when.
+Measurement = tuple[float | None, Stamp | None, int]
 
 
 class _Series:
@@ -114,19 +116,29 @@ class KitHistogram:
 
     def record_stamped(self, series: _Series, value: float, stamp: Stamp | None) -> None:
         """Record ``value`` in ``series``, with ``stamp`` (:meth:`stamp`) as its exemplar."""
-        if not value >= 0.0:  # negative or NaN: the SDK drops them too
-            return
-        index = bisect_left(self.bounds, value)  # the SDK's bucket: upper bound inclusive
+        self.record_many(series, ((value, stamp, time.time_ns()),))
+
+    def record_many(self, series: _Series, measurements: Iterable[Measurement]) -> None:
+        """Record each ``(value, stamp, when)`` in ``series`` under one lock (``when``: the
+        measurement's time, ns since the epoch, its exemplar's; a ``None`` value is skipped:
+        an attempt whose queue wait is not known)."""
+        bounds = self.bounds
         with self._lock:
-            series.counts[index] += 1
-            series.count += 1
-            series.total += value
-            if value < series.minimum:
-                series.minimum = value
-            if value > series.maximum:
-                series.maximum = value
-            if stamp is not None:
-                series.exemplars[index] = (value, time.time_ns(), *stamp)
+            counts = series.counts  # a delta collection replaces it
+            exemplars = series.exemplars
+            for value, stamp, when in measurements:
+                if value is None or not value >= 0.0:  # negative or NaN: the SDK drops them
+                    continue
+                index = bisect_left(bounds, value)  # the SDK's bucket: upper bound inclusive
+                counts[index] += 1
+                series.count += 1
+                series.total += value
+                if value < series.minimum:
+                    series.minimum = value
+                if value > series.maximum:
+                    series.maximum = value
+                if stamp is not None:
+                    exemplars[index] = (value, when, *stamp)
 
     def collect(self, temporality: AggregationTemporality) -> Metric | None:
         """The points since the start (cumulative) or since the last collection (delta)."""

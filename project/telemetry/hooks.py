@@ -111,14 +111,16 @@ class TaskTelemetry:
             link_members(values)  # an aggregated task links to the members it absorbed
         published = values.get(PUBLISHED_AT_HEADER)
         wait = None
+        now = time.time()
         if type(published) is float or type(published) is int:
             eta = values.get("eta")
             ready_at = published if eta is None else max(published, _eta_seconds(eta))
-            wait = time.time() - ready_at
+            wait = now - ready_at
             if wait < 0:
                 wait = 0.0
         started = series.started
-        started.append((wait, stamp))  # consumed, and its queue wait: recorded in a batch
+        # Consumed, and its queue wait: recorded in a batch, with the time measured.
+        started.append((wait, stamp, int(now * 1e9)))
         if len(started) >= DRAIN_AT:
             self.log.drain_series(series)
 
@@ -131,7 +133,7 @@ class TaskTelemetry:
             return
         series = started[3]
         ended = series.ended
-        ended.append((time.perf_counter() - started[0], started[4]))
+        ended.append((time.perf_counter() - started[0], started[4], time.time_ns()))
         if len(ended) >= DRAIN_AT:
             self.log.drain_series(series)
         if type(span) is ConsumerSpan:

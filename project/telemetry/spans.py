@@ -356,5 +356,5 @@ def _samples_remote_sampled(sampler: Any, parent: SpanContext) -> bool:
         and parent.trace_flags.sampled
         and type(sampler.inner) is ParentBased
         and sampler.inner._remote_parent_sampled is ALWAYS_ON
-        and sampler.breaker.closed()
+        and (sampler.breaker.open_until == 0.0 or sampler.breaker.closed())  # never failed
     )

@@ -23,6 +23,8 @@ __all__ = [
     "delimited",
     "static_block",
     "string_field",
+    "string_value",
+    "value_field",
     "varint",
 ]
 
@@ -123,12 +125,22 @@ def string_field(key: str, value: str) -> bytes:
     """A string attribute as field 9, written directly: ``KeyValue{1: key, 2: AnyValue{1:
     value}}`` (what protobuf writes; a task's ids are new in every span, so this is the path
     they take). Raises ``UnicodeEncodeError`` for a lone surrogate, as protobuf refuses it."""
+    return value_field(key, string_value(value))
+
+
+def string_value(value: str) -> bytes:
+    """``AnyValue{1: value}`` serialized: made once for a value several attributes share (a
+    task's id is its message id too). Raises ``UnicodeEncodeError`` for a lone surrogate."""
+    text = value.encode()
+    return b"\x0a" + varint(len(text)) + text
+
+
+def value_field(key: str, any_value: bytes) -> bytes:
+    """An attribute as field 9 from its serialized ``AnyValue``."""
     head = _keys.get(key)
     if head is None:
         name = key.encode()
         head = remember(_keys, key, b"\x0a" + varint(len(name)) + name + b"\x12")
-    text = value.encode()
-    any_value = b"\x0a" + varint(len(text)) + text
     pair = head + varint(len(any_value)) + any_value
     return _ATTRIBUTE + varint(len(pair)) + pair
 
