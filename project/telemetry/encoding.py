@@ -42,7 +42,7 @@ from project.telemetry.wire import (
     attribute_bytes,
     attribute_messages,
     delimited,
-    string_field,
+    string_piece,
     string_value,
     value_field,
     varint,
@@ -169,7 +169,6 @@ def encode_record(record: AttemptRecord, drop: frozenset[str] = frozenset()) -> 
         _END + end.to_bytes(8, "little"),
         static.encoded,
     )
-    shared = _short_fields
     last: Any = None
     value_bytes = b""
     for key, value in own:
@@ -179,11 +178,7 @@ def encode_record(record: AttemptRecord, drop: frozenset[str] = frozenset()) -> 
             parts += attribute_bytes({key: redact_value(value)})
             continue
         if len(value) <= _SHORT:  # a state, an outcome: a handful of values, remembered
-            piece = shared.get((key, value))
-            if piece is None:
-                piece = _own_field(key, value)
-                if piece is not None:
-                    remember(shared, (key, value), piece)
+            piece = string_piece(key, redact_value(value))
             if piece is not None:
                 parts.append(piece)
             continue
@@ -206,18 +201,9 @@ def encode_record(record: AttemptRecord, drop: frozenset[str] = frozenset()) -> 
 
 
 #: Own values this long or shorter are remembered with their key (a state, an outcome); ids
-#: are longer (a task id has 36 characters) and new in every span.
+#: are longer (a task id has 36 characters) and new in every span: not remembered, so they do
+#: not crowd the encoder's cache.
 _SHORT = 16
-_short_fields: dict[tuple[str, str], bytes] = {}
-
-
-def _own_field(key: str, value: str) -> bytes | None:
-    """A short own value redacted, as its field (``None``: a lone surrogate, skipped)."""
-    try:
-        return string_field(key, redact_value(value))
-    except UnicodeEncodeError:
-        logger.debug("attribute %s not encoded", key, exc_info=True)
-        return None
 
 
 def encode_span(span: ReadableSpan, drop: frozenset[str] = frozenset()) -> bytes:

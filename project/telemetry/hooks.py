@@ -75,6 +75,8 @@ class TaskTelemetry:
             messaging.consumed,
             metrics.processed,
         )
+        # Whatever collects first (the histograms' exporter, the counters' callbacks) drains.
+        metrics.histograms.before_collect.append(self.log.drain)
         for tally in (messaging.consumed, metrics.processed):
             tally.before_observe = self.log.drain
 

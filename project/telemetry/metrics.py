@@ -139,6 +139,7 @@ class TaskMetrics:
     its histogram registry: :mod:`project.telemetry.histograms`)."""
 
     def __init__(self, meter: Meter, histograms: HistogramRegistry) -> None:
+        self.histograms = histograms
         self.enqueued = Tally(meter, "kit.tasks.enqueued", "{task}", "Tasks published by producers")
         self.processed = Tally(
             meter, "kit.tasks.processed", "{task}", "Task attempts that succeeded"

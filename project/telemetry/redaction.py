@@ -1,12 +1,11 @@
 """Personal data and secrets never leave the process, in a span or in a log line.
 
 Span attributes, event attributes (an exception's message is one) and status descriptions are
-scanned as spans end, before they are queued for export
-(:class:`~project.telemetry.span_export.EncodingSpanProcessor`; over OTLP/HTTP, as they are
-exported: :class:`RedactingSpanExporter`); log records are redacted as they are made (the
-record factory of :mod:`project.telemetry.logs`), before any handler (the console, OTLP) sees
-them. Celery logs
-task return values and error messages, and error messages often quote arguments
+scanned as spans are exported, in the export thread (as
+:class:`~project.telemetry.span_export.EncodedSpanExporter` encodes a batch; over OTLP/HTTP,
+by :class:`RedactingSpanExporter`); log records are redacted as they are made (the record
+factory of :mod:`project.telemetry.logs`), before any handler (the console, OTLP) sees them.
+Celery logs task return values and error messages, and error messages often quote arguments
 ("550 <bob@example.com>: no such user", "cannot connect to redis://app:s3cret@cache").
 
 Recognised: e-mail addresses, credentials in URLs (``scheme://user:secret@``), bearer tokens,
@@ -56,8 +55,9 @@ _DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12}")
 # position (a task id, new in every span, is 36 characters of hex and hyphens).
 _DIGITS = re.compile(r"\d{13}")
 _MAX_CACHED_LENGTH = 256  # longer values (messages, tracebacks) are scanned each time
-#: value -> its redacted form; written by whichever thread ends a span (a race only loses an
-#: entry: each write is one dict operation)
+#: value -> its redacted form; written by the export thread, and by a task's thread when an
+#: attempt's shared attributes are first seen (a race only loses an entry: each write is one
+#: dict operation)
 _cache: dict[str, str] = {}
 
 

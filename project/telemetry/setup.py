@@ -99,7 +99,6 @@ def setup_telemetry(
     providers.tracer_provider.add_span_processor(OperationDurationProcessor(messaging))
     metrics = TaskMetrics(meter, providers.histograms)
     hooks = TaskTelemetry(metrics, messaging, rename=rename)
-    providers.histograms.before_collect.append(hooks.log.drain)
     # The kit makes each attempt's span itself, and records the attempt's metrics as the span
     # starts and ends; the stock instrumentation keeps the producer side.
     consumer = ConsumerTracing(instrumentor, providers.tracer_provider, rename, hooks)

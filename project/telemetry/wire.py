@@ -23,6 +23,7 @@ __all__ = [
     "delimited",
     "static_block",
     "string_field",
+    "string_piece",
     "string_value",
     "value_field",
     "varint",
@@ -145,6 +146,22 @@ def value_field(key: str, any_value: bytes) -> bytes:
     return _ATTRIBUTE + varint(len(pair)) + pair
 
 
+def string_piece(key: str, value: str) -> bytes | None:
+    """:func:`string_field`, remembered by (key, value) for values up to
+    :data:`MAX_CACHED_LENGTH`; ``None`` for a lone surrogate (skipped, as protobuf refuses
+    it)."""
+    piece = _strings.get((key, value))
+    if piece is None:
+        try:
+            piece = string_field(key, value)
+        except UnicodeEncodeError:
+            logger.debug("attribute %s not encoded", key, exc_info=True)
+            return None
+        if len(value) <= MAX_CACHED_LENGTH:
+            remember(_strings, (key, value), piece)
+    return piece
+
+
 def attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
     """As the span's serialized field 9, one piece per attribute: strings written directly
     and remembered by (key, value), other values through protobuf, remembered by (key, type,
@@ -152,20 +169,13 @@ def attribute_bytes(attributes: Mapping[str, Any] | None) -> list[bytes]:
     if not attributes:
         return []
     encoded: list[bytes] = []
-    strings, fields = _strings, _fields
+    fields = _fields
     for key, value in attributes.items():
         kind = type(value)
         if kind is str:
-            item = strings.get((key, value))
-            if item is None:
-                try:
-                    item = string_field(key, value)
-                except UnicodeEncodeError:  # a lone surrogate: protobuf refuses it too
-                    logger.debug("attribute %s not encoded", key, exc_info=True)
-                    continue
-                if len(value) <= MAX_CACHED_LENGTH:
-                    remember(strings, (key, value), item)
-            encoded.append(item)
+            piece = string_piece(key, value)
+            if piece is not None:
+                encoded.append(piece)
             continue
         # The type is part of the key: True and 1 are equal keys. A tuple is remembered when
         # it holds only strings and ints (the stock time limits), never bools.

@@ -34,7 +34,6 @@ def _telemetry() -> tuple[TaskTelemetry, HistogramRegistry, InMemoryMetricReader
     meter = MeterProvider(metric_readers=[reader]).get_meter("project")
     registry = HistogramRegistry()
     hooks = TaskTelemetry(TaskMetrics(meter, registry), MessagingMetrics(meter, registry))
-    registry.before_collect.append(hooks.log.drain)
     return hooks, registry, reader
 
 
