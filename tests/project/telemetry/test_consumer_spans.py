@@ -370,3 +370,45 @@ def test_an_unsampled_span_is_not_queued(
         context=SpanContext(span.context.trace_id, span.context.span_id, False, TraceFlags(0)),
     )
     assert _queued([unsampled]) == []
+
+
+def test_a_receiver_connected_while_the_kit_caches_receivers_is_still_called(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """The kit has Celery cache each per-attempt signal's receivers; Celery empties that
+    cache on every connect, so a receiver connected between two attempts hears the second."""
+    from celery import signals
+
+    tracer_provider, exporter = provider
+    consumer = ConsumerTracing(CeleryInstrumentor(), tracer_provider)
+    consumer.instrument()
+    heard: list[str] = []
+
+    def listener(task_id: str | None = None, **_: Any) -> None:
+        heard.append(str(task_id))
+
+    try:
+        _run(ok, _request("first"), (1,))  # fills the cache for this sender
+        signals.task_prerun.connect(listener, weak=False)
+        _run(ok, _request("second"), (1,))
+    finally:
+        signals.task_prerun.disconnect(listener)
+        consumer.uninstrument()
+    assert heard == ["second"]
+    assert len([s for s in exporter.get_finished_spans() if s.kind == SpanKind.CONSUMER]) == 2
+
+
+def test_uninstrument_gives_celery_its_uncached_signals_back(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    from celery import signals
+
+    tracer_provider, _ = provider
+    consumer = ConsumerTracing(CeleryInstrumentor(), tracer_provider)
+    consumer.instrument()
+    _run(ok, _request(str(uuid.uuid4())), (1,))
+    assert signals.task_prerun.use_caching and ok in signals.task_prerun.sender_receivers_cache
+    consumer.uninstrument()
+    for signal in (signals.task_prerun, signals.task_postrun):
+        assert not signal.use_caching
+        assert ok not in signal.sender_receivers_cache  # no task held by the cache
