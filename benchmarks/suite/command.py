@@ -25,7 +25,7 @@ from benchmarks.suite.chart import CHART_NAME, write_chart
 from benchmarks.suite.rows import concern_costs, table_rows
 from benchmarks.suite.run import FULL, QUICK, SECTIONS, SuiteResults, run_suite
 from benchmarks.suite.targets import commands_per_task, targets
-from benchmarks.telemetry.scenario import span_section
+from benchmarks.telemetry.scenario import cpu_section, span_section
 
 __all__ = ["payload", "run", "suite_markdown"]
 
@@ -104,6 +104,7 @@ def _details(results: SuiteResults) -> list[str]:
             f"## Memory\n\n{m.processes} processes; the {rest:,} tasks after the "
             f"first reading took {m.seconds:.0f} s ({m.rate:,.0f} tasks/s sustained)."
         )
+    blocks.append(cpu_section(results.telemetry))
     blocks.append(span_section(results.telemetry))
     sections = ", ".join(f"{k} {v:.0f} s" for k, v in results.seconds.items())
     blocks.append(f"## Run\n\nWall time per section: {sections}.")

@@ -20,6 +20,7 @@ from benchmarks.telemetry.scenario import (
     SPAN_WAIT,
     TARGET,
     closed_endpoint,
+    cpu_section,
     run_telemetry,
     span_section,
     telemetry_scenarios,
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         # One block even when no ratio is printed: the report's blank lines stay as they were.
         table([*header, "vs telemetry off", "Target"], rows, "llrrrrl") + "\n\n" + "\n".join(lines),
         raw_rates_section(scenarios, records),
+        cpu_section(runs),
         span_section(runs),
         log_errors_section(records),
         params=params,

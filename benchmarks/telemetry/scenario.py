@@ -28,9 +28,11 @@ stopped, until one ``run/`` span per task has arrived or :data:`SPAN_WAIT` passe
 from __future__ import annotations
 
 import socket
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from benchmarks.core.cpu import CpuMeter, CpuPerTask
 from benchmarks.core.processes import run_producer
 from benchmarks.core.report import table
 from benchmarks.core.rounds import Turn, interleave
@@ -43,6 +45,7 @@ __all__ = [
     "TARGET",
     "TelemetryRun",
     "closed_endpoint",
+    "cpu_section",
     "run_telemetry",
     "span_section",
     "telemetry_scenarios",
@@ -110,6 +113,7 @@ class TelemetryRun:
     producer_spans: dict[str, int]  # by span kind (apply_async ...), from the pre-load
     worker_spans: dict[str, int]  # by span kind (run ...), from the worker
     metric_requests: int  # OTLP metric export requests from the worker
+    cpu: CpuPerTask | None = None  # while the clock ran (benchmarks.core.cpu)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -117,6 +121,7 @@ class TelemetryRun:
             "producer_spans": self.producer_spans,
             "worker_spans": self.worker_spans,
             "worker_metric_requests": self.metric_requests,
+            "cpu": self.cpu.as_dict() if self.cpu is not None else None,
         }
 
 
@@ -138,18 +143,65 @@ def run_telemetry(
         producer_spans = sink.spans()
         sink.reset()
 
-        def wait_for_spans() -> None:
+        meter = CpuMeter(redis.client)
+
+        def stopped() -> None:
+            # The clock stopped with every task done: the CPU first, then the last spans.
+            meter.stop()
             if scenario.key == EXPORTING:
                 sink.wait_for_spans("run", tasks, SPAN_WAIT)
 
-        record = run_worker(bench, scenario, tasks, turn, preload_seconds, wait_for_spans)
-        return TelemetryRun(record, producer_spans, sink.spans(), sink.metric_requests())
+        record = run_worker(
+            bench, scenario, tasks, turn, preload_seconds, stopped, lambda w: meter.start(w.pid)
+        )
+        m = record.measurement
+        cpu = None if m.within_one_poll else meter.per_task(m.counted)
+        return TelemetryRun(record, producer_spans, sink.spans(), sink.metric_requests(), cpu)
 
     def progress(_: Scenario, run: TelemetryRun) -> list[str]:
         spans = f"; run spans {run.worker_spans.get('run', 0)}" if run.worker_spans else ""
         return describe(run.record, spans)
 
     return interleave(scenarios, repeat, run, progress)
+
+
+def cpu_section(runs: Sequence[TelemetryRun]) -> str:
+    """CPU per task of each scenario's worker (and Redis), medians over its runs, with the
+    steal the host took during them: the cost telemetry adds, however the rate moved."""
+    by_key: dict[str, list[CpuPerTask]] = {}
+    for run in runs:
+        if run.cpu is not None:
+            by_key.setdefault(run.record.scenario, []).append(run.cpu)
+    if not by_key:
+        return ""
+    base = by_key.get(BASELINE)
+    base_us = statistics.median(c.worker_us for c in base) if base else None
+    base_all = statistics.median(c.worker_us + c.redis_us for c in base) if base else None
+    rows = []
+    for key, found in by_key.items():
+        worker = statistics.median(c.worker_us for c in found)
+        both = statistics.median(c.worker_us + c.redis_us for c in found)
+        steals = [c.steal_pct for c in found if c.steal_pct is not None]
+        rows.append(
+            [
+                key,
+                f"{worker:,.0f}",
+                f"{min(c.worker_us for c in found):,.0f}-{max(c.worker_us for c in found):,.0f}",
+                f"{statistics.median(c.redis_us for c in found):,.0f}",
+                f"{worker - base_us:+,.0f}" if base_us is not None else "",
+                f"{base_all / both:.2f}x" if base_all else "",
+                f"{min(steals):.0f}-{max(steals):.0f} %" if steals else "",
+            ]
+        )
+    header = ["Scenario", "worker CPU us/task", "min-max", "Redis CPU us/task", "vs off"]
+    return (
+        "## CPU per task (worker processes and Redis, while the clock ran)\n\n"
+        "User + system time of the worker's main process and pool children, and of Redis, per\n"
+        "task counted (`benchmarks/core/cpu.py`); `off / this` (worker and Redis together) is\n"
+        "what the rate would be relative to telemetry off if the machine were CPU-bound; steal\n"
+        "is the host's share of the VM's time during the runs.\n\n"
+        + table([*header, "off / this", "steal"], rows, "lrrrrrr")
+    )
 
 
 def span_section(runs: Sequence[TelemetryRun]) -> str:

@@ -230,10 +230,12 @@ def run_worker(
     turn: Turn,
     preload_seconds: float,
     before_kill: Callable[[], object] = lambda: None,
+    on_start: Callable[[Worker], object] = lambda worker: None,
 ) -> RunRecord:
     """Once the ``tasks`` are pre-loaded: start the scenario's worker, time it until none is
-    left, and vet its log. ``before_kill`` runs with the clock stopped, before the worker is
-    killed (the telemetry benchmark waits there for the last spans)."""
+    left, and vet its log. ``on_start`` is called with the worker as the clock starts,
+    ``before_kill`` as soon as it stops, before the worker is killed (the telemetry benchmark
+    reads the CPU its worker spent, then waits there for the last spans)."""
     redis = bench.redis
     probe = QueueProbe.discover(redis.client)
     if (queued := probe.remaining()) != tasks:
@@ -241,7 +243,9 @@ def run_worker(
     log_path = bench.workdir / f"{turn.order:03d}-{scenario.key}.log"
     spawned_at = time.monotonic()
     with Worker(scenario.command(), scenario.env(redis.url), log_path) as worker:
-        measurement = measure(probe, worker, tasks, spawned_at=spawned_at)
+        measurement = measure(
+            probe, worker, tasks, spawned_at=spawned_at, on_start=lambda: on_start(worker)
+        )
         before_kill()
         errors = worker.logged_errors()
     return RunRecord(
