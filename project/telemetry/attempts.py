@@ -24,7 +24,7 @@ from celery.app.task import Context as RequestContext
 from opentelemetry.attributes import _clean_attribute_value
 
 from project.telemetry.caches import remember
-from project.telemetry.messaging import process_attributes
+from project.telemetry.messaging import process_attributes, queue_in
 
 __all__ = [
     "OWN_KEYS",
@@ -245,7 +245,7 @@ def _make(
     task_name: str, values: Mapping[str, Any], group: str, omit: frozenset[str], rename: bool
 ) -> AttemptProfile:
     delivery = values.get("delivery_info") or {}
-    queue = str(delivery.get("routing_key") or "unknown")  # as messaging.queue_of finds it
+    queue = queue_in(delivery)
     retries = int(values.get("retries") or 0)
     # What every attempt of this task on this queue from this producer shares first, then
     # what is each attempt's own: the exporter encodes and scans the first part once.

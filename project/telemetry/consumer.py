@@ -26,7 +26,9 @@ What every attempt of one kind shares is worked out once (:mod:`project.telemetr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextvars import Token
+from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
@@ -38,9 +40,16 @@ from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from project.telemetry.attempt_span import (
+    FACT_KEYS,
+    KIT_SPANS,
+    AttemptSpan,
+    LeanTarget,
+    lean_target,
+)
 from project.telemetry.attempts import own_attributes, profile_for, request_values
-from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group
-from project.telemetry.spans import ConsumerSpan, extract_parent, start_consumer_span
+from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group, queue_in
+from project.telemetry.spans import extract_parent, own_context, plain_parent, start_consumer_span
 
 if TYPE_CHECKING:
     from project.telemetry.hooks import TaskTelemetry
@@ -101,6 +110,9 @@ class ConsumerTracing:
         self._group: str | None = None  # this worker's consumer group, found on first use
         self._instrumented = False
         self._cached: list[Any] = []  # the per-attempt signals whose caching the kit turned on
+        # The lean path's target, for the provider's processor tuple it was worked out for.
+        self._lean: LeanTarget | None = None
+        self._lean_for: Any = ()
 
     # -- instrument / uninstrument ---------------------------------------------------------
 
@@ -163,34 +175,64 @@ class ConsumerTracing:
     def _start(self, task: Any, task_id: str) -> None:
         request = task.request
         values = request_values(request)
-        parent, parent_span = extract_parent(request, values)
         tracer = self._tracer
-        if tracer is None:  # nothing exported: only the caller's context, made current
-            if parent is not None:
-                self._running[task_id] = (trace.INVALID_SPAN, context_api.attach(parent))
-            return
-        group = self._group
-        if group is None:
-            group = self._group = consumer_group(task.app, request.hostname)
-        name = task.name
-        profile = profile_for(name, values, group, self._omit, self.rename)
-        attributes = {**profile.shared, **own_attributes(task_id, values, self._omit)}
-        span = start_consumer_span(
-            tracer, profile.span_name, parent, parent_span, attributes, profile.static
-        )
-        # The span made current in the message's context (set_span_in_context without the
-        # copy when that context holds nothing else: the fast path's parent span only).
-        if parent is not None and len(parent) == 1 and _SPAN_KEY in parent:
+        if tracer is not None and (lean := self._lean_span(tracer, task, task_id, values)):
+            span: trace.Span = lean
+            queue = queue_in(values.get("delivery_info"))
             current = Context({_SPAN_KEY: span})
         else:
-            current = trace.set_span_in_context(span, parent)
+            parent, parent_span = extract_parent(request, values)
+            if tracer is None:  # nothing exported: only the caller's context, made current
+                if parent is not None:
+                    self._running[task_id] = (trace.INVALID_SPAN, context_api.attach(parent))
+                return
+            profile = profile_for(task.name, values, self._group_of(task), self._omit, self.rename)
+            attributes = {**profile.shared, **own_attributes(task_id, values, self._omit)}
+            span = start_consumer_span(
+                tracer, profile.span_name, parent, parent_span, attributes, profile.static
+            )
+            queue = profile.queue
+            # The span made current in the message's context (set_span_in_context without the
+            # copy when that context holds nothing else: the fast path's parent span only).
+            if parent is not None and len(parent) == 1 and _SPAN_KEY in parent:
+                current = Context({_SPAN_KEY: span})
+            else:
+                current = trace.set_span_in_context(span, parent)
         token = context_api.attach(current)
         self._running[task_id] = (span, token)
         if self.hooks is not None:
             try:
-                self.hooks.begin(values, task_id, name, profile.queue, group, span)
+                self.hooks.begin(values, task_id, task.name, queue, self._group_of(task), span)
             except Exception:  # the metrics only: the span is made and current
                 logger.debug("attempt metrics not recorded", exc_info=True)
+
+    def _group_of(self, task: Any) -> str:
+        group = self._group
+        if group is None:
+            group = self._group = consumer_group(task.app, task.request.hostname)
+        return group
+
+    def _lean_span(
+        self, tracer: Tracer, task: Any, task_id: str, values: Mapping[str, Any]
+    ) -> AttemptSpan | None:
+        """The attempt's span on the lean path (:mod:`project.telemetry.attempt_span`): a
+        sampled remote parent in a plain ``traceparent``, the kit's default sampler, and only
+        the kit's export processor behind the tracer; ``None``: the ``ConsumerSpan`` path."""
+        processors = getattr(tracer.span_processor, "_span_processors", None)
+        if processors is not self._lean_for:  # the provider's processors changed (or first use)
+            self._lean_for = processors
+            self._lean = lean_target(tracer, self._omit, self.rename)
+        target = self._lean
+        if target is None or not tracer._is_enabled():
+            return None
+        parent = plain_parent(values)
+        context = None if parent is None else own_context(tracer, parent)
+        if context is None or parent is None:
+            return None
+        facts = tuple(map(values.get, FACT_KEYS))
+        return AttemptSpan(
+            target, context, parent, task.name, task_id, self._group_of(task), facts, time_ns()
+        )
 
     def _postrun(
         self,
@@ -215,8 +257,8 @@ class ConsumerTracing:
                 logger.debug("attempt metrics not recorded", exc_info=True)
         try:
             if state is not None and state != "":
-                if type(span) is ConsumerSpan:
-                    span.put_attribute("celery.state", str(state))
+                if type(span) in KIT_SPANS:
+                    span.put_attribute("celery.state", str(state))  # type: ignore[attr-defined]
                 elif span.is_recording():
                     span.set_attribute("celery.state", state)
             span.end()

@@ -36,6 +36,7 @@ from opentelemetry.trace import Status, StatusCode
 from project.broker.queues import PUBLISHED_AT_HEADER
 from project.enqueue.aggregation import HEADER_LINKS, link_members
 from project.telemetry.attempt_log import DRAIN_AT, AttemptLog, AttemptSeries
+from project.telemetry.attempt_span import KIT_SPANS
 from project.telemetry.histograms import Stamp
 from project.telemetry.messaging import (
     MessagingMetrics,
@@ -45,7 +46,6 @@ from project.telemetry.messaging import (
     send_attributes,
 )
 from project.telemetry.metrics import TaskMetrics, task_attributes
-from project.telemetry.spans import ConsumerSpan
 from project.workflows.state import HEADER_WORKFLOW_ID
 
 __all__ = ["TaskTelemetry"]
@@ -138,7 +138,7 @@ class TaskTelemetry:
         ended.append((time.perf_counter() - started[0], started[4], time.time_ns()))
         if len(ended) >= DRAIN_AT:
             self.log.drain_series(series)
-        if type(span) is ConsumerSpan:
+        if type(span) in KIT_SPANS:
             span.put_attribute("task.outcome", "success")
         elif span.is_recording():
             span.set_attribute("task.outcome", "success")

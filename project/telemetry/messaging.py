@@ -37,6 +37,7 @@ __all__ = [
     "consumer_group",
     "mark_send",
     "process_attributes",
+    "queue_in",
     "queue_of",
     "send_attributes",
 ]
@@ -114,8 +115,12 @@ def mark_send(span: ApiSpan, queue: str, message_id: Any, rename: bool) -> None:
 
 def queue_of(request: Any) -> str:
     """The queue a task's message came from (its delivery's routing key)."""
-    delivery = getattr(request, "delivery_info", None) or {}
-    return str(delivery.get("routing_key") or "unknown")
+    return queue_in(getattr(request, "delivery_info", None))
+
+
+def queue_in(delivery: Any) -> str:
+    """The queue a message's ``delivery_info`` names (``unknown`` without a routing key)."""
+    return str((delivery or {}).get("routing_key") or "unknown")
 
 
 def consumer_group(app: Any, hostname: Any) -> str:
@@ -132,6 +137,10 @@ def consumer_group(app: Any, hostname: Any) -> str:
 class OperationDurationProcessor(SpanProcessor):
     """``messaging.client.operation.duration`` of each publish, from its producer span (the
     kit has no hook after the publish; the span times exactly the operation)."""
+
+    #: Its hooks return at once for any span but a producer's: a task attempt's span may skip
+    #: it (:func:`~project.telemetry.attempt_span.lean_target`).
+    ignores_consumer_spans = True
 
     def __init__(self, metrics: MessagingMetrics) -> None:
         self.metrics = metrics

@@ -102,6 +102,8 @@ class EncodedSpanExporter(OTLPSpanExporter):
             if type(item) is tuple:
                 record: AttemptRecord = item
                 encoded.append((record[0], record[1], encode_record(record, drop)))
+            elif (lean := getattr(item, "encoded", None)) is not None:  # an AttemptSpan
+                encoded.append(lean(drop))
             else:
                 span: ReadableSpan = item
                 encoded.append((span.resource, span.instrumentation_scope, encode_span(span, drop)))

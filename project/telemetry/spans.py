@@ -42,7 +42,7 @@ from project.telemetry.plans import plan_of
 if TYPE_CHECKING:
     from project.telemetry.attempts import StaticAttributes
 
-__all__ = ["ConsumerSpan", "extract_parent", "start_consumer_span"]
+__all__ = ["ConsumerSpan", "extract_parent", "own_context", "plain_parent", "start_consumer_span"]
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
@@ -125,14 +125,9 @@ def extract_parent(
     baggage = values.get("baggage")
     if type(header) is str and baggage is None and values.get("tracestate") is None:
         if _default_propagation():
-            match = _TRACEPARENT.fullmatch(header.strip(" \t"))
-            if match is None:
+            parent = _plain_parent(header)
+            if parent is None:
                 return None, None
-            trace_id, span_id, flags = match.groups()
-            if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-                return None, None
-            trace_flags = _FLAGS.get(flags) or TraceFlags(int(flags, 16))
-            parent = _span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags)
             return Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent
     elif header is None and baggage is None and _default_propagation():
         return None, None
@@ -141,6 +136,45 @@ def extract_parent(
         return None, None
     found = trace.get_current_span(context).get_span_context()
     return context, (found if found.is_valid else None)
+
+
+def plain_parent(values: Mapping[str, Any]) -> SpanContext | None:
+    """The remote parent of a request whose trace context is a plain, valid version-00
+    ``traceparent`` alone (no ``tracestate``, no ``baggage``, OpenTelemetry's default
+    propagators): what :func:`extract_parent` finds for it; ``None`` for anything else."""
+    header = values.get("traceparent")
+    if (
+        type(header) is not str
+        or values.get("baggage") is not None
+        or values.get("tracestate") is not None
+        or not _default_propagation()
+    ):
+        return None
+    return _plain_parent(header)
+
+
+def _plain_parent(header: str) -> SpanContext | None:
+    match = _TRACEPARENT.fullmatch(header.strip(" \t"))
+    if match is None:
+        return None
+    trace_id, span_id, flags = match.groups()
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    trace_flags = _FLAGS.get(flags) or TraceFlags(int(flags, 16))
+    return _span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags)
+
+
+def own_context(tracer: Tracer, parent: SpanContext) -> SpanContext | None:
+    """A sampled attempt's own span context under ``parent``, when the tracer's sampler is
+    the kit's default and samples it without being asked (:func:`_samples_remote_sampled`);
+    ``None`` otherwise (the sampler decides, in :func:`start_consumer_span`)."""
+    if not _samples_remote_sampled(tracer.sampler, parent):
+        return None
+    span_id = tracer.id_generator.generate_span_id()
+    if parent.trace_state or not 0 < span_id <= _MAX_SPAN_ID:
+        return None
+    flags = _OWN_FLAGS[True, bool(parent.trace_flags.random_trace_id)]
+    return _span_context(parent.trace_id, span_id, False, flags)
 
 
 # -- the span ----------------------------------------------------------------------------------
