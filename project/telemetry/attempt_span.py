@@ -20,21 +20,25 @@ which then carries on as usual: such attempts cost what they cost before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, Tracer
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from project.telemetry.attempts import own_attributes, profile_for
+from project.telemetry.breaker import Breaker
 from project.telemetry.encoding import AttemptRecord, EncodedSpan, encode_record, encode_span
 from project.telemetry.plans import plan_of
 from project.telemetry.span_export import EncodingSpanProcessor
-from project.telemetry.spans import ConsumerSpan
+from project.telemetry.spans import ConsumerSpan, default_sampler_breaker
 
 __all__ = ["FACT_KEYS", "KIT_SPANS", "AttemptSpan", "LeanTarget", "lean_target"]
 
@@ -72,12 +76,36 @@ class LeanTarget:
     options of ``ConsumerTracing`` (``omit``: names left out; ``rename``: the conventions'
     span name)."""
 
-    __slots__ = ("emit", "omit", "processor", "rename", "resource", "scope", "tracer")
+    __slots__ = (
+        "breaker",
+        "emit",
+        "new_span_id",
+        "omit",
+        "processor",
+        "rename",
+        "resource",
+        "scope",
+        "tracer",
+    )
 
     def __init__(
-        self, tracer: Tracer, processor: EncodingSpanProcessor, omit: frozenset[str], rename: bool
+        self,
+        tracer: Tracer,
+        processor: EncodingSpanProcessor,
+        breaker: Breaker,
+        omit: frozenset[str],
+        rename: bool,
     ) -> None:
         self.tracer = tracer
+        self.breaker = breaker  # the default sampler's: an open one samples nothing
+        # The SDK's random ids without its method around random.getrandbits (which retries a
+        # zero: own_context refuses one, and the ConsumerSpan path makes the span then).
+        generator = tracer.id_generator
+        self.new_span_id: Callable[[], int] = (
+            partial(random.getrandbits, 64)
+            if type(generator) is RandomIdGenerator
+            else generator.generate_span_id
+        )
         self.processor = processor
         self.emit = processor._batch_processor.emit
         self.resource = tracer.resource
@@ -89,7 +117,8 @@ class LeanTarget:
 def lean_target(tracer: Tracer, omit: frozenset[str], rename: bool) -> LeanTarget | None:
     """A target when the kit's export processor is the only one of the tracer's span
     processors that looks at a consumer's span (the others say they ignore it:
-    ``ignores_consumer_spans``), with the SDK's default limits and no tracer metrics;
+    ``ignores_consumer_spans``), the sampler is the kit's default, with the SDK's default
+    limits and no tracer metrics;
     else ``None`` (every attempt a ``ConsumerSpan``). Worked out again whenever the provider's
     processors change (the caller keeps it per processor tuple)."""
     plan = plan_of(tracer.span_processor)
@@ -99,15 +128,17 @@ def lean_target(tracer: Tracer, omit: frozenset[str], rename: bool) -> LeanTarge
     if len(seeing) != 1:
         return None
     (processor,) = seeing
+    breaker = default_sampler_breaker(tracer.sampler)
     if (
-        type(processor) is not EncodingSpanProcessor
+        breaker is None
+        or type(processor) is not EncodingSpanProcessor
         or processor in plan.starting
         or processor in plan.ending
         or type(tracer._tracer_metrics) is not NoOpTracerMetrics
         or not _default_limits(tracer._span_limits)
     ):
         return None
-    return LeanTarget(tracer, processor, omit, rename)
+    return LeanTarget(tracer, processor, breaker, omit, rename)
 
 
 def _default_limits(limits: SpanLimits) -> bool:

@@ -226,8 +226,10 @@ class ConsumerTracing:
         if target is None or not tracer._is_enabled():
             return None
         parent = plain_parent(values)
-        context = None if parent is None else own_context(tracer, parent)
-        if context is None or parent is None:
+        if parent is None:
+            return None
+        context = own_context(parent, target.breaker, target.new_span_id)
+        if context is None:
             return None
         facts = tuple(map(values.get, FACT_KEYS))
         return AttemptSpan(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import time_ns
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -36,13 +36,20 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status, StatusCode
 
-from project.telemetry.breaker import BreakerSampler
+from project.telemetry.breaker import Breaker, BreakerSampler
 from project.telemetry.plans import plan_of
 
 if TYPE_CHECKING:
     from project.telemetry.attempts import StaticAttributes
 
-__all__ = ["ConsumerSpan", "extract_parent", "own_context", "plain_parent", "start_consumer_span"]
+__all__ = [
+    "ConsumerSpan",
+    "default_sampler_breaker",
+    "extract_parent",
+    "own_context",
+    "plain_parent",
+    "start_consumer_span",
+]
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
@@ -53,6 +60,7 @@ _MAX_TRACE_ID, _MAX_SPAN_ID = 2**128 - 1, 2**64 - 1
 #: What nearly every traceparent carries: sampled or not, with a random trace id or not (the
 #: SDK's producers set both bits: "03").
 _FLAGS = {f"{n:02x}": TraceFlags(n) for n in range(4)}
+_FLAGS_BY_BITS = {int(flags): flags for flags in _FLAGS.values()}
 
 
 def _span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags) -> SpanContext:
@@ -164,17 +172,35 @@ def _plain_parent(header: str) -> SpanContext | None:
     return _span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags)
 
 
-def own_context(tracer: Tracer, parent: SpanContext) -> SpanContext | None:
-    """A sampled attempt's own span context under ``parent``, when the tracer's sampler is
-    the kit's default and samples it without being asked (:func:`_samples_remote_sampled`);
-    ``None`` otherwise (the sampler decides, in :func:`start_consumer_span`)."""
-    if not _samples_remote_sampled(tracer.sampler, parent):
+def own_context(
+    parent: SpanContext, breaker: Breaker, new_span_id: Callable[[], int]
+) -> SpanContext | None:
+    """The context of an attempt's span under a sampled remote ``parent``, as the kit's
+    default sampler (whose breaker is ``breaker``: :func:`default_sampler_breaker`) decides it
+    without being asked; ``None`` when the parent is not sampled, the breaker is open, or the
+    new id is not valid (then :func:`start_consumer_span` decides)."""
+    flags = parent.trace_flags & 3  # sampled, random trace id
+    if not flags & 1 or not parent.is_remote or parent.trace_state:
         return None
-    span_id = tracer.id_generator.generate_span_id()
-    if parent.trace_state or not 0 < span_id <= _MAX_SPAN_ID:
+    if breaker.open_until != 0.0 and not breaker.closed():
         return None
-    flags = _OWN_FLAGS[True, bool(parent.trace_flags.random_trace_id)]
-    return _span_context(parent.trace_id, span_id, False, flags)
+    span_id = new_span_id()
+    if not 0 < span_id <= _MAX_SPAN_ID:
+        return None
+    return _span_context(parent.trace_id, span_id, False, _FLAGS_BY_BITS[flags])
+
+
+def default_sampler_breaker(sampler: Any) -> Breaker | None:
+    """The breaker of the kit's default sampler (the breaker around ``ParentBased`` with its
+    stock delegate for a sampled remote parent); ``None`` for any other sampler."""
+    if (
+        type(sampler) is BreakerSampler
+        and type(sampler.inner) is ParentBased
+        and sampler.inner._remote_parent_sampled is ALWAYS_ON
+    ):
+        breaker: Breaker = sampler.breaker
+        return breaker
+    return None
 
 
 # -- the span ----------------------------------------------------------------------------------
@@ -381,14 +407,13 @@ def start_consumer_span(
 
 
 def _samples_remote_sampled(sampler: Any, parent: SpanContext) -> bool:
-    """Whether ``sampler`` is the kit's default (the breaker around ``ParentBased`` with its
-    stock delegate for a sampled remote parent), its breaker closed, and ``parent`` a sampled
-    remote span: then its decision is known without asking it."""
+    """Whether ``sampler`` is the kit's default (:func:`default_sampler_breaker`), its breaker
+    closed, and ``parent`` a sampled remote span: then its decision is known without asking
+    it."""
+    breaker = default_sampler_breaker(sampler)
     return (
-        type(sampler) is BreakerSampler
+        breaker is not None
         and parent.is_remote
         and parent.trace_flags.sampled
-        and type(sampler.inner) is ParentBased
-        and sampler.inner._remote_parent_sampled is ALWAYS_ON
-        and (sampler.breaker.open_until == 0.0 or sampler.breaker.closed())  # never failed
+        and (breaker.open_until == 0.0 or breaker.closed())  # never failed, or closed again
     )

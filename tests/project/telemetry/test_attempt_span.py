@@ -180,3 +180,24 @@ def test_an_ended_lean_span_refuses_changes_and_is_queued_once(
     assert capture.items == [lean]
     assert "late" not in (lean.full().attributes or {})
     assert not lean.is_recording()
+
+
+def test_while_the_collector_is_failing_no_attempt_is_recorded(
+    kit_export: tuple[TracerProvider, _Capture],
+) -> None:
+    provider, capture = kit_export
+    sampler = provider.sampler
+    assert isinstance(sampler, BreakerSampler)
+    sampler.breaker.record(False)  # an export just failed: the breaker cools down
+    _attempt(provider, ok, _request(str(uuid.uuid4())))
+    assert capture.items == []
+
+
+def test_an_attempt_under_an_unsampled_parent_is_not_recorded(
+    kit_export: tuple[TracerProvider, _Capture],
+) -> None:
+    provider, capture = kit_export
+    request = _request(str(uuid.uuid4()))
+    request["traceparent"] = request["traceparent"][:-2] + "00"  # the producer did not sample
+    _attempt(provider, ok, request)
+    assert capture.items == []
