@@ -35,10 +35,11 @@ from opentelemetry.util.types import Attributes
 
 from project.telemetry.attempts import own_attributes, profile_for
 from project.telemetry.breaker import Breaker
+from project.telemetry.contexts import default_sampler_breaker
 from project.telemetry.encoding import AttemptRecord, EncodedSpan, encode_record, encode_span
 from project.telemetry.plans import plan_of
 from project.telemetry.span_export import EncodingSpanProcessor
-from project.telemetry.spans import ConsumerSpan, default_sampler_breaker
+from project.telemetry.spans import ConsumerSpan
 
 __all__ = ["FACT_KEYS", "KIT_SPANS", "AttemptSpan", "LeanTarget", "lean_target"]
 

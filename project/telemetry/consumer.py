@@ -48,8 +48,9 @@ from project.telemetry.attempt_span import (
     lean_target,
 )
 from project.telemetry.attempts import own_attributes, profile_for, request_values
+from project.telemetry.contexts import extract_parent, own_context, plain_parent
 from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group, queue_in
-from project.telemetry.spans import extract_parent, own_context, plain_parent, start_consumer_span
+from project.telemetry.spans import start_consumer_span
 
 if TYPE_CHECKING:
     from project.telemetry.hooks import TaskTelemetry

@@ -1,6 +1,6 @@
-"""The pieces of a task attempt's span that the kit makes in one step (see
-:mod:`project.telemetry.consumer`): its parent from the message, its ``celery.*`` attributes,
-and the span object itself.
+"""The span object of a task attempt, made by the kit in one step (see
+:mod:`project.telemetry.consumer`; its parent and own context come from
+:mod:`project.telemetry.contexts`, its attributes from :mod:`project.telemetry.attempts`).
 
 Why not ``Tracer.start_span``: an SDK span costs about 30 us to start and end with no
 attribute, 60 us with a task's 22 (each validated and copied under a lock, a read-only copy
@@ -13,196 +13,38 @@ takes the SDK's own path).
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from time import time_ns
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import Span, SpanLimits, Tracer
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
-from opentelemetry.trace.propagation import _SPAN_KEY
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-from project.telemetry.breaker import Breaker, BreakerSampler
+from project.telemetry.contexts import (
+    MAX_SPAN_ID,
+    MAX_TRACE_ID,
+    OWN_FLAGS,
+    samples_remote_sampled,
+    span_context,
+)
 from project.telemetry.plans import plan_of
 
 if TYPE_CHECKING:
     from project.telemetry.attempts import StaticAttributes
 
-__all__ = [
-    "ConsumerSpan",
-    "default_sampler_breaker",
-    "extract_parent",
-    "own_context",
-    "plain_parent",
-    "start_consumer_span",
-]
+__all__ = ["ConsumerSpan", "start_consumer_span"]
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = (Decision.RECORD_AND_SAMPLE,)
-# The W3C traceparent of version 00, as TraceContextTextMapPropagator accepts it.
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-_MAX_TRACE_ID, _MAX_SPAN_ID = 2**128 - 1, 2**64 - 1
-#: What nearly every traceparent carries: sampled or not, with a random trace id or not (the
-#: SDK's producers set both bits: "03").
-_FLAGS = {f"{n:02x}": TraceFlags(n) for n in range(4)}
-_FLAGS_BY_BITS = {int(flags): flags for flags in _FLAGS.values()}
-
-
-def _span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags) -> SpanContext:
-    """``SpanContext(trace_id, span_id, remote, flags)`` for ids known to be valid (non-zero,
-    in range) and no trace state: the tuple it builds, without its checks in Python."""
-    made: SpanContext = tuple.__new__(
-        SpanContext, (trace_id, span_id, remote, flags, DEFAULT_TRACE_STATE, True)
-    )
-    return made
-
-
-#: An attempt's own flags by (sampled, random trace id), as Tracer.start_span computes them.
-_OWN_FLAGS = {
-    (sampled, random): TraceFlags(
-        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-        | (TraceFlags.RANDOM_TRACE_ID if random else 0)
-    )
-    for sampled in (False, True)
-    for random in (False, True)
-}
-
-
-class _RequestGetter(Getter[Any]):
-    """The stock getter (headers are request attributes), for other propagators."""
-
-    def get(self, carrier: Any, key: str) -> list[str] | None:
-        value = getattr(carrier, key, None)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, list | tuple):
-            return [str(v) for v in value]
-        return [str(value)]
-
-    def keys(self, carrier: Any) -> list[str]:
-        return []
-
-
-_getter = _RequestGetter()
-
-
-_checked: list[Any] = [None, False]  # the global propagator last seen, and whether it is W3C's
-
-
-def _default_propagation() -> bool:
-    """Whether the global propagator is OpenTelemetry's default (W3C trace context and
-    baggage), the one the fast path reproduces (checked again when it is replaced)."""
-    textmap = propagate.get_global_textmap()
-    if textmap is not _checked[0]:
-        kinds = [type(p) for p in getattr(textmap, "_propagators", ())]
-        default = isinstance(textmap, CompositePropagator) and kinds == [
-            TraceContextTextMapPropagator,
-            W3CBaggagePropagator,
-        ]
-        _checked[:] = [textmap, default]
-    return bool(_checked[1])
-
-
-def extract_parent(
-    request: Any, values: Mapping[str, Any]
-) -> tuple[Context | None, SpanContext | None]:
-    """The trace context the message carries, as ``propagate.extract(request)`` finds it, and
-    the parent span's context in it (``None``, ``None``: none; ``values``: what the request
-    holds, :func:`~project.telemetry.attempts.request_values`); with no context at all the
-    span's parent is the current span, as for ``tracer.start_span``. A plain version-00
-    ``traceparent`` without ``tracestate`` or ``baggage`` (what the kit's producers send) is
-    read directly; anything else goes through the global propagator."""
-    header = values.get("traceparent")
-    baggage = values.get("baggage")
-    if type(header) is str and baggage is None and values.get("tracestate") is None:
-        if _default_propagation():
-            parent = _plain_parent(header)
-            if parent is None:
-                return None, None
-            return Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent
-    elif header is None and baggage is None and _default_propagation():
-        return None, None
-    context = propagate.extract(request, getter=_getter) or None
-    if context is None:
-        return None, None
-    found = trace.get_current_span(context).get_span_context()
-    return context, (found if found.is_valid else None)
-
-
-def plain_parent(values: Mapping[str, Any]) -> SpanContext | None:
-    """The remote parent of a request whose trace context is a plain, valid version-00
-    ``traceparent`` alone (no ``tracestate``, no ``baggage``, OpenTelemetry's default
-    propagators): what :func:`extract_parent` finds for it; ``None`` for anything else."""
-    header = values.get("traceparent")
-    if (
-        type(header) is not str
-        or values.get("baggage") is not None
-        or values.get("tracestate") is not None
-        or not _default_propagation()
-    ):
-        return None
-    return _plain_parent(header)
-
-
-def _plain_parent(header: str) -> SpanContext | None:
-    match = _TRACEPARENT.fullmatch(header.strip(" \t"))
-    if match is None:
-        return None
-    trace_id, span_id, flags = match.groups()
-    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return None
-    trace_flags = _FLAGS.get(flags) or TraceFlags(int(flags, 16))
-    return _span_context(int(trace_id, 16), int(span_id, 16), True, trace_flags)
-
-
-def own_context(
-    parent: SpanContext, breaker: Breaker, new_span_id: Callable[[], int]
-) -> SpanContext | None:
-    """The context of an attempt's span under a sampled remote ``parent``, as the kit's
-    default sampler (whose breaker is ``breaker``: :func:`default_sampler_breaker`) decides it
-    without being asked; ``None`` when the parent is not sampled, the breaker is open, or the
-    new id is not valid (then :func:`start_consumer_span` decides)."""
-    flags = parent.trace_flags & 3  # sampled, random trace id
-    if not flags & 1 or not parent.is_remote or parent.trace_state:
-        return None
-    if breaker.open_until != 0.0 and not breaker.closed():
-        return None
-    span_id = new_span_id()
-    if not 0 < span_id <= _MAX_SPAN_ID:
-        return None
-    return _span_context(parent.trace_id, span_id, False, _FLAGS_BY_BITS[flags])
-
-
-def default_sampler_breaker(sampler: Any) -> Breaker | None:
-    """The breaker of the kit's default sampler (the breaker around ``ParentBased`` with its
-    stock delegate for a sampled remote parent); ``None`` for any other sampler."""
-    if (
-        type(sampler) is BreakerSampler
-        and type(sampler.inner) is ParentBased
-        and sampler.inner._remote_parent_sampled is ALWAYS_ON
-    ):
-        breaker: Breaker = sampler.breaker
-        return breaker
-    return None
-
-
 # -- the span ----------------------------------------------------------------------------------
 
 
@@ -375,7 +217,7 @@ def start_consumer_span(
         random_trace_id = parent_span.trace_flags.random_trace_id
     sampler = tracer.sampler
     trace_state: TraceState | None
-    if parent_span is not None and _samples_remote_sampled(sampler, parent_span):
+    if parent_span is not None and samples_remote_sampled(sampler, parent_span):
         # What the default sampler decides for a sampled remote parent (the producer's span),
         # without building a SamplingResult: sample, the attributes as given, the parent's
         # trace state.
@@ -389,12 +231,12 @@ def start_consumer_span(
         # return the ones they were given; one of a user's may add or take away some).
         if decision is not Decision.DROP and sampled.attributes != attributes:
             attributes, static = dict(sampled.attributes or {}), None
-    flags = _OWN_FLAGS[decision in _SAMPLED, bool(random_trace_id)]
+    flags = OWN_FLAGS[decision in _SAMPLED, bool(random_trace_id)]
     span_id = tracer.id_generator.generate_span_id()
-    if trace_state or not (0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID):
+    if trace_state or not (0 < trace_id <= MAX_TRACE_ID and 0 < span_id <= MAX_SPAN_ID):
         context = SpanContext(trace_id, span_id, False, flags, trace_state)  # its own checks
     else:
-        context = _span_context(trace_id, span_id, False, flags)
+        context = span_context(trace_id, span_id, False, flags)
     recorder = tracer._tracer_metrics
     end_metrics = (
         None if type(recorder) is NoOpTracerMetrics else recorder.start_span(parent_span, decision)
@@ -403,17 +245,4 @@ def start_consumer_span(
         return NonRecordingSpan(context)
     return ConsumerSpan(
         name, context, parent_span, tracer, attributes, end_metrics, parent_context, static
-    )
-
-
-def _samples_remote_sampled(sampler: Any, parent: SpanContext) -> bool:
-    """Whether ``sampler`` is the kit's default (:func:`default_sampler_breaker`), its breaker
-    closed, and ``parent`` a sampled remote span: then its decision is known without asking
-    it."""
-    breaker = default_sampler_breaker(sampler)
-    return (
-        breaker is not None
-        and parent.is_remote
-        and parent.trace_flags.sampled
-        and (breaker.open_until == 0.0 or breaker.closed())  # never failed, or closed again
     )
