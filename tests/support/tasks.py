@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -39,9 +40,13 @@ def mark(key: str) -> None:
 
 @app.task(name="tests.flaky", bind=True, max_retries=3)
 def flaky(self: Any, key: str, failures: int) -> int:
-    """Raises TransientError ``failures`` times, then succeeds; logs each attempt's time."""
+    """Raises TransientError ``failures`` times, then succeeds; logs each attempt's time and
+    the time its message was due (its ETA: "none" for the first attempt)."""
     client = _redis()
     client.rpush(f"test:attempts:{key}", repr(time.time()))
+    eta = self.request.eta
+    due = datetime.fromisoformat(eta).timestamp() if isinstance(eta, str) else None
+    client.rpush(f"test:etas:{key}", repr(due) if due is not None else "none")
     if self.request.retries < failures:
         raise TransientError(f"attempt {self.request.retries + 1} failed, try again")
     return int(self.request.retries)
