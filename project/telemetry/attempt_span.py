@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from functools import partial
+from time import time_ns
 from typing import Any
 
 from opentelemetry import trace
@@ -33,7 +34,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import Attributes
 
-from project.telemetry.attempts import own_attributes, profile_for
+from project.telemetry.attempts import REQUEST_KEYS, own_attributes, profile_for
 from project.telemetry.breaker import Breaker
 from project.telemetry.contexts import default_sampler_breaker
 from project.telemetry.encoding import AttemptRecord, EncodedSpan, encode_record, encode_span
@@ -41,34 +42,10 @@ from project.telemetry.plans import plan_of
 from project.telemetry.span_export import EncodingSpanProcessor
 from project.telemetry.spans import ConsumerSpan
 
-__all__ = ["FACT_KEYS", "KIT_SPANS", "AttemptSpan", "LeanTarget", "lean_target"]
+__all__ = ["KIT_SPANS", "AttemptSpan", "LeanTarget", "lean_target"]
 
 _UNSET = Status(StatusCode.UNSET)
 _DEFAULT_LIMITS = SpanLimits()
-
-#: The request values an attempt's attributes are made from (its profile's key and its own
-#: attributes), read from the request in one step as the attempt starts.
-FACT_KEYS = (
-    "compression",
-    "declare",
-    "exchange",
-    "hostname",
-    "origin",
-    "priority",
-    "queue",
-    "reply_to",
-    "retries",
-    "routing_key",
-    "serializer",
-    "state",
-    "delivery_info",
-    "timelimit",
-    "correlation_id",
-    "countdown",
-    "eta",
-    "expires",
-    "id",
-)
 
 
 class LeanTarget:
@@ -182,7 +159,7 @@ class AttemptSpan(trace.Span):
         self._task = task
         self._task_id = task_id
         self._group = group
-        self._facts = facts  # the values of FACT_KEYS
+        self._facts = facts  # the request's values of REQUEST_KEYS
         self._start = start
         self._end: int | None = None
         self._puts: list[tuple[str, str]] | None = None  # outcome, state: as the kit sets them
@@ -216,8 +193,6 @@ class AttemptSpan(trace.Span):
             return
         if self._end is not None:
             return
-        from time import time_ns
-
         self._end = end_time if end_time is not None else time_ns()
         self._target.emit(self)  # type: ignore[arg-type]
 
@@ -284,7 +259,7 @@ class AttemptSpan(trace.Span):
     def _attributes(self) -> tuple[Any, dict[str, Any]]:
         """The attempt's profile, and its attributes as ``ConsumerTracing`` makes them."""
         target = self._target
-        values = dict(zip(FACT_KEYS, self._facts, strict=True))
+        values = dict(zip(REQUEST_KEYS, self._facts, strict=True))
         profile = profile_for(self._task, values, self._group, target.omit, target.rename)
         return profile, {**profile.shared, **own_attributes(self._task_id, values, target.omit)}
 
@@ -292,13 +267,13 @@ class AttemptSpan(trace.Span):
         """The span redacted and encoded, as the ``ConsumerSpan`` would have been."""
         target = self._target
         profile, attributes = self._attributes()
-        for key, value in self._puts or ():
+        puts = self._puts or ()
+        for key, value in puts:
             attributes.pop(key, None)  # a value set again goes last, as the SDK's span does
             attributes[key] = value
         static = profile.static
         end = self._end
         assert end is not None  # queued as it ended
-        puts = self._puts or ()
         if (
             static is not None
             and drop.isdisjoint(static.keys)

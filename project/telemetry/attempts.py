@@ -28,6 +28,7 @@ from project.telemetry.messaging import process_attributes, queue_in
 
 __all__ = [
     "OWN_KEYS",
+    "REQUEST_KEYS",
     "AttemptProfile",
     "StaticAttributes",
     "celery_attributes",
@@ -190,6 +191,9 @@ _OWN = (
     ("id", "messaging.message.id"),
 )
 assert {key for key, _ in _OWN} == OWN_KEYS
+#: Every request key an attempt's attributes are made from, its profile's and its own: what
+#: a lean attempt span keeps of its request (:mod:`project.telemetry.attempt_span`).
+REQUEST_KEYS = (*_SHARED_KEYS, "delivery_info", "timelimit", *(key for key, _ in _OWN))
 
 
 @dataclass(frozen=True)

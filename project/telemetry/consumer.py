@@ -40,14 +40,8 @@ from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-from project.telemetry.attempt_span import (
-    FACT_KEYS,
-    KIT_SPANS,
-    AttemptSpan,
-    LeanTarget,
-    lean_target,
-)
-from project.telemetry.attempts import own_attributes, profile_for, request_values
+from project.telemetry.attempt_span import KIT_SPANS, AttemptSpan, LeanTarget, lean_target
+from project.telemetry.attempts import REQUEST_KEYS, own_attributes, profile_for, request_values
 from project.telemetry.contexts import extract_parent, own_context, plain_parent
 from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group, queue_in
 from project.telemetry.spans import start_consumer_span
@@ -232,7 +226,7 @@ class ConsumerTracing:
         context = own_context(parent, target.breaker, target.new_span_id)
         if context is None:
             return None
-        facts = tuple(map(values.get, FACT_KEYS))
+        facts = tuple(map(values.get, REQUEST_KEYS))
         return AttemptSpan(
             target, context, parent, task.name, task_id, self._group_of(task), facts, time_ns()
         )

@@ -45,7 +45,6 @@ MAX_TRACE_ID, MAX_SPAN_ID = 2**128 - 1, 2**64 - 1
 #: What nearly every traceparent carries: sampled or not, with a random trace id or not (the
 #: SDK's producers set both bits: "03").
 _FLAGS = {f"{n:02x}": TraceFlags(n) for n in range(4)}
-_FLAGS_BY_BITS = {int(flags): flags for flags in _FLAGS.values()}
 
 
 def span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags) -> SpanContext:
@@ -164,15 +163,16 @@ def own_context(
     default sampler (whose breaker is ``breaker``: :func:`default_sampler_breaker`) decides it
     without being asked; ``None`` when the parent is not sampled, the breaker is open, or the
     new id is not valid (then :func:`start_consumer_span` decides)."""
-    flags = parent.trace_flags & 3  # sampled, random trace id
-    if not flags & 1 or not parent.is_remote or parent.trace_state:
+    flags = parent.trace_flags
+    if not flags & TraceFlags.SAMPLED or not parent.is_remote or parent.trace_state:
         return None
     if breaker.open_until != 0.0 and not breaker.closed():
         return None
     span_id = new_span_id()
     if not 0 < span_id <= MAX_SPAN_ID:
         return None
-    return span_context(parent.trace_id, span_id, False, _FLAGS_BY_BITS[flags])
+    own = OWN_FLAGS[True, bool(flags & TraceFlags.RANDOM_TRACE_ID)]
+    return span_context(parent.trace_id, span_id, False, own)
 
 
 def default_sampler_breaker(sampler: Any) -> Breaker | None:

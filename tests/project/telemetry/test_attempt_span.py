@@ -206,7 +206,6 @@ def test_an_attempt_under_an_unsampled_parent_is_not_recorded(
 def test_the_lean_span_keeps_every_request_value_the_attributes_are_made_from() -> None:
     """A request value the attributes read but the lean span did not keep would be missing
     from its span and present on the SDK-compatible one."""
-    from project.telemetry.attempt_span import FACT_KEYS
-    from project.telemetry.attempts import _CONTEXT_KEYS, OWN_KEYS
+    from project.telemetry.attempts import _CONTEXT_KEYS, OWN_KEYS, REQUEST_KEYS
 
-    assert {key for key, _ in _CONTEXT_KEYS} | OWN_KEYS <= set(FACT_KEYS)
+    assert {key for key, _ in _CONTEXT_KEYS} | OWN_KEYS <= set(REQUEST_KEYS)
