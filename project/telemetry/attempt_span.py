@@ -27,7 +27,12 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, Tracer
+from opentelemetry.sdk.trace import (
+    _DEFAULT_OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT,
+    ReadableSpan,
+    SpanLimits,
+    Tracer,
+)
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext, SpanKind
@@ -45,7 +50,10 @@ from project.telemetry.spans import ConsumerSpan
 __all__ = ["KIT_SPANS", "AttemptSpan", "LeanTarget", "lean_target"]
 
 _UNSET = Status(StatusCode.UNSET)
-_DEFAULT_LIMITS = SpanLimits()
+#: The fewest attributes a span may keep for the lean path: the SDK's default (128). An
+#: attempt has a few dozen, so none is ever dropped; a lower limit (OTEL_SPAN_ATTRIBUTE_COUNT_
+#: LIMIT, SpanLimits) takes the ConsumerSpan path, which drops them as the SDK does.
+_FEWEST_ATTRIBUTES = _DEFAULT_OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT
 
 
 class LeanTarget:
@@ -120,9 +128,9 @@ def lean_target(tracer: Tracer, omit: frozenset[str], rename: bool) -> LeanTarge
 
 
 def _default_limits(limits: SpanLimits) -> bool:
-    return limits.max_span_attribute_length is None and (limits.max_span_attributes or 0) >= (
-        _DEFAULT_LIMITS.max_span_attributes or 0
-    )
+    """No value length limit, and room for every attribute an attempt has."""
+    most = limits.max_span_attributes
+    return limits.max_span_attribute_length is None and (most is None or most >= _FEWEST_ATTRIBUTES)
 
 
 class AttemptSpan(trace.Span):

@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import (
 )
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
@@ -201,6 +201,25 @@ def test_an_attempt_under_an_unsampled_parent_is_not_recorded(
     request["traceparent"] = request["traceparent"][:-2] + "00"  # the producer did not sample
     _attempt(provider, ok, request)
     assert capture.items == []
+
+
+def test_a_span_attribute_limit_below_the_sdks_default_keeps_the_sdks_own_dropping() -> None:
+    """The lean path never drops an attribute; under a lower limit (OTEL_SPAN_ATTRIBUTE_COUNT_
+    LIMIT, SpanLimits) the attempt's span is the SDK's, which keeps the first ten."""
+    capture = _Capture()
+    breaker = BreakerSpanExporter(capture)
+    provider = TracerProvider(
+        sampler=BreakerSampler(ParentBased(ALWAYS_ON), breaker),
+        span_limits=SpanLimits(max_span_attributes=10),
+    )
+    provider.add_span_processor(EncodingSpanProcessor(breaker))
+    try:
+        _attempt(provider, ok, _request(str(uuid.uuid4())))
+    finally:
+        provider.shutdown()
+    span = _exported(capture)
+    assert type(span) is not AttemptSpan
+    assert len(span.attributes) == 10 and span.dropped_attributes > 0
 
 
 def test_the_lean_span_keeps_every_request_value_the_attributes_are_made_from() -> None:
