@@ -192,6 +192,14 @@ CANDIDATES: tuple[Layout, ...] = (
         (700, 700, 330),
     ),
     _candidate(
+        "kit-threads-2x16",
+        "2 x threads 16",
+        "threads, 2 processes x 16 threads",
+        2,
+        ("--pool", "threads", "--concurrency", "16"),
+        (700, 1000, 330),
+    ),
+    _candidate(
         "kit-solo-2",
         "2 x solo",
         "solo, 2 processes x 1",
@@ -200,7 +208,7 @@ CANDIDATES: tuple[Layout, ...] = (
         (700, 150, 350),
     ),
 )
-RECOMMENDED = "kit-threads-2x8"
+RECOMMENDED = "kit-threads-2x16"
 
 LAYOUTS: tuple[Layout, ...] = (
     Layout(

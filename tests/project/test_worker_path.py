@@ -12,17 +12,20 @@ import base64
 import json
 import threading
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pytest
 import redis as redis_py
 from celery import group, states
+from celery.app.task import Context
 from kombu.entity import Exchange, Queue
 from kombu.messaging import Consumer, Producer
 
 from project import app
 from project.application import create_app
 from project.broker import fetch
+from project.results.backend import ResultWrites
 from project.settings import load_settings
 from project.up.redis_server import RedisServer
 from tests.support.polling import eventually
@@ -143,6 +146,60 @@ def test_a_result_is_written_by_one_script_without_a_transaction(
     assert spent["evalsha"] == 1
     assert spent["multi"] == 0 and spent["exec"] == 0 and spent["setex"] == 0
     assert client.ttl(backend.get_key_for_task("t-3")) > 0  # result_expires still applies
+
+
+def _requests() -> list[Any]:
+    """Requests whose results carry every optional field Celery's metadata has, and none."""
+    full = Context(
+        task="tests.add",
+        args=[1, 2],
+        kwargs={"k": "v"},
+        hostname="w1@host",
+        retries=2,
+        group="g-1",
+        parent_id="p-1",
+        delivery_info={"routing_key": "critical"},
+        stamped_headers=["stamp"],
+        stamps={"stamp": "s-1", "other": "not stamped"},
+    )
+    return [None, Context(), Context(task="tests.add", delivery_info=None), full]
+
+
+@pytest.mark.parametrize("extended", [True, False])
+@pytest.mark.parametrize("state", [states.SUCCESS, states.FAILURE, states.RETRY])
+def test_a_results_metadata_is_celerys_field_for_field(
+    private_redis: RedisServer, extended: bool, state: str
+) -> None:
+    kit = _app(private_redis)
+    kit.conf.result_extended = extended
+    backend = kit.backend
+    celerys = super(ResultWrites, backend)._get_result_meta  # Celery's own, on the same backend
+
+    for request in _requests():
+        ours = backend._get_result_meta(7, state, "tb", request)
+        theirs = celerys(7, state, "tb", request)
+
+        ours_done, theirs_done = ours.pop("date_done"), theirs.pop("date_done")
+        assert ours == theirs
+        assert list(ours) == list(theirs)  # the same order, so the same encoded bytes
+        if state in states.READY_STATES:
+            now, then = datetime.fromisoformat(ours_done), datetime.fromisoformat(theirs_done)
+            assert now.utcoffset() == then.utcoffset()
+            assert abs((now - then).total_seconds()) < 5
+        else:
+            assert ours_done is None and theirs_done is None
+
+
+def test_a_result_written_after_redis_lost_its_scripts_is_stored(
+    private_redis: RedisServer,
+) -> None:
+    backend = _app(private_redis).backend
+    backend.store_result("t-4", 1, states.SUCCESS)
+    backend.client.script_flush()
+
+    backend.store_result("t-5", 2, states.SUCCESS)
+
+    assert backend.get_task_meta("t-5")["result"] == 2
 
 
 def test_publishing_subscribes_to_no_result_channel(private_redis: RedisServer) -> None:
