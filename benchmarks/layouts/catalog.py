@@ -72,7 +72,10 @@ class Layout:
     framework: Framework
     shape: str  # pool, processes x concurrency, prefetch, events: for the table
     argv: tuple[tuple[str, ...], ...]  # one command line per process, after python -m <module>
-    noop_rate: float  # expected tasks/s on a 2-CPU machine, to size a run (see counts())
+    # Expected tasks/s on a 2-CPU machine, to size a run (see counts()): the figures of recent
+    # runs, so that a fast layout's phase is not over before its threads have all started
+    # (at the rates of an earlier round, the recommended layout's no-op phase lasted 0.4-0.7 s).
+    noop_rate: float
     sleep_rate: float
     cpu_rate: float
     kit_env: Mapping[str, str] = field(default_factory=dict)
@@ -197,7 +200,7 @@ CANDIDATES: tuple[Layout, ...] = (
         "threads, 2 processes x 16 threads",
         2,
         ("--pool", "threads", "--concurrency", "16"),
-        (700, 1000, 330),
+        (2500, 1600, 180),
     ),
     _candidate(
         "kit-solo-2",
@@ -238,9 +241,9 @@ LAYOUTS: tuple[Layout, ...] = (
         "kit",
         "prefork, 2 processes per CPU, prefetch 1, events on (`celery -A project worker`)",
         (_KIT,),
+        1000,
         300,
         150,
-        300,
     ),
     *(
         dataclasses.replace(c, label=f"kit recommended ({c.label.removeprefix('kit, ')})")
@@ -253,9 +256,9 @@ LAYOUTS: tuple[Layout, ...] = (
         "dramatiq",
         "`dramatiq` CLI defaults: 2 processes x 8 threads",
         (("benchmarks.layouts.dramatiq_tasks", "--processes", "2", "--threads", "8"),),
-        1000,
-        700,
-        350,
+        3500,
+        1400,
+        170,
     ),
     Layout(
         "rq",
