@@ -202,6 +202,42 @@ def test_a_result_written_after_redis_lost_its_scripts_is_stored(
     assert backend.get_task_meta("t-5")["result"] == 2
 
 
+def test_results_written_from_many_threads_at_once_are_all_stored_on_their_own_connections(
+    private_redis: RedisServer,
+) -> None:
+    backend = _app(private_redis).backend
+    pool = backend.client.connection_pool
+    lent_before = len(pool._in_use_connections) + len(pool._available_connections)
+    start = threading.Barrier(8)
+
+    def write(thread: int) -> None:
+        start.wait()
+        for n in range(50):
+            backend.store_result(f"many-{thread}-{n}", [thread, n], states.SUCCESS)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # The writes took no connection from the client's pool (its lock is what they avoid).
+    assert len(pool._in_use_connections) + len(pool._available_connections) == lent_before
+    keys = [backend.get_key_for_task(f"many-{t}-{n}") for t in range(8) for n in range(50)]
+    stored = [json.loads(raw) for raw in backend.client.mget(keys)]
+    assert [meta["result"] for meta in stored] == [[t, n] for t in range(8) for n in range(50)]
+
+
+def test_a_result_written_after_redis_restarted_is_stored(private_redis: RedisServer) -> None:
+    backend = _app(private_redis).backend
+    backend.store_result("before-restart", 1, states.SUCCESS)
+
+    private_redis.restart()  # the writer's connection is now closed by the server
+    backend.store_result("after-restart", 2, states.SUCCESS)
+
+    assert backend.get_task_meta("after-restart")["result"] == 2
+
+
 def test_publishing_subscribes_to_no_result_channel(private_redis: RedisServer) -> None:
     kit = _app(private_redis)
     client = redis_py.Redis.from_url(private_redis.url)
