@@ -37,6 +37,7 @@ from celery import states
 from celery.backends.redis import RedisBackend, ResultConsumer, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
+from redis import ConnectionPool
 from redis.exceptions import NoScriptError
 
 __all__ = [
@@ -236,38 +237,48 @@ class ResultWrites:
     def _write_unless_succeeded(self, key: Any, value: Any, expires: Any) -> None:
         ttl = max(int(expires or 0), 0)  # seconds: Celery's prepare_expires made it a number
         connection = self._writer()
+        if connection is None:  # through the client's pool
+            send = self.client.execute_command
+        else:
+
+            def send(*command: Any) -> Any:
+                connection.send_command(*command)
+                return connection.read_response()
+
         sha = self._store_sha
         try:
             if sha is None:
                 raise NoScriptError("not loaded yet")
-            connection.send_command("EVALSHA", sha, 1, key, value, ttl)
-            wrote = connection.read_response()
+            wrote = send("EVALSHA", sha, 1, key, value, ttl)
         except NoScriptError:  # first write, or Redis restarted or flushed its scripts
-            connection.send_command("SCRIPT", "LOAD", STORE_SCRIPT)
-            sha = self._store_sha = bytes_to_str(connection.read_response())
-            connection.send_command("EVALSHA", sha, 1, key, value, ttl)
-            wrote = connection.read_response()
+            sha = self._store_sha = bytes_to_str(send("SCRIPT", "LOAD", STORE_SCRIPT))
+            wrote = send("EVALSHA", sha, 1, key, value, ttl)
         if not wrote:
             logger.debug("result %s kept: it says SUCCESS already", bytes_to_str(key))
 
     def _writer(self) -> Any:
         """This thread's connection for result writes, made by the client's pool (same
-        address, timeouts, TLS and credentials) and kept by the thread.
+        address, timeouts, TLS and credentials) and kept by the thread; ``None`` for a pool
+        that is not redis-py's plain one.
 
         Through the pool, every write takes the pool's lock twice (to get a connection and to
         give it back); with a threads worker's 16 threads writing, that was 7.5 % of the
         process's GIL-held time (py-spy), as much as the write's own send and read. A
         connection broken by an error reconnects on its next command (redis-py), and a forked
-        child makes its own (the pid is checked).
+        child makes its own (the pid is checked). A Sentinel pool finds the primary's address
+        as it lends a connection, not as the connection connects (a connection it made but did
+        not lend goes to redis-py's default address): Sentinel writes keep using the pool.
         """
         local = self.__dict__.get("_writers")
         if local is None:
             local = self.__dict__.setdefault("_writers", threading.local())
         connection = getattr(local, "connection", None)
         if connection is None or local.pid != os.getpid():
-            connection = local.connection = self.client.connection_pool.make_connection()
+            pool = self.client.connection_pool
+            plain = type(pool) is ConnectionPool
+            connection = local.connection = pool.make_connection() if plain else False
             local.pid = os.getpid()
-        return connection
+        return connection or None
 
 
 class KitRedisBackend(ResultWrites, RedisBackend):  # type: ignore[misc]
