@@ -18,7 +18,7 @@ one Lua script, :data:`STORE_SCRIPT` (read, compare, write, publish), one round 
 is the worker's largest Python cost per no-op task after Celery's own tracer (28 % of the
 GIL-held time of a threads worker, py-spy), so the path to it is short: the result's metadata
 without a settings lookup per write (:meth:`ResultWrites._get_result_meta`), the script sent
-directly on a connection of the writing thread's own (:meth:`ResultWrites._writer`), and
+directly on a connection of the writing thread's own (:meth:`ResultWrites._sender`), and
 Celery's retry policy (``ensure``) taken only once a write has failed on a connection error.
 """
 
@@ -29,8 +29,10 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from celery import states
@@ -236,15 +238,7 @@ class ResultWrites:
 
     def _write_unless_succeeded(self, key: Any, value: Any, expires: Any) -> None:
         ttl = max(int(expires or 0), 0)  # seconds: Celery's prepare_expires made it a number
-        connection = self._writer()
-        if connection is None:  # through the client's pool
-            send = self.client.execute_command
-        else:
-
-            def send(*command: Any) -> Any:
-                connection.send_command(*command)
-                return connection.read_response()
-
+        send = self._sender()
         sha = self._store_sha
         try:
             if sha is None:
@@ -256,29 +250,37 @@ class ResultWrites:
         if not wrote:
             logger.debug("result %s kept: it says SUCCESS already", bytes_to_str(key))
 
-    def _writer(self) -> Any:
-        """This thread's connection for result writes, made by the client's pool (same
-        address, timeouts, TLS and credentials) and kept by the thread; ``None`` for a pool
-        that is not redis-py's plain one.
+    def _sender(self) -> Callable[..., Any]:
+        """This thread's way to send a result write: one command in, its reply out.
 
-        Through the pool, every write takes the pool's lock twice (to get a connection and to
-        give it back); with a threads worker's 16 threads writing, that was 7.5 % of the
-        process's GIL-held time (py-spy), as much as the write's own send and read. A
-        connection broken by an error reconnects on its next command (redis-py), and a forked
-        child makes its own (the pid is checked). A Sentinel pool finds the primary's address
-        as it lends a connection, not as the connection connects (a connection it made but did
-        not lend goes to redis-py's default address): Sentinel writes keep using the pool.
+        On redis-py's plain pool that is a connection of the thread's own, made by the pool
+        (same address, timeouts, TLS and credentials). Through the pool, every write takes the
+        pool's lock twice (to get a connection and to give it back); with a threads worker's
+        16 threads writing, that was 7.5 % of the process's GIL-held time (py-spy), as much as
+        the write's own send and read. A connection broken by an error reconnects on its next
+        command (redis-py), and a forked child makes its own (the pid is checked). A Sentinel
+        pool finds the primary's address as it lends a connection, not as the connection
+        connects (a connection it made but did not lend goes to redis-py's default address):
+        Sentinel writes keep going through the client and its pool.
         """
-        local = self.__dict__.get("_writers")
+        local = self.__dict__.get("_senders")
         if local is None:
-            local = self.__dict__.setdefault("_writers", threading.local())
-        connection = getattr(local, "connection", None)
-        if connection is None or local.pid != os.getpid():
+            local = self.__dict__.setdefault("_senders", threading.local())
+        send: Callable[..., Any] | None = getattr(local, "send", None)
+        if send is None or local.pid != os.getpid():
             pool = self.client.connection_pool
-            plain = type(pool) is ConnectionPool
-            connection = local.connection = pool.make_connection() if plain else False
-            local.pid = os.getpid()
-        return connection or None
+            if type(pool) is ConnectionPool:
+                send = partial(_send_and_read, pool.make_connection())
+            else:
+                send = self.client.execute_command
+            local.send, local.pid = send, os.getpid()
+        return send
+
+
+def _send_and_read(connection: Any, *command: Any) -> Any:
+    """One command on ``connection``, which nothing else uses, and its reply."""
+    connection.send_command(*command)
+    return connection.read_response()
 
 
 class KitRedisBackend(ResultWrites, RedisBackend):  # type: ignore[misc]
