@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import Attributes
 
-from project.telemetry.attempts import REQUEST_KEYS, own_attributes, profile_for
+from project.telemetry.attempts import own_of, profile_of
 from project.telemetry.breaker import Breaker
 from project.telemetry.contexts import default_sampler_breaker
 from project.telemetry.encoding import AttemptRecord, EncodedSpan, encode_record, encode_span
@@ -267,26 +267,29 @@ class AttemptSpan(trace.Span):
     def _attributes(self) -> tuple[Any, dict[str, Any]]:
         """The attempt's profile, and its attributes as ``ConsumerTracing`` makes them."""
         target = self._target
-        values = dict(zip(REQUEST_KEYS, self._facts, strict=True))
-        profile = profile_for(self._task, values, self._group, target.omit, target.rename)
-        return profile, {**profile.shared, **own_attributes(self._task_id, values, target.omit)}
+        profile = profile_of(self._task, self._facts, self._group, target.omit, target.rename)
+        return profile, {**profile.shared, **own_of(self._task_id, self._facts, target.omit)}
 
     def encoded(self, drop: frozenset[str]) -> EncodedSpan:
-        """The span redacted and encoded, as the ``ConsumerSpan`` would have been."""
+        """The span redacted and encoded, as the ``ConsumerSpan`` would have been.
+
+        What an attempt shares with every attempt of its kind is encoded already (its
+        profile's static block), so only its own attributes and what the kit put on it are
+        gathered here, in the order the full attribute dict would hold them; the dict itself
+        is made only when the block cannot be used."""
         target = self._target
-        profile, attributes = self._attributes()
+        profile = profile_of(self._task, self._facts, self._group, target.omit, target.rename)
+        own = own_of(self._task_id, self._facts, target.omit)
         puts = self._puts or ()
         for key, value in puts:
-            attributes.pop(key, None)  # a value set again goes last, as the SDK's span does
-            attributes[key] = value
+            own.pop(key, None)  # a value set again goes last, as the SDK's span does
+            own[key] = value
         static = profile.static
         end = self._end
         assert end is not None  # queued as it ended
-        if (
-            static is not None
-            and drop.isdisjoint(static.keys)
-            and all(key not in static.keys for key, _ in puts)  # the shared block intact
-        ):
+        # The shared block stands for the first attributes only if nothing of the attempt's
+        # own (nor anything put on it) would replace one of them.
+        if static is not None and drop.isdisjoint(static.keys) and static.keys.isdisjoint(own):
             record: AttemptRecord = (
                 target.resource,
                 target.scope,
@@ -298,10 +301,14 @@ class AttemptSpan(trace.Span):
                 True,  # the parent is remote: the producer's span
                 self._start,
                 end,
-                tuple(attributes.items())[static.count :],
+                tuple(own.items()),
                 _UNSET,
             )
             return target.resource, target.scope, encode_record(record, drop)
+        attributes = {**profile.shared, **own_of(self._task_id, self._facts, target.omit)}
+        for key, value in puts:
+            attributes.pop(key, None)
+            attributes[key] = value
         readable = ReadableSpan(
             name=profile.span_name,
             context=self._context,

@@ -33,7 +33,9 @@ __all__ = [
     "StaticAttributes",
     "celery_attributes",
     "own_attributes",
+    "own_of",
     "profile_for",
+    "profile_of",
     "request_values",
     "static_attributes",
 ]
@@ -226,22 +228,39 @@ def profile_for(
     """The profile of an attempt of ``task_name`` whose request holds ``values``
     (:func:`request_values`) on a worker of consumer group ``group`` (``omit``: attribute
     names left out; ``rename``: the conventions' span name)."""
-    delivery = values.get("delivery_info")
-    limits = values.get("timelimit")
+    return profile_of(task_name, tuple(map(values.get, REQUEST_KEYS)), group, omit, rename)
+
+
+#: Where the delivery and the time limits sit in a request's facts (the request's values of
+#: :data:`REQUEST_KEYS`, in order; the own values come last).
+_DELIVERY_AT = len(_SHARED_KEYS)
+_LIMITS_AT = _DELIVERY_AT + 1
+
+
+def profile_of(
+    task_name: str, facts: tuple[Any, ...], group: str, omit: frozenset[str], rename: bool
+) -> AttemptProfile:
+    """:func:`profile_for` from a request's ``facts`` (its values of :data:`REQUEST_KEYS`,
+    in order: what a lean attempt span keeps), without making a mapping of them first: the
+    export thread looks a profile up for every span it encodes."""
+    delivery = facts[_DELIVERY_AT]
+    limits = facts[_LIMITS_AT]
     try:
         key = (
             task_name,
             group,
             omit,
             rename,
-            tuple(map(values.get, _SHARED_KEYS)),
+            facts[:_DELIVERY_AT],
             tuple(delivery.items()) if type(delivery) is dict else delivery,
             tuple(limits) if type(limits) is list else limits,
         )
         return _profiles[key]
     except KeyError:
+        values = dict(zip(REQUEST_KEYS, facts, strict=True))
         return remember(_profiles, key, _make(task_name, values, group, omit, rename))
     except TypeError:  # an unhashable value: a profile for this request alone
+        values = dict(zip(REQUEST_KEYS, facts, strict=True))
         return _make(task_name, values, group, omit, rename)
 
 
@@ -272,9 +291,14 @@ def _make(
 def own_attributes(task_id: str, values: Mapping[str, Any], omit: frozenset[str]) -> dict[str, Any]:
     """An attempt's own attributes, after its profile's shared ones: its ids, and its ETA,
     expiry and countdown when it has them (what ``celery_attributes`` puts in ``own``)."""
+    return own_of(task_id, tuple(values.get(key) for key, _ in _OWN), omit)
+
+
+def own_of(task_id: str, facts: tuple[Any, ...], omit: frozenset[str]) -> dict[str, Any]:
+    """:func:`own_attributes` from a request's ``facts`` (:func:`profile_of`; only the own
+    values at their end are read)."""
     own: dict[str, Any] = {"task.id": task_id, "messaging.message.id": task_id}
-    for key, name in _OWN:
-        value = values.get(key)
+    for (_, name), value in zip(_OWN, facts[-len(_OWN) :], strict=True):
         if value is None or value == "" or name in omit:
             continue
         kind = type(value)

@@ -125,6 +125,21 @@ def test_a_plain_attempt_is_queued_lean_and_encodes_as_the_sdk_span_would(
     assert assemble_request([lean.encoded(frozenset())]) == expected
 
 
+def test_a_lean_attempt_whose_request_holds_a_state_encodes_as_the_sdk_span_would(
+    kit_export: tuple[TracerProvider, _Capture],
+) -> None:
+    """A request's ``state`` is one of the shared attributes (``celery.state``), which the
+    kit sets again as the attempt ends: the shared block no longer stands for the first
+    attributes, and the encoding takes the full attribute dict."""
+    provider, capture = kit_export
+    _attempt(provider, ok, _request(str(uuid.uuid4()), state="RECEIVED"))
+    lean = _exported(capture)
+    assert type(lean) is AttemptSpan
+    expected = upstream_encode_spans([redact_span(lean.full())]).SerializeToString()
+    assert assemble_request([lean.encoded(frozenset())]) == expected
+    assert _received(lean)["celery.state"] == "SUCCESS"
+
+
 def test_the_lean_span_has_what_the_sdk_compatible_path_gives_the_same_attempt(
     kit_export: tuple[TracerProvider, _Capture],
 ) -> None:
