@@ -141,6 +141,12 @@ def _add_hooks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "hooks", help="microseconds per task of each middleware hook, telemetry off and on"
     )
     sub.add_argument("--tasks", type=_positive, default=2000, help="tasks per run (default 2000)")
+    sub.add_argument(
+        "--attempts",
+        type=_positive,
+        default=20_000,
+        help="attempts per run of the tight tracer loop, telemetry off and on (default 20000)",
+    )
     _output_dir(sub, "hooks.md", "hooks.json")
 
 

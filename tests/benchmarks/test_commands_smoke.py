@@ -105,7 +105,9 @@ def test_images_prints_speedup_and_quality(tmp_path: Path) -> None:
 
 
 def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Path) -> None:
-    run = run_benchmark("hooks", "--tasks", "40", output_dir=tmp_path, timeout=RUN_TIMEOUT)
+    run = run_benchmark(
+        "hooks", "--tasks", "40", "--attempts", "300", output_dir=tmp_path, timeout=RUN_TIMEOUT
+    )
     off, otlp = run.payload["runs"]
     assert (off["mode"], otlp["mode"]) == ("off", "otlp")
     for measured in (off, otlp):
@@ -123,3 +125,17 @@ def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Pat
     # With telemetry on, the attempt's span receivers are timed too (not middleware).
     receivers = {(row["hook"], row["middleware"]) for row in otlp["hooks"]}
     assert {("task_prerun", "ConsumerTracing"), ("task_postrun", "ConsumerTracing")} <= receivers
+
+
+def test_hooks_costs_a_whole_attempt_with_telemetry_off_and_on(tmp_path: Path) -> None:
+    run = run_benchmark(
+        "hooks", "--tasks", "20", "--attempts", "300", output_dir=tmp_path, timeout=RUN_TIMEOUT
+    )
+    attempts = run.payload["attempts"]
+    assert [a["mode"] for a in attempts] == ["off", "otlp"] * 3  # interleaved
+    assert all(a["attempts"] == 300 and a["thread_us"] > 0 for a in attempts)
+    off = sorted(a["thread_us"] for a in attempts if a["mode"] == "off")[1]
+    otlp = sorted(a["thread_us"] for a in attempts if a["mode"] == "otlp")[1]
+    assert otlp > off  # the span, its context and its metrics are made on the task's thread
+    # The export thread's work shows in the whole process's CPU, never less than the thread's.
+    assert all(a["process_us"] >= a["thread_us"] for a in attempts)
