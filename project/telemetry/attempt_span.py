@@ -305,7 +305,7 @@ class AttemptSpan(trace.Span):
                 _UNSET,
             )
             return target.resource, target.scope, encode_record(record, drop)
-        attributes = {**profile.shared, **own_of(self._task_id, self._facts, target.omit)}
+        _, attributes = self._attributes()
         for key, value in puts:
             attributes.pop(key, None)
             attributes[key] = value
