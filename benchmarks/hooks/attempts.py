@@ -25,6 +25,8 @@ import time
 import uuid
 from typing import Any
 
+from benchmarks.hooks.scenario import set_environment
+
 __all__ = ["WARMUP", "measure"]
 
 #: Attempts run before the clock starts (caches of the kit's profiles and encoders filled).
@@ -32,19 +34,9 @@ WARMUP = 200
 
 
 def measure(mode: str, attempts: int, redis_url: str, endpoint: str | None) -> dict[str, Any]:
-    os.environ.update({"REDIS_URL": redis_url, "KIT_CATALOG": ""})
-    if mode == "otlp" and endpoint:
-        os.environ.update(
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                "OTEL_SDK_DISABLED": "false",
-                # Every span of the loop kept until the flush (the loop outruns 1 s batches).
-                "OTEL_BSP_MAX_QUEUE_SIZE": str(attempts + WARMUP + 100),
-            }
-        )
-    else:
-        os.environ["OTEL_SDK_DISABLED"] = "true"
+    # Every span of the loop kept until the flush (the loop outruns the export batches).
+    queue = {"OTEL_BSP_MAX_QUEUE_SIZE": str(attempts + WARMUP + 100)}
+    set_environment(mode, redis_url, endpoint, queue)
     from celery.app.trace import build_tracer
     from opentelemetry import propagate, trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags

@@ -21,13 +21,18 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["MODES", "measure"]
+__all__ = ["MODES", "measure", "set_environment"]
 
 #: off: telemetry disabled; otlp: exporting spans and metrics to an OTLP receiver.
 MODES = ("off", "otlp")
 
 
-def measure(mode: str, tasks: int, redis_url: str, endpoint: str | None) -> dict[str, Any]:
+def set_environment(
+    mode: str, redis_url: str, endpoint: str | None, exporting: dict[str, str] | None = None
+) -> None:
+    """This process's settings for ``mode``, before the kit is imported (it reads them once):
+    the private Redis, no catalog, and telemetry off or exporting to ``endpoint`` (with the
+    ``exporting`` extras)."""
     os.environ.update({"REDIS_URL": redis_url, "KIT_CATALOG": ""})
     if mode == "otlp" and endpoint:
         os.environ.update(
@@ -35,10 +40,15 @@ def measure(mode: str, tasks: int, redis_url: str, endpoint: str | None) -> dict
                 "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_SDK_DISABLED": "false",  # whatever the calling environment says
+                **(exporting or {}),
             }
         )
     else:
         os.environ["OTEL_SDK_DISABLED"] = "true"
+
+
+def measure(mode: str, tasks: int, redis_url: str, endpoint: str | None) -> dict[str, Any]:
+    set_environment(mode, redis_url, endpoint)
     from celery.contrib.testing.worker import start_worker
 
     import project

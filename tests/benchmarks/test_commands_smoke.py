@@ -11,7 +11,7 @@ import pytest
 from benchmarks.telemetry.scenario import telemetry_scenarios
 from benchmarks.throughput.scenario import SCENARIOS
 
-from .support import run_benchmark
+from .support import BenchmarkRun, run_benchmark
 
 RUN_TIMEOUT = 90.0  # seconds per command; the slowest (telemetry) takes about 10 s
 
@@ -104,11 +104,22 @@ def test_images_prints_speedup_and_quality(tmp_path: Path) -> None:
             assert row["ssim"] > 0.98 and row["psnr_db"] > 35, row
 
 
-def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Path) -> None:
-    run = run_benchmark(
-        "hooks", "--tasks", "40", "--attempts", "300", output_dir=tmp_path, timeout=RUN_TIMEOUT
+@pytest.fixture(scope="module")
+def hooks_run(tmp_path_factory: pytest.TempPathFactory) -> BenchmarkRun:
+    """One ``hooks`` run, read by both tests below (it starts eight processes)."""
+    return run_benchmark(
+        "hooks",
+        "--tasks",
+        "40",
+        "--attempts",
+        "300",
+        output_dir=tmp_path_factory.mktemp("hooks"),
+        timeout=RUN_TIMEOUT,
     )
-    off, otlp = run.payload["runs"]
+
+
+def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(hooks_run: BenchmarkRun) -> None:
+    off, otlp = hooks_run.payload["runs"]
     assert (off["mode"], otlp["mode"]) == ("off", "otlp")
     for measured in (off, otlp):
         seen = {(row["hook"], row["middleware"]) for row in measured["hooks"]}
@@ -127,11 +138,8 @@ def test_hooks_times_every_per_task_hook_with_telemetry_off_and_on(tmp_path: Pat
     assert {("task_prerun", "ConsumerTracing"), ("task_postrun", "ConsumerTracing")} <= receivers
 
 
-def test_hooks_costs_a_whole_attempt_with_telemetry_off_and_on(tmp_path: Path) -> None:
-    run = run_benchmark(
-        "hooks", "--tasks", "20", "--attempts", "300", output_dir=tmp_path, timeout=RUN_TIMEOUT
-    )
-    attempts = run.payload["attempts"]
+def test_hooks_costs_a_whole_attempt_with_telemetry_off_and_on(hooks_run: BenchmarkRun) -> None:
+    attempts = hooks_run.payload["attempts"]
     assert [a["mode"] for a in attempts] == ["off", "otlp"] * 3  # interleaved
     assert all(a["attempts"] == 300 and a["thread_us"] > 0 for a in attempts)
     off = sorted(a["thread_us"] for a in attempts if a["mode"] == "off")[1]
