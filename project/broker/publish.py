@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -84,6 +84,19 @@ class Publishing(redis.Channel):
                     pipe.execute()
                 except self.connection_errors as exc:
                     raise PublishRoundTripError(str(exc)) from exc
+
+    def publish_plain(
+        self, key: str, queue: str, payload: str, fanout: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """One encoded message into its priority's list ``key`` of ``queue``, the queue's bell,
+        and ``fanout``'s (topic, payload) messages (the ``task-sent`` event), in one round trip:
+        :mod:`project.enqueue.direct`'s publish of a plain task."""
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, payload)
+            pipe.lpush(keys.queue_bell(queue), 1)
+            for topic, message in fanout:
+                pipe.publish(topic, message)
+            pipe.execute()
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """kombu's publish, then the queue's bell (after the message, so a worker it wakes

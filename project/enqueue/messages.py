@@ -156,8 +156,14 @@ class RouteMessages:
         queue: str,
         encode: Callable[[Any], str],
         ids: Callable[[], str],
+        reply_to: str | None = None,
+        represent: Callable[[Any], str] = short_repr,
     ) -> None:
-        headers, properties, body = celery_message(app, name, _PLACEHOLDER, (), {}, routed)
+        headers, properties, body = celery_message(
+            app, name, _PLACEHOLDER, (), {}, routed, reply_to=reply_to
+        )
+        self.name = name
+        self.represent = represent
         self.headers = headers
         self.timelimit = tuple(headers["timelimit"])
         self.priority = properties.pop("priority", None)
@@ -189,8 +195,8 @@ class RouteMessages:
         headers = self.headers.copy()
         headers["id"] = headers["root_id"] = task_id
         headers["timelimit"] = list(self.timelimit)
-        headers["argsrepr"] = short_repr(args)
-        headers["kwargsrepr"] = short_repr(kwargs)
+        headers["argsrepr"] = self.represent(args)
+        headers["kwargsrepr"] = self.represent(kwargs)
         headers["stamps"] = {}
         properties = self.properties.copy()
         properties["correlation_id"] = task_id
@@ -261,10 +267,12 @@ def celery_message(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     routed: dict[str, Any],
+    reply_to: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], tuple[Any, ...]]:
     """Headers, properties and body as Celery's ``create_task_message`` makes them for a bulk
     publish (no task-sent event; the route's limits, priority and ``ignore_result``): the
-    template of :class:`RouteMessages`, and every message of a route it does not serve."""
+    template of :class:`RouteMessages`, and every message of a route it does not serve.
+    ``reply_to``: what ``apply_async`` sets there (the thread's oid; a bulk publish sets none)."""
     message = app.amqp.create_task_message(
         task_id,
         name,
@@ -277,6 +285,7 @@ def celery_message(
         ignore_result=bool(routed.get("ignore_result", False)),
         argsrepr=short_repr(args),
         kwargsrepr=short_repr(kwargs),
+        reply_to=reply_to,
     )
     properties = {**message.properties, "delivery_mode": 2}
     if routed.get("priority") is not None:

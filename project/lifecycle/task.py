@@ -21,6 +21,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 
+from project.enqueue import direct
 from project.enqueue.dedup import (
     DEFAULT_SINGLE_FLIGHT_TTL,
     DEFAULT_UNIQUE_TTL,
@@ -128,7 +129,8 @@ class KitTask(Task):  # type: ignore[misc]
         **options: Any,
     ) -> Any:
         """Celery's ``apply_async``, after the delivery options and the arguments are checked
-        and the middleware's ``before_apply`` (a long delay is kept in Redis until due)."""
+        and the middleware's ``before_apply`` (a long delay is kept in Redis until due); a
+        plain task is published by the kit, the same message for a fifth of the work."""
         _check_delivery_options(options)
         # A producer's call, not Celery re-sending a retry or a worker publishing a chain step
         # (whose arguments were checked when the chain was first published).
@@ -142,9 +144,16 @@ class KitTask(Task):  # type: ignore[misc]
                 "link_error": link_error,
                 "shadow": shadow,
             }
-            result = self.kit.pipeline.before_apply(self.app, self.name, args, kwargs, full)
+            kit = self.kit
+            result = kit.pipeline.before_apply(self.app, self.name, args, kwargs, full)
             if result is not None:
                 return result
+            # A plain task: the kit publishes it (project.enqueue.direct), or returns None.
+            plain = producer is None and link is None and link_error is None and shadow is None
+            if plain and direct.ENABLED:
+                result = direct.direct_publisher(kit).publish(self, args, kwargs, task_id, options)
+                if result is not None:
+                    return result
         return super().apply_async(
             args, kwargs, task_id, producer, link, link_error, shadow, **options
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import re
 import uuid
 from typing import Any
 
@@ -22,6 +21,7 @@ from project.enqueue.bulk import enqueue_many
 from project.enqueue.messages import TaskIds, json_encoder
 from project.workflows.canvas import step
 from tests.support.cli import run_python
+from tests.support.messages import raw_messages
 from tests.support.otlp import OTLPReceiver, telemetry_env
 from tests.support.tasks import add, on_low
 
@@ -99,26 +99,6 @@ def test_a_worker_runs_what_was_published_and_frees_unique_locks(
 
 # -- the kit's own messages ------------------------------------------------------------------
 
-_VARYING = (
-    (re.compile(r'"delivery_tag": "[0-9a-f-]{36}"'), '"delivery_tag": "<tag>"'),
-    (re.compile(r'"kit_published_at": [0-9.e+-]+'), '"kit_published_at": <time>'),
-)
-
-
-def _raw_messages(redis: Any) -> list[tuple[str, str]]:
-    """Every message waiting in every queue list, as Redis holds it, with the two values that
-    must differ between two publishes of one task (kombu's delivery tag, the publish time)
-    replaced."""
-    found = []
-    for key in sorted(redis.keys("*")):
-        if redis.type(key) != "list" or key.startswith("kit:"):
-            continue
-        for raw in redis.lrange(key, 0, -1):
-            for pattern, stand_in in _VARYING:
-                raw = pattern.sub(stand_in, raw)
-            found.append((key, raw))
-    return found
-
 
 def _signatures() -> list[Any]:
     """Plain tasks of every shape the kit's builder serves, each with a fixed id."""
@@ -148,14 +128,14 @@ def _publish_both_ways(redis: Any, monkeypatch: pytest.MonkeyPatch, **options: A
 
     monkeypatch.setattr(messages.RouteMessages, "encode", spy)
     own = enqueue_many(_signatures(), **options)
-    own_messages = _raw_messages(redis)
+    own_messages = raw_messages(redis)
     assert built == own.task_ids  # every one of them by the kit's builder
     redis.flushdb()
     monkeypatch.setattr(bulk, "OWN_MESSAGES", False)
     reference = enqueue_many(_signatures(), **options)
     assert len(built) == own.published  # ... and none of these
     assert reference.task_ids == own.task_ids
-    return own_messages, _raw_messages(redis)
+    return own_messages, raw_messages(redis)
 
 
 def test_the_kits_messages_are_byte_for_byte_celerys(

@@ -212,3 +212,10 @@ def crash(key: str) -> None:
 
     _redis().rpush(f"test:starts:{key}", os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="tests.spawn")
+def spawn(x: int) -> str:
+    """Publishes ``tests.add`` from inside a running task (Celery records this one as its
+    parent); returns the new task's id."""
+    return str(add.delay(x, x).id)
