@@ -86,7 +86,7 @@ class _Route:
 
     __slots__ = ("declared", "ignore_result", "messages", "queue", "topics")
 
-    def __init__(self, messages: RouteMessages, queue: Any, ignore_result: bool) -> None:
+    def __init__(self, messages: RouteMessages, queue: Any, ignore_result: Any) -> None:
         self.messages = messages
         self.queue = queue
         self.ignore_result = ignore_result
@@ -121,34 +121,45 @@ class DirectPublisher:
         return state
 
     def publish(
-        self, task: Any, args: Any, kwargs: Any, task_id: str | None, options: dict[str, Any]
+        self,
+        task: Any,
+        args: Any,
+        kwargs: Any,
+        task_id: str | None,
+        options: dict[str, Any],
+        by_name: bool = False,
     ) -> AsyncResult | None:
-        """Publish ``task`` as ``apply_async`` would; None if it is not plain (nothing sent)."""
+        """Publish ``task`` as ``apply_async`` (``by_name``: ``app.send_task``) would; None if
+        it is not plain (then nothing was sent)."""
         app = self.app
         if options and not PLAIN_OPTIONS.issuperset(options):
             return None
-        if (
-            signals.task_sent.receivers
-            or type(task).shadow_name is not Task.shadow_name
-            or getattr(task, "_dump_pydantic_arguments", None) is not None
-            or app.current_worker_task is not None
-        ):
+        if signals.task_sent.receivers or app.current_worker_task is not None:
             return None
-        if task.soft_time_limit and task.time_limit and task.soft_time_limit > task.time_limit:
-            raise ValueError("soft_time_limit must be less than or equal to time_limit")
         args = () if args is None else args
         kwargs = {} if kwargs is None else kwargs
-        if task.typing:
-            header = getattr(task, "__header__", None)
+        if by_name:  # send_task: the task's options under the caller's, no argument check
+            defaults = {k: v for k, v in task._get_exec_options().items() if v is not None}
+            merged = dict(defaults, **options)
+        else:  # Task.apply_async
+            if (
+                type(task).shadow_name is not Task.shadow_name
+                or getattr(task, "_dump_pydantic_arguments", None) is not None
+            ):
+                return None
+            limits = task.soft_time_limit, task.time_limit
+            if limits[0] and limits[1] and limits[0] > limits[1]:
+                raise ValueError("soft_time_limit must be less than or equal to time_limit")
+            header = getattr(task, "__header__", None) if task.typing else None
             if header is not None:
                 header(*args, **kwargs)
-        merged = dict(task._get_exec_options(), **options)  # as Task.apply_async does
-        merged.setdefault("ignore_result", task.ignore_result)
+            merged = dict(task._get_exec_options(), **options)
+            merged.setdefault("ignore_result", task.ignore_result)
         if merged.pop("expires", None) is not None:
             return None
         time_limit = merged.pop("time_limit", None)
         soft_time_limit = merged.pop("soft_time_limit", None)
-        ignore_result = bool(merged.pop("ignore_result", False))
+        ignore_result = merged.pop("ignore_result", None)  # send_task's default is None
         routed = app.amqp.router.route(merged, task.name, args, kwargs, task)
         route = self._route(task, routed, time_limit, soft_time_limit, ignore_result)
         if route is None:
@@ -162,7 +173,7 @@ class DirectPublisher:
                 self._send(producer, route, task_id, args, kwargs, routed.get("headers"))
             except producer.connection.connection_errors:
                 return None  # Celery's path publishes it again, with kombu's retries
-        result = task.AsyncResult(task_id)
+        result = (app.AsyncResult if by_name else task.AsyncResult)(task_id)
         result.ignored = ignore_result
         return result
 
@@ -172,7 +183,7 @@ class DirectPublisher:
         routed: dict[str, Any],
         time_limit: Any,
         soft_time_limit: Any,
-        ignore_result: bool,
+        ignore_result: Any,
     ) -> _Route | None:
         """The route for what the router answered (made on first use), or None: not plain."""
         app = self.app

@@ -282,7 +282,7 @@ def celery_message(
         soft_time_limit=routed.get("soft_time_limit"),
         create_sent_event=False,
         root_id=task_id,
-        ignore_result=bool(routed.get("ignore_result", False)),
+        ignore_result=routed.get("ignore_result", False),
         argsrepr=short_repr(args),
         kwargsrepr=short_repr(kwargs),
         reply_to=reply_to,

@@ -51,6 +51,11 @@ _CALLS: list[Callable[[], Any]] = [
     lambda: add.apply_async((7, 8), task_id="id-queue", queue="low"),
     lambda: on_low.apply_async(task_id="id-low"),
     lambda: add.apply_async(("x" * 3000, {"k": "y" * 2000}), task_id="id-long-repr"),
+    # By name, as a web process that never imports the task module calls it
+    lambda: app.send_task("tests.add", (1, 2), task_id="name-plain"),
+    lambda: app.send_task("tests.add", kwargs={"x": "ü", "y": 2}, task_id="name-kwargs"),
+    lambda: app.send_task("tests.add", (5, 6), task_id="name-priority", priority=7),
+    lambda: app.send_task("tests.on_low", task_id="name-low", headers={"tenant": "b"}),
 ]
 
 
@@ -181,6 +186,15 @@ def test_any_other_option_takes_celerys_path(
     result = add.apply_async((1, 2), **options)
     assert served == []
     assert result.id and redis.exists("kit:bell:default")
+
+
+def test_send_task_of_a_task_this_process_does_not_have_takes_celerys_path(
+    redis: Any, served: list[str]
+) -> None:
+    result = app.send_task("elsewhere.only", ("a",))
+    assert served == []
+    (message,) = _waiting(redis)
+    assert message["headers"]["id"] == result.id and message["headers"]["task"] == "elsewhere.only"
 
 
 def test_a_caller_supplied_producer_takes_celerys_path(served: list[str]) -> None:
