@@ -32,13 +32,47 @@ logger = logging.getLogger(__name__)
 
 class PublishBatch(redis.PublishBatch):
     """kombu's pipelined publish (``enqueue_many``), ringing each queue's bell once per flush,
-    after that flush's messages, instead of once per message."""
+    after that flush's messages, instead of once per message.
+
+    Messages the kit encoded itself (:meth:`push`) to the same list one after another leave
+    as one variadic ``LPUSH``: Redis then parses, and redis-py packs and reads a reply for,
+    one command instead of one per message. ``LPUSH key a b`` leaves the list as two
+    ``LPUSH``es would (``b`` left of ``a``; the worker pops from the right, ``a`` first), and a
+    message kombu routes (:meth:`publish`) first sends what was pushed before it, so the order
+    of the call is kept. ``max_size`` counts messages.
+    """
 
     def __init__(self, channel: Any, max_size: int) -> None:
         super().__init__(channel, max_size)  # type: ignore[no-untyped-call]
         self.rung: Counter[str] = Counter()
+        self._key: str | None = None  # the list the pending messages go to
+        self._pending: list[str] = []
+
+    def push(self, key: str, queue: str, payload: str) -> None:
+        """One encoded message into ``queue``'s list ``key`` (a flush at ``max_size``)."""
+        self._check_usable()  # type: ignore[no-untyped-call]
+        if key != self._key:
+            self._emit()
+            self._key = key
+        self._pending.append(payload)
+        self._buffered += 1
+        self.rung[queue] += 1
+        if self._buffered >= self.max_size:
+            self.flush()
+
+    def _emit(self) -> None:
+        """The pending messages into the pipeline, as one LPUSH."""
+        if self._pending:
+            self.pipeline.lpush(self._key, *self._pending)
+            self._pending = []
+        self._key = None
+
+    def publish(self, message: Any, **kwargs: Any) -> Any:
+        self._emit()
+        return super().publish(message, **kwargs)  # type: ignore[no-untyped-call]
 
     def flush(self) -> None:
+        self._emit()
         if self._buffered and self.rung:
             for queue, published in self.rung.items():
                 bells = [1] * min(published, BELLS_PER_FLUSH)  # one per idle worker to wake
@@ -46,6 +80,10 @@ class PublishBatch(redis.PublishBatch):
             self._buffered += len(self.rung)
         self.rung.clear()
         super().flush()  # type: ignore[no-untyped-call]
+
+    def discard(self) -> None:
+        self._pending, self._key = [], None
+        super().discard()  # type: ignore[no-untyped-call]
 
 
 class Publishing(redis.Channel):

@@ -56,7 +56,6 @@ from project.enqueue.messages import (
     kombu_envelope,
     kombu_json_is_plain,
     prepare_tasks,
-    push,
 )
 from project.lifecycle import celery_hooks
 from project.lifecycle.celery_hooks import publishing
@@ -261,7 +260,7 @@ class _Publisher:
         else:
             self._before(route, headers, properties, body)
         key, payload = messages.encode(headers, properties, body)
-        push(self.batch, key, messages.queue, payload)
+        self.batch.push(key, messages.queue, payload)
         if route.after:
             self._after(route, headers, body)
         return frozen if frozen is not None else (route.result, task_id)

@@ -40,7 +40,6 @@ __all__ = [
     "kombu_envelope",
     "kombu_json_is_plain",
     "prepare_tasks",
-    "push",
     "short_repr",
 ]
 
@@ -302,20 +301,6 @@ def kombu_envelope(
         data, properties.pop("priority", None), content_type, content_encoding, headers, properties
     )
     return envelope
-
-
-def push(batch: Any, key: str, queue: str, payload: str) -> None:
-    """One ``LPUSH`` of an encoded message into a kit publish batch, buffered as kombu's
-    ``PublishBatch.publish`` buffers one (a flush at ``max_size`` commands, where the kit's
-    batch rings ``queue``'s bell): kombu 5.7's batch state, which ``publish`` would keep."""
-    batch._check_usable()
-    if batch._buffered and batch._buffered + 1 > batch.max_size:
-        batch.flush()
-    batch.pipeline.lpush(key, payload)
-    batch._buffered += 1
-    batch.rung[queue] += 1
-    if batch._buffered >= batch.max_size:
-        batch.flush()
 
 
 def _claim(signature: Signature, unique: bool, ttl: float) -> Claim | None:

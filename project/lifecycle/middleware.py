@@ -181,9 +181,7 @@ class Pipeline:
             try:
                 yield getattr(middleware, hook)(*args)
             except Exception:
-                logger.warning(
-                    "%s.%s failed; the task goes on", type(middleware).__name__, hook, exc_info=True
-                )
+                _failed(middleware, hook)
             finally:
                 if self.timed:
                     entry = self.timings[(type(middleware).__name__, hook)]
@@ -191,11 +189,28 @@ class Pipeline:
                     entry[1] += time.perf_counter() - started
 
     def _each(self, hook: str, *args: Any) -> None:
-        for _ in self._call(hook, *args):
-            pass
+        if self.timed:
+            for _ in self._call(hook, *args):
+                pass
+            return
+        for middleware in self._by_hook[hook]:  # _call's loop, without a generator per call
+            try:
+                getattr(middleware, hook)(*args)
+            except Exception:
+                _failed(middleware, hook)
 
     def _first(self, hook: str, *args: Any) -> Any | None:
-        for answer in self._call(hook, *args):
+        if self.timed:
+            for answer in self._call(hook, *args):
+                if answer is not None:
+                    return answer
+            return None
+        for middleware in self._by_hook[hook]:
+            try:
+                answer = getattr(middleware, hook)(*args)
+            except Exception:
+                _failed(middleware, hook)
+                continue
             if answer is not None:
                 return answer
         return None
@@ -258,3 +273,8 @@ class Pipeline:
 
 def _overrides(middleware: Middleware, hook: str) -> bool:
     return getattr(type(middleware), hook) is not getattr(Middleware, hook)
+
+
+def _failed(middleware: Middleware, hook: str) -> None:
+    """A hook raised (called from its ``except``): logged with its traceback, never raised."""
+    logger.warning("%s.%s failed; the task goes on", type(middleware).__name__, hook, exc_info=True)

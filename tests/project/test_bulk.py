@@ -36,11 +36,11 @@ def test_every_task_is_published_with_the_kits_headers_in_few_round_trips(
     import redis.client
 
     published: list[str] = []
-    flushes: list[int] = []
+    flushes: list[list[tuple[str, int]]] = []  # per round trip: (command, its arguments)
     execute = redis.client.Pipeline.execute
 
     def counted(pipe: Any, *args: Any, **kwargs: Any) -> Any:
-        flushes.append(len(pipe.command_stack))
+        flushes.append([(str(command[0]), len(command) - 1) for command, _ in pipe.command_stack])
         return execute(pipe, *args, **kwargs)
 
     monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
@@ -56,10 +56,11 @@ def test_every_task_is_published_with_the_kits_headers_in_few_round_trips(
 
     assert outcome.published == 2001 and not outcome.duplicates
     assert published == [r.id for r in outcome.results]  # the publish signals ran per task
-    # Pipelined: one LPUSH per task, flushed every 500 commands with the queue's bell (one
-    # more): a handful of round trips (four full flushes, the last task, kombu's one-off queue
-    # declarations), not 2001.
-    assert flushes.count(501) == 4 and len(flushes) <= 12
+    # Pipelined: flushed every 500 tasks, each flush one LPUSH of its 500 messages, then the
+    # queue's bell for up to 32 idle workers: a handful of round trips (four full flushes, the
+    # last task, kombu's one-off queue declarations), not 2001.
+    full = [("LPUSH", 1 + 500), ("LPUSH", 1 + 32)]
+    assert flushes.count(full) == 4 and len(flushes) <= 12
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     default = _messages(client, "default")
     assert len(default) == 2000 and len(_messages(client, "low")) == 1
@@ -202,6 +203,29 @@ def test_a_task_with_a_delay_goes_through_apply_async_in_order(redis: Any) -> No
     waiting = [json.loads(raw)["headers"]["id"] for raw in redis.lrange("default\x06\x165", 0, -1)]
     assert sorted(waiting) == sorted([outcome.task_ids[0], outcome.task_ids[2]])
     assert outcome.task_ids[1] not in waiting  # the durable delay holds it
+
+
+def test_each_queue_is_served_in_the_order_of_the_call(redis: Any) -> None:
+    """Runs of messages to one list leave as one LPUSH each, flushes cut through them and
+    tasks of another queue come in between: a worker, which pops from the right, still meets
+    each queue's tasks in the order they were given."""
+    signatures = [
+        *[add.s(n, 0) for n in range(7)],
+        on_low.s(),
+        add.s(7, 0),
+        add.s(8, 0).set(queue="low"),
+        add.s(9, 0).set(headers={"tenant": "a"}),
+        *[add.s(n, 0) for n in range(10, 16)],
+        on_low.s(),
+    ]
+    outcome = enqueue_many(signatures, batch_size=4)
+
+    def served(key: str) -> list[str]:
+        return [json.loads(raw)["headers"]["id"] for raw in reversed(redis.lrange(key, 0, -1))]
+
+    ids = outcome.task_ids
+    assert served("default\x06\x165") == [ids[i] for i in (*range(7), 8, *range(10, 17))]
+    assert served("low\x06\x165") == [ids[i] for i in (7, 9, 17)]
 
 
 def test_a_failed_flush_raises_batch_publish_error_and_frees_the_locks(
