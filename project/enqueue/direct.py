@@ -212,7 +212,10 @@ class DirectPublisher:
         route = state.routes.get(key)
         if route is None:
             with app.producer_or_acquire() as producer:
-                channel = producer.channel
+                try:
+                    channel = producer.channel
+                except producer.connection.connection_errors:
+                    return None  # Celery's path connects, with kombu's retries, or raises
                 if getattr(channel, "publish_plain", None) is None or (
                     queue.name in (getattr(channel, "_expires", None) or {})
                 ):

@@ -345,3 +345,29 @@ def test_with_telemetry_on_each_task_has_its_producer_span_and_carries_its_conte
         span = producers[message["headers"]["id"]]
         assert message["headers"]["traceparent"].split("-")[1:3] == [span.trace_id, span.span_id]
         assert span.kind == reference.kind and span.start_ns > 0
+
+
+_UNREACHABLE = """
+from kombu.exceptions import OperationalError
+from tests.support.tasks import add
+
+try:
+    add.delay(1, 1)
+except OperationalError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_with_redis_unreachable_a_call_raises_kombus_operational_error() -> None:
+    """As Celery's path does, after kombu's retries: one error type for callers to catch."""
+    import socket
+
+    from tests.support.cli import run_python
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    done = run_python("-c", _UNREACHABLE, env={"REDIS_URL": url}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["OperationalError"]
