@@ -9,10 +9,12 @@ step               where it runs                                  middleware (in
 =================  =============================================  ==========================
 before_apply       the producer: ``apply_async``, ``send_task``    DurableDelay
 before_publish     inside Celery's publish (producer span set)    Stamp, Telemetry
-worker_init        worker main process, before it connects        RedisCheck, Telemetry
-process_init       each process that runs tasks                   Telemetry
+worker_init        worker main process, before it connects        RedisCheck, Telemetry,
+                                                                  GcFreeze
+process_init       each process that runs tasks                   Telemetry, GcFreeze
 worker_start       consumer started (again after a reconnect)     Pause, Leases, DurableDelay
-                                                                  (its forwarder), Flushing
+                                                                  (its forwarder), Flushing,
+                                                                  GcFreeze (first start)
 before_run         the pool process, before the task body         SingleFlightRun
 classify           the body raised: retry it, and when?           Retries
 after_body         the body returned, before the result is saved  LockRelease
@@ -25,7 +27,8 @@ after_return       last, after the outcome hooks                  (none by defau
 process_shutdown   a process that ran tasks exits                 Telemetry, Counters
 worker_stop        consumer stops (reconnect, shutdown)           Pause, Leases
 worker_shutdown    the worker exits                               Telemetry, Counters, Leases,
-                                                                  DurableDelay, Flushing
+                                                                  DurableDelay, Flushing,
+                                                                  GcFreeze (unfreezes)
 beat_init          beat starts                                    RedisCheck, Telemetry
 =================  =============================================  ==========================
 
@@ -63,6 +66,7 @@ def default_middleware(kit: Kit) -> list[Middleware]:
     from project.delay.forwarder import DurableDelay
     from project.enqueue.aggregation import Flushing
     from project.enqueue.dedup import LockRelease, SingleFlightRun
+    from project.lifecycle.freezing import GcFreeze
     from project.ops.counters import Counters
     from project.retries.middleware import Retries
     from project.telemetry.middleware import Telemetry
@@ -79,4 +83,5 @@ def default_middleware(kit: Kit) -> list[Middleware]:
         Retries(),
         Counters(lambda: kit.redis),
         LockRelease(),
+        GcFreeze(kit.settings.tasks.gc_freeze),
     ]

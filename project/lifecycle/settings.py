@@ -1,4 +1,5 @@
-"""What every task gets unless it says otherwise: time limits, priority, the modules to load."""
+"""What every task gets unless it says otherwise: time limits, priority, the modules to load
+(and whether what they built is frozen out of the garbage collector's way)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class TaskSettings:
     default_priority: int = DEFAULT_PRIORITY
     catalog: tuple[str, ...] = DEFAULT_CATALOG
     imports: tuple[str, ...] = ()
+    # What the imports built is frozen out of the garbage collector's way (lifecycle.freezing).
+    gc_freeze: bool = True
 
     @classmethod
     def from_env(cls, env: Env) -> TaskSettings:
@@ -50,6 +53,7 @@ class TaskSettings:
             ),
             catalog=catalog,
             imports=env.names("KIT_IMPORTS"),
+            gc_freeze=env.boolean("KIT_GC_FREEZE", True),
         )
 
     @property

@@ -219,3 +219,11 @@ def spawn(x: int) -> str:
     """Publishes ``tests.add`` from inside a running task (Celery records this one as its
     parent); returns the new task's id."""
     return str(add.delay(x, x).id)
+
+
+@app.task(name="tests.frozen_objects")
+def frozen_objects() -> int:
+    """How many objects the process running it has frozen out of the garbage collector's way."""
+    import gc
+
+    return gc.get_freeze_count()
