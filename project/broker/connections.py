@@ -10,6 +10,12 @@ for one, up to ``KIT_REDIS_POOL_TIMEOUT`` seconds, then gets
 :class:`~project.errors.RedisPoolTimeoutError`. redis-py's default pool refuses such a caller at
 once instead (``MaxConnectionsError`` past 100 connections).
 
+:class:`BrokerConnection` (the kit app's kombu ``Connection``) keeps the kit's transport when
+kombu fails over to the next URL of a list (``sentinel://a;sentinel://b``): kombu's own
+``switch`` takes that URL's transport from its scheme, and a producer or worker carried on, after
+a primary failover, on kombu's stock Redis channel, without the kit's fetch script, leases, bells
+or paused queues.
+
 A ``rediss://`` URL gets the same TLS options everywhere (kombu's broker connection, Celery's
 result backend, redbeat, this client): the server certificate is verified against
 ``KIT_REDIS_TLS_CA_FILE`` (or the system's CAs) and its host name checked. There is no switch to
@@ -24,16 +30,46 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+from kombu.connection import Connection, ConnectionPool, PooledConnection
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from project.broker.settings import RedisSettings
 from project.broker.urls import SentinelTarget, is_sentinel, uses_tls
 from project.errors import RedisPoolTimeoutError
 
-__all__ = ["as_text", "connect", "redis_client", "tls_options"]
+__all__ = ["BrokerConnection", "as_text", "connect", "redis_client", "tls_options"]
 
 SOCKET_TIMEOUT = 10.0  # seconds; a hung Redis fails a call instead of blocking a task forever
 CONNECT_TIMEOUT = 5.0  # seconds
+
+
+class _KeepsTransport(Connection):
+    """``switch`` to another URL of the connection's list keeps the transport class."""
+
+    def switch(self, conn_str: str) -> None:
+        transport = self.transport_cls
+        listed = {str(url).split("://", 1)[0] for url in self.alt or () if "://" in str(url)}
+        super().switch(conn_str)  # type: ignore[no-untyped-call]
+        if "://" in conn_str and conn_str.split("://", 1)[0] in listed:
+            self.transport_cls = transport
+
+
+class BrokerConnection(_KeepsTransport):
+    """kombu's connection, keeping the transport it was made with across a failover to another
+    URL of its list (module docstring); so do the connections of its pool (Celery's producer
+    pool, which every ``apply_async`` draws from)."""
+
+    def Pool(self, limit: int | None = None, **kwargs: Any) -> ConnectionPool:
+        return _Pool(self, limit=limit, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class _Pooled(_KeepsTransport, PooledConnection):
+    pass
+
+
+class _Pool(ConnectionPool):
+    def new(self) -> _Pooled:  # kombu's, with the kit's class
+        return _Pooled(self, **dict(self.connection._info(resolve=False)))  # type: ignore[no-untyped-call]
 
 
 def tls_options(settings: RedisSettings) -> dict[str, Any]:

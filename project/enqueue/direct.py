@@ -170,7 +170,12 @@ class DirectPublisher:
         task_id = task_id or state.ids()
         with app.producer_or_acquire() as producer:
             try:
-                self._send(producer, route, task_id, args, kwargs, routed.get("headers"))
+                channel = producer.channel
+                # Not the kit's channel: kombu's own transport after a failover to another
+                # URL of the broker's list (kombu picks that URL's transport by its scheme).
+                if getattr(channel, "publish_plain", None) is None:
+                    return None
+                self._send(producer, channel, route, task_id, args, kwargs, routed.get("headers"))
             except producer.connection.connection_errors:
                 return None  # Celery's path publishes it again, with kombu's retries
         result = (app.AsyncResult if by_name else task.AsyncResult)(task_id)
@@ -243,6 +248,7 @@ class DirectPublisher:
     def _send(
         self,
         producer: Any,
+        channel: Any,
         route: _Route,
         task_id: str,
         args: Any,
@@ -287,7 +293,6 @@ class DirectPublisher:
         if not route.ignore_result:
             app.backend.on_task_call(producer, task_id)
         key, payload = messages.encode(headers, properties, body)
-        channel = producer.channel
         events: list[tuple[str, str]] = []
         if app.conf.task_send_sent_event:
             events = self._sent_event(channel, route, headers)

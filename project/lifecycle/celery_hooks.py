@@ -24,6 +24,7 @@ from billiard.exceptions import WorkerLostError
 from celery import bootsteps, signals
 from celery.app.amqp import AMQP
 
+from project.broker.connections import BrokerConnection
 from project.errors import PublishRoundTripError
 from project.lifecycle.kit import Kit, is_kit_app, kit_of
 from project.lifecycle.middleware import Publish
@@ -58,7 +59,10 @@ def publishing(kit: Kit) -> Iterator[None]:
 
 
 class KitAMQP(AMQP):  # type: ignore[misc]
-    """Celery's AMQP helper, marking the publishes that belong to its (kit) app."""
+    """Celery's AMQP helper, marking the publishes that belong to its (kit) app; its broker
+    connections keep the kit's transport through a failover (``BrokerConnection``)."""
+
+    Connection = BrokerConnection
 
     def _create_task_sender(self) -> Any:
         send = super()._create_task_sender()

@@ -99,3 +99,19 @@ def test_pool_settings_are_read_from_the_environment() -> None:
     assert (settings.max_connections, settings.pool_timeout) == (250, 2.5)
     defaults = RedisSettings.from_env(Env({}))
     assert defaults.max_connections >= 100 and defaults.pool_timeout > 0
+
+
+def test_a_failover_to_the_next_url_keeps_the_kits_transport() -> None:
+    """kombu takes the next URL's transport from its scheme; the kit's connection keeps its
+    own for URLs of its list (another scheme still gets that scheme's transport)."""
+    from project.broker.connections import BrokerConnection
+    from project.broker.transport import SENTINEL_TRANSPORT
+
+    urls = "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380"
+    connection = BrokerConnection(urls, transport=SENTINEL_TRANSPORT)  # type: ignore[no-untyped-call]
+    connection.maybe_switch_next()  # type: ignore[no-untyped-call]
+    assert (connection.port, connection.transport_cls) == (26380, SENTINEL_TRANSPORT)
+    connection.maybe_switch_next()  # type: ignore[no-untyped-call]
+    assert (connection.port, connection.transport_cls) == (26379, SENTINEL_TRANSPORT)
+    connection.switch("memory://")
+    assert connection.transport_cls == "memory"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from project.application import create_app
+from project.broker import transport
 from project.broker.connections import connect
 from project.settings import load_settings
 from tests.support.polling import eventually
@@ -107,6 +108,8 @@ def test_a_primary_failover_while_tasks_flow(
         print(f"lists {where} unacked {client.hlen('unacked')}")
 
         assert refused == []  # the producer retried through the failover
+        with app.producer_or_acquire() as producer:  # the kit's channel still, not kombu's
+            assert isinstance(producer.channel, transport.SentinelChannel)
         # Only writes in flight when the primary died may be missing (replication lag): a task
         # published, or fetched by the worker, in the old primary's last moments. Never one
         # published after the failover.
