@@ -31,8 +31,10 @@ def test_kit_gc_freeze_false_freezes_nothing(start_worker: Any) -> None:
 def test_a_worker_in_a_thread_leaves_the_collector_as_it_found_it() -> None:
     assert gc.get_freeze_count() == 0
     with in_thread_worker(app):
+        # frozen at worker_init; the consumer's start (in the worker's thread) freezes again,
+        # so the count only grows while it runs
         assert gc.get_freeze_count() > 10_000
-        assert frozen_objects.delay().get(timeout=30) == gc.get_freeze_count()
+        assert frozen_objects.delay().get(timeout=30) > 10_000
     assert gc.get_freeze_count() == 0
 
 
