@@ -102,6 +102,8 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.ids = TaskIds(chunk=64)
+        # The reused encoder keeps its circular-reference marks between calls: one per thread.
+        self.encode = json_encoder()
         self.routes: dict[tuple[Any, ...], _Route] = {}
 
 
@@ -111,7 +113,6 @@ class DirectPublisher:
     def __init__(self, kit: Kit) -> None:
         self.kit = kit
         self.app = kit.app
-        self._encode = json_encoder()
         self._state = _ThreadState()
 
     def _thread(self) -> _ThreadState:
@@ -237,7 +238,7 @@ class DirectPublisher:
                     task.name,
                     template,
                     queue.name,
-                    self._encode,
+                    state.encode,
                     state.ids,
                     reply_to=app.thread_oid,
                     represent=_celerys_repr(app),
@@ -328,7 +329,8 @@ class DirectPublisher:
             exchange="",
             routing_key=queue,
         )
-        encode = self._encode
+        state = self._thread()
+        encode = state.encode
         exchange = dispatcher.exchange.name
         data, body_encoding = channel.encode_body(encode(event), channel.body_encoding)
         envelope = {  # kombu's prepare_message and basic_publish, in their order
@@ -341,7 +343,7 @@ class DirectPublisher:
                 "delivery_info": {"exchange": exchange, "routing_key": "task.sent"},
                 "priority": channel.default_priority,
                 "body_encoding": body_encoding,
-                "delivery_tag": self._thread().ids(),
+                "delivery_tag": state.ids(),
             },
         }
         if route.topics is None:

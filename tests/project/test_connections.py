@@ -113,5 +113,5 @@ def test_a_failover_to_the_next_url_keeps_the_kits_transport() -> None:
     assert (connection.port, connection.transport_cls) == (26380, SENTINEL_TRANSPORT)
     connection.maybe_switch_next()  # type: ignore[no-untyped-call]
     assert (connection.port, connection.transport_cls) == (26379, SENTINEL_TRANSPORT)
-    connection.switch("memory://")
-    assert connection.transport_cls == "memory"
+    connection.switch("redis://127.0.0.1:6379/0")  # never connected: switch does not connect
+    assert connection.transport_cls == "redis"
