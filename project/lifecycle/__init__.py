@@ -15,7 +15,8 @@ process_init       each process that runs tasks                   Telemetry, GcF
 worker_start       consumer started (again after a reconnect)     Pause, Leases, DurableDelay
                                                                   (its forwarder), Flushing,
                                                                   GcFreeze (first start)
-before_run         the pool process, before the task body         SingleFlightRun
+before_run         the pool process, before the task body         Retries (drops a stale
+                                                                  redelivery), SingleFlightRun
 classify           the body raised: retry it, and when?           Retries
 after_body         the body returned, before the result is saved  LockRelease
 on_retry           a retry was published                          Telemetry
@@ -79,8 +80,8 @@ def default_middleware(kit: Kit) -> list[Middleware]:
         Pause(),
         Leases(),
         Flushing(),
+        Retries(),  # before SingleFlightRun: a stale copy must not take (or wait for) a lock
         SingleFlightRun(),
-        Retries(),
         Counters(lambda: kit.redis),
         LockRelease(),
         GcFreeze(kit.settings.tasks.gc_freeze),

@@ -4,8 +4,9 @@ Each per-task concern (retries and the archive, locks, single flight, counters, 
 leases, pause, telemetry ...) is one subclass that overrides the hooks it needs. The pipeline
 calls every middleware's hook in list order (``create_app`` shows the list) and never lets one
 raise: a failing hook is logged and the task goes on. Hooks that steer the task *return* what
-they want (a :class:`Defer` or :class:`Skip` from ``before_run``, a retry countdown from
-``classify``); :class:`~project.lifecycle.task.KitTask` turns that into Celery's control flow.
+they want (a :class:`Defer`, :class:`Skip` or :class:`Drop` from ``before_run``, a retry
+countdown from ``classify``); :class:`~project.lifecycle.task.KitTask` turns that into Celery's
+control flow.
 
 Celery's own mechanisms stay underneath: the task class calls the run hooks, the app's
 :class:`~project.lifecycle.publish.KitAMQP` and one ``before_task_publish`` receiver call
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from celery import Task
 
-__all__ = ["Defer", "Middleware", "Pipeline", "Publish", "Skip"]
+__all__ = ["Defer", "Drop", "Middleware", "Pipeline", "Publish", "Skip"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,15 @@ class Defer:
     """Run this message later, without using up its retry budget (a busy single-flight key)."""
 
     countdown: float
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Run nothing and store nothing: this message is a stale copy of work that goes on
+    elsewhere (a redelivered attempt whose retry was published already). It is acknowledged
+    as it is, and the task's state, locks and counters stay as its successor left them."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -101,8 +111,8 @@ class Middleware:
 
     # -- one task attempt (the process that runs it) ---------------------------------------
 
-    def before_run(self, task: Task) -> Defer | Skip | None:
-        """Before the task body; the first Defer or Skip wins and the body does not run."""
+    def before_run(self, task: Task) -> Defer | Skip | Drop | None:
+        """Before the task body; the first Defer, Skip or Drop wins and the body does not run."""
         return None
 
     def classify(self, task: Task, exc: Exception) -> float | None:
@@ -244,8 +254,8 @@ class Pipeline:
     def worker_shutdown(self, consumer: Any) -> None:
         self._each("worker_shutdown", consumer)
 
-    def before_run(self, task: Task) -> Defer | Skip | None:
-        verdict: Defer | Skip | None = self._first("before_run", task)
+    def before_run(self, task: Task) -> Defer | Skip | Drop | None:
+        verdict: Defer | Skip | Drop | None = self._first("before_run", task)
         return verdict
 
     def classify(self, task: Task, exc: Exception) -> float | None:

@@ -4,7 +4,8 @@ It does no concern's work itself: each step of an attempt asks the app's
 :class:`~project.lifecycle.middleware.Pipeline` (see :mod:`project.lifecycle` for the list),
 and turns what the middleware answer into Celery's control flow: a countdown from
 ``classify`` becomes ``self.retry``, a :class:`Defer` a retry that does not use up the budget,
-a :class:`Skip` a terminal state of its own.
+a :class:`Skip` a terminal state of its own, a :class:`Drop` Celery's ``Ignore`` (acknowledged,
+nothing stored).
 
 Class attributes a task may set: ``transient_errors`` (retried with backoff; everything else
 fails at once and is archived), ``default_queue``, ``single_flight`` (one running instance per
@@ -15,6 +16,7 @@ fails at once and is archived), ``default_queue``, ``single_flight`` (one runnin
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from celery import Task
@@ -32,12 +34,14 @@ from project.enqueue.dedup import (
 )
 from project.errors import PermanentError, ValidationError
 from project.lifecycle.kit import Kit, kit_of
-from project.lifecycle.middleware import Defer, Skip
+from project.lifecycle.middleware import Defer, Drop, Skip
 from project.retries.backoff import TRANSIENT_ERRORS
 
 __all__ = ["SKIPPED", "KitRequest", "KitTask"]
 
 _CONTROL_FLOW = (Retry, Ignore, Reject)
+
+logger = logging.getLogger(__name__)
 
 
 class KitRequest(Request):  # type: ignore[misc]
@@ -195,7 +199,10 @@ class KitTask(Task):  # type: ignore[misc]
         finally:
             pipeline.after_run(self)
 
-    def _obey(self, verdict: Defer | Skip) -> Any:
+    def _obey(self, verdict: Defer | Skip | Drop) -> Any:
+        if isinstance(verdict, Drop):
+            logger.info("%s[%s] not run: %s", self.name, self.request.id, verdict.reason)
+            raise Ignore()
         if isinstance(verdict, Skip):
             self.update_state(state=verdict.state, meta=verdict.meta)
             raise Ignore()

@@ -7,7 +7,9 @@
   once with no retry;
 * a task that fails for good (either way, by running out of retries, by its hard time limit or
   by killing its pool process too often) is archived with its payload, error, traceback and
-  attempts, before its message is acknowledged.
+  attempts, before its message is acknowledged;
+* a redelivered message of an attempt that was retried already is dropped, not run
+  (:meth:`Retries.before_run`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, states
 
 from project.errors import PermanentError
 from project.lifecycle.kit import kit_of
-from project.lifecycle.middleware import Middleware
+from project.lifecycle.middleware import Drop, Middleware
 from project.retries.archive import ArchivedTask, Reason
 from project.retries.backoff import TRANSIENT_ERRORS, backoff_delay
 from project.retries.settings import RetrySettings
@@ -37,6 +39,30 @@ def countdown_for(settings: RetrySettings, retries: int) -> float:
 
 
 class Retries(Middleware):
+    def before_run(self, task: Task) -> Drop | None:
+        """A redelivered message whose attempt was retried already is a stale copy: drop it.
+
+        A retry publishes the next attempt, then stores RETRY (with the failed attempt's number,
+        ``result_extended``), then acknowledges the failed attempt's message. When that
+        acknowledgement is lost (the connection dropped: Redis restarting is when transient
+        errors, and so retries, happen), the visibility timeout brings the old message back
+        while its successor is queued: both would run. Celery skips a redelivered message
+        whose task says SUCCESS; this is the same rule for RETRY: a message whose attempt
+        number is not above the stored failed attempt's has a successor already. The
+        successor itself, redelivered, has a higher number and runs. Only redeliveries pay the
+        read (one GET), and a result that cannot be read runs the message (at least once).
+        """
+        request = task.request
+        delivery = request.delivery_info
+        if not (delivery and delivery.get("redelivered")):
+            return None
+        meta = task.backend.get_task_meta(request.id)
+        retried = meta.get("retries")
+        attempt = int(request.retries or 0)
+        if meta.get("status") != states.RETRY or not isinstance(retried, int) or retried < attempt:
+            return None
+        return Drop(f"redelivered attempt {attempt + 1}, retried already as attempt {retried + 2}")
+
     def classify(self, task: Task, exc: Exception) -> float | None:
         if isinstance(exc, PermanentError):
             return None

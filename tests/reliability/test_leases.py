@@ -89,3 +89,43 @@ def test_a_task_that_kills_its_process_is_retried_then_archived_not_requeued_for
     assert redis.llen("test:starts:pill") == 3  # the first run and max_retries=2 retries
     assert add.delay(1, 1).get(timeout=30) == 2  # the pool replaced each killed process
     assert sum(redis.llen(k) for k in redis.keys("default*")) == 0  # nothing requeued
+
+
+@pytest.mark.e2e
+def test_a_retried_attempt_whose_acknowledgement_was_lost_does_not_run_again(
+    start_worker: Any, redis: Any
+) -> None:
+    from tests.support.tasks import retry_keeping_record
+
+    worker = start_worker(concurrency=1, env=SHORT_LEASE)
+    # The first attempt fails and retries in 20 s (held by the worker, not yet run).
+    result = retry_keeping_record.delay("lost-ack", 20)
+    eventually(lambda: result.state == "RETRY", 30)
+    tag = eventually(lambda: redis.get("test:tag:lost-ack"), 30)
+    eventually(lambda: not redis.hexists("unacked", tag), 30)  # acknowledged
+    # Its acknowledgement lost, as when the connection drops before it reaches Redis: the
+    # message is recorded again, delivered longer ago than the visibility timeout.
+    redis.hset("unacked", tag, redis.get("test:record:lost-ack"))
+    redis.zadd("unacked_index", {tag: time.time() - 60})
+
+    eventually(lambda: "not run: redelivered attempt 1" in worker.output, 30)
+    assert redis.lrange("test:attempts:lost-ack", 0, -1) == ["0"]  # the copy did not run
+    assert result.get(timeout=60) == "done"  # the retry still does
+    assert redis.lrange("test:attempts:lost-ack", 0, -1) == ["0", "1"]
+    eventually(lambda: redis.hlen("unacked") == 0, 30)  # the copy was acknowledged
+
+
+@pytest.mark.e2e
+def test_a_retried_tasks_next_attempt_runs_again_when_its_worker_dies(
+    start_worker: Any, redis: Any
+) -> None:
+    from tests.support.tasks import retry_keeping_record
+
+    doomed = start_worker(concurrency=1, env=SHORT_LEASE)
+    result = retry_keeping_record.delay("next-attempt", 0.2, 4)  # the second attempt runs 4 s
+    eventually(lambda: redis.llen("test:attempts:next-attempt") == 2, 30)
+    doomed.kill()  # during the second attempt: its message is redelivered while RETRY is stored
+    start_worker(concurrency=1, env=SHORT_LEASE)
+    assert result.get(timeout=60) == "done"
+    assert redis.lrange("test:attempts:next-attempt", 0, -1) == ["0", "1", "1"]
+    assert redis.lrange("test:finishes:next-attempt", 0, -1) == ["1"]

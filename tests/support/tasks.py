@@ -113,6 +113,23 @@ def retry_later(self: Any, key: str, delay: float = 2.0) -> str:
     return "done"
 
 
+@app.task(name="tests.retry_keeping_record", bind=True, max_retries=1)
+def retry_keeping_record(self: Any, key: str, delay: float, seconds: float = 0.0) -> str:
+    """Counts its attempts in ``test:attempts:<key>``. The first keeps a copy of its message's
+    ``unacked`` record (what a lost acknowledgement would leave there) in
+    ``test:record:<key>`` and retries after ``delay`` seconds; the second runs ``seconds``."""
+    client = _redis()
+    client.rpush(f"test:attempts:{key}", str(self.request.retries))
+    if self.request.retries == 0:
+        tag = (self.request.properties or {})["delivery_tag"]
+        client.set(f"test:record:{key}", client.hget("unacked", tag) or b"")
+        client.set(f"test:tag:{key}", tag)
+        raise self.retry(countdown=delay)
+    time.sleep(seconds)
+    client.rpush(f"test:finishes:{key}", str(self.request.retries))
+    return "done"
+
+
 @app.task(
     name="tests.exclusive", bind=True, single_flight=True, single_flight_ttl=2.0, max_retries=3
 )
