@@ -25,13 +25,15 @@ def _app(url: str) -> Any:
     return create_app(load_settings({"REDIS_URL": url}))
 
 
-def _send(app: Any, keys: list[str], seconds: float | None = None) -> dict[str, str]:
+def _send(
+    app: Any, keys: list[str], seconds: float | None = None, name: str = "tests.count"
+) -> dict[str, str]:
     """Publish one task per key; returns each key's task id."""
     ids = {}
     with app.producer_or_acquire() as producer:
         for key in keys:
             if seconds is None:
-                sent = app.send_task("tests.count", (key,), producer=producer)
+                sent = app.send_task(name, (key,), producer=producer)
             else:
                 sent = app.send_task("tests.count_slowly", (key, seconds), producer=producer)
             ids[key] = sent.id
@@ -53,10 +55,10 @@ def _wait_for_all(client: Any, keys: list[str], stall: float) -> None:
         time.sleep(0.1)
 
 
-def _diagnosis(client: Any, ids: dict[str, str], output: str) -> str:
+def _diagnosis(client: Any, ids: dict[str, str], output: str, counts_from: Any = None) -> str:
     """What became of the missing tasks: broker state, archive, and the worker's complaints."""
     keys = list(ids)
-    counts = client.mget([f"test:count:{k}" for k in keys])
+    counts = (counts_from or client).mget([f"test:count:{k}" for k in keys])
     missing = [k for k, v in zip(keys, counts, strict=True) if not v]
     lost_ids = {ids[k] for k in missing[:5]}
     complaints = [
@@ -120,17 +122,23 @@ def test_warm_shutdown_in_a_busy_period_loses_nothing(
 @pytest.mark.e2e
 @pytest.mark.timeout(900)  # 10,000 tasks through one worker on a machine shared with the suite
 def test_redis_restart_with_ten_thousand_queued_tasks_processes_them_all(
-    start_worker: Any, tmp_path: Any, ledger: Ledger
+    start_worker: Any, tmp_path: Any, ledger: Ledger, redis: Any, redis_url: str
 ) -> None:
+    # The tasks need the restarted Redis (those running when it stops fail and are retried)
+    # and count their runs on the suite's server, which stays up (tests.count_elsewhere).
     server = RedisServer(tmp_path / "aof", appendonly=True).start()
     try:
         app = _app(server.url)
         keys = [f"q-{i}" for i in range(10_000)]
-        ids = _send(app, keys)
-        env = {"REDIS_URL": server.url, "KIT_VISIBILITY_TIMEOUT": "5"}
+        ids = _send(app, keys, name="tests.count_elsewhere")
+        env = {
+            "REDIS_URL": server.url,
+            "KIT_VISIBILITY_TIMEOUT": "5",
+            "TEST_COUNT_REDIS_URL": redis_url,
+        }
         worker = start_worker(concurrency=2, extra_args=["--prefetch-multiplier=8"], env=env)
         client = redis_py.Redis.from_url(server.url, decode_responses=True)
-        eventually(lambda: len(client.keys("test:count:q-*")) >= 1000, 120, interval=0.5)
+        eventually(lambda: len(redis.keys("test:count:q-*")) >= 1000, 120, interval=0.5)
 
         server.stop()  # SIGTERM: the AOF is fsynced
         started = time.monotonic()
@@ -140,10 +148,10 @@ def test_redis_restart_with_ten_thousand_queued_tasks_processes_them_all(
         assert time.monotonic() - started < 30
         server.start()
 
-        _wait_for_all(client, keys, stall=120)
-        processed, lost, duplicated = ledger.count_runs(client, keys)
+        _wait_for_all(redis, keys, stall=120)
+        processed, lost, duplicated = ledger.count_runs(redis, keys)
         ledger.record(len(keys), processed, lost, duplicated)
-        assert (processed, lost) == (10_000, 0), _diagnosis(client, ids, worker.output)
+        assert (processed, lost) == (10_000, 0), _diagnosis(client, ids, worker.output, redis)
         # At-least-once: only tasks in flight at the moment Redis went away may run twice.
         assert duplicated <= 2 * 8, duplicated
         client.close()

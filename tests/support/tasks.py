@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -153,6 +155,24 @@ def exclusive_skip(self: Any, key: str, seconds: float) -> str:
 def count(key: str) -> int:
     """Counts its runs in ``test:count:<key>``: exactly-once checks read it."""
     return int(_redis().incr(f"test:count:{key}"))
+
+
+@app.task(name="tests.count_elsewhere")
+def count_elsewhere(key: str) -> int:
+    """``tests.count`` for scenarios that stop the broker's Redis. It needs that Redis (a PING,
+    so it fails, and is retried, while Redis is down), then counts its run in
+    ``test:count:<key>`` on ``TEST_COUNT_REDIS_URL``, a server no fault touches. A count kept
+    on the stopped server is not a count of runs: Redis can apply an INCR and shut down before
+    it replies, and the attempt, which saw a connection error, is rightly retried."""
+    _redis().ping()
+    return int(_counting_redis().incr(f"test:count:{key}"))
+
+
+@lru_cache(maxsize=1)
+def _counting_redis() -> Any:
+    import redis as redis_py
+
+    return redis_py.Redis.from_url(os.environ["TEST_COUNT_REDIS_URL"])
 
 
 @app.task(name="tests.tick", bind=True)
