@@ -40,13 +40,15 @@ MAX_BATCH = 64
 TRIM_EVERY = 16
 
 # KEYS: unacked hash, unacked index, paused set, then per queue (in fetch order) its bell and
-# its priority lists (most urgent first). ARGV: now, lists per queue, how many to fetch,
-# whether LMPOP exists ("1"/"0"), whether to trim the bells ("1"/"0"), the number of queues,
-# the queue names, per queue whether its messages are recorded ("1"; "0" for a queue consumed
-# without acknowledgements, such as a control reply queue), then the delivery tags of messages
-# acknowledged since the last call.
+# its priority lists (most urgent first). ARGV: now (the delivery time to record; empty: the
+# server's clock when the script runs, for a fetch sent ahead of a wait), lists per queue, how
+# many to fetch, whether LMPOP exists ("1"/"0"), whether to trim the bells ("1"/"0"), the
+# number of queues, the queue names, per queue whether its messages are recorded ("1"; "0" for
+# a queue consumed without acknowledgements, such as a control reply queue), then the delivery
+# tags of messages acknowledged since the last call.
 # Returns a flat list {list key, payload, list key, payload, ...}, empty when nothing waits.
 FETCH_SCRIPT = """
+local now = ARGV[1]
 local steps = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local count = tonumber(ARGV[6])
@@ -107,6 +109,10 @@ if got == 0 then
   for q = 1, #names do redis.call('del', KEYS[4 + (q - 1) * (steps + 1)]) end
   return out
 end
+if now == '' then
+  local clock = redis.call('time')
+  now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+end
 local index = {}
 local records = {}
 for i = 2, #out, 2 do
@@ -115,7 +121,7 @@ for i = 2, #out, 2 do
     local properties = cjson.decode(payload)['properties']
     local delivery = properties['delivery_info']
     local tag = properties['delivery_tag']
-    index[#index + 1] = ARGV[1]
+    index[#index + 1] = now
     index[#index + 1] = tag
     records[#records + 1] = tag
     records[#records + 1] = '[' .. payload .. ',' .. cjson.encode(delivery['exchange']) .. ','
@@ -142,7 +148,7 @@ def fetch_command(
     queues: Sequence[str],
     count: int,
     *,
-    now: float,
+    now: float | None,
     lmpop: bool,
     trim: bool,
     acked: Sequence[str] = (),
@@ -155,13 +161,15 @@ def fetch_command(
     ``script_keys`` are the script's KEYS, laid out as the script's comment says; ``acked``
     are delivery tags to forget first (acknowledgements that ride on the fetch); messages of
     the ``unrecorded`` queues (consumed without acknowledgements) are popped, not recorded.
+    ``now`` is the delivery time recorded for the lease; None records the time the script
+    runs, by Redis's clock (a fetch queued behind a ``BLPOP`` runs when the bell rings).
     """
     return [
         "EVALSHA" if sha else "EVAL",
         sha or FETCH_SCRIPT,
         len(script_keys),
         *script_keys,
-        now,
+        "" if now is None else now,
         lists_per_queue,
         max(1, min(count, MAX_BATCH)),
         "1" if lmpop else "0",

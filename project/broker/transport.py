@@ -17,6 +17,14 @@ publish (and every message put back, and ``kit queue resume``) pushes to, and ru
 once the bell rings, or after ``brpop_timeout`` (1 s) for messages pushed by something other
 than this transport. A bell carries nothing, so losing one only costs that second.
 
+The script is sent with the ``BLPOP``, in the same write: Redis runs a blocked client's next
+command as soon as the block ends, so the bell's wake-up and the fetch are one round trip, not
+two (on an idle worker, the message's way from publish to pool is a round trip shorter). The
+fetch is as atomic as ever; it reads the paused set when it runs, records its messages at the
+time it runs (Redis's clock: a lease is measured from the fetch, not from the wait's start),
+and asks for no more than the free window at the wait's start, which only grows while the
+worker waits.
+
 Celery selects this class through ``broker_transport`` while ``broker_url`` stays a plain
 ``redis://`` URL; :meth:`Transport.as_uri` keeps that scheme in the URL the connection shows
 (Flower picks its broker client by it).
@@ -73,7 +81,7 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
     prerecorded: str | None = None
     #: Queues had work at the last fetch (or a bell rang since): fetch, do not wait.
     _busy: bool = True
-    #: The command whose reply the poller waits for: ``EVAL`` (a fetch) or ``BLPOP`` (a wait).
+    #: What the poller waits for: ``EVAL`` (a fetch) or ``BLPOP`` (a wait, then its fetch).
     _pending: str = "EVAL"
     #: Fetches sent (every ``fetch.TRIM_EVERY``-th trims the bells).
     _fetches: int = 0
@@ -122,9 +130,12 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
     def _bell(self, queue: str) -> str:
         return self.global_keyprefix + keys.queue_bell(queue)
 
-    def _fetch_args(self, queues: list[str], count: int, acked: Sequence[str] = ()) -> list[Any]:
+    def _fetch_args(
+        self, queues: list[str], count: int, acked: Sequence[str] = (), *, queued: bool = False
+    ) -> list[Any]:
         """``EVAL`` of the fetch script for up to ``count`` messages of ``queues``, in this
-        order (kombu's keys prefixed by hand: kombu's prefixing client does not know ``EVAL``)."""
+        order (kombu's keys prefixed by hand: kombu's prefixing client does not know ``EVAL``);
+        ``queued``: sent behind a wait, so its delivery time is taken when it runs."""
         prefix = self.global_keyprefix
         script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, keys.PAUSED]
         for queue in queues:
@@ -136,7 +147,7 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
             len(self.priority_steps),
             queues,
             count,
-            now=time(),
+            now=None if queued else time(),
             lmpop=self._has_lmpop,
             trim=self._fetches % fetch.TRIM_EVERY == 0,
             acked=acked,
@@ -172,7 +183,13 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
             self.flush_acks()  # before a wait of up to a second
             wait = self.brpop_timeout if timeout is None else timeout
             self._pending = "BLPOP"
+            window = self.qos.can_consume_max_estimate()
+            fetch_after = self._fetch_args(queues, window or fetch.MAX_BATCH, queued=True)
             command = ["BLPOP", *(self._bell(q) for q in queues), wait or 0]
+            connection = self._in_poll = self.client.connection
+            self._brpop_sent_at = monotonic()  # type: ignore[assignment]
+            connection.send_packed_command(connection.pack_commands([command, fetch_after]))
+            return
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
         self.client.connection.send_command(*command)
@@ -181,6 +198,9 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, self._pending, **options)
+                if self._pending == "BLPOP":  # a bell rang, or a second passed: its fetch ran
+                    self._busy = True  # if its fetch fails below, fetch again next
+                    reply = self.client.parse_response(self.client.connection, "EVAL")
             except NoScriptError:  # Redis restarted or flushed its scripts: load it again
                 self._deferred_acks[:0] = self._riding
                 self._fetch_sha = None
@@ -190,11 +210,8 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
                 raise
             finally:
                 self._riding = []
-            if self._pending == "EVAL" and self._fetch_sha is None:
+            if self._fetch_sha is None:
                 self._fetch_sha = fetch.FETCH_SHA  # EVAL cached it: EVALSHA from now on
-            if self._pending == "BLPOP":
-                self._busy = True  # a bell rang, or a second passed: fetch next
-                raise Empty()
             fetched = fetch.parse_reply(reply)
             if not fetched:
                 self._busy = False  # nothing to fetch: wait on the bells next

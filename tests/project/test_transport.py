@@ -6,6 +6,7 @@ channel waits on its queues' bells without popping anything; and the connection'
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -16,11 +17,13 @@ from kombu.messaging import Consumer
 
 from project import keys
 from project.application import create_app
+from project.broker import fetch
 from project.broker.pause import pause, resume
 from project.broker.queues import PRIORITY_SEP
 from project.broker.transport import BELLS_PER_FLUSH
 from project.settings import load_settings
 from project.up.redis_server import RedisServer
+from tests.support.polling import eventually
 
 
 def _app(server: RedisServer) -> Any:
@@ -80,6 +83,39 @@ def test_after_an_idle_spell_a_message_is_fetched_and_recorded_in_one_step(
             conn.drain_events(timeout=10)
         assert [m.headers["id"] for m in received] == [sent]
         assert recorded_at_delivery == [True]
+        received[0].ack()
+    assert client.hlen("unacked") == 0
+
+
+def test_an_idle_channel_sends_its_fetch_with_its_wait_and_records_when_it_ran(
+    private_redis: RedisServer,
+) -> None:
+    app = _app(private_redis)
+    client = redis_py.Redis.from_url(private_redis.url, decode_responses=True)
+    received: list[Any] = []
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        channel._busy = False  # as after an idle spell: wait on the bells
+        with Consumer(channel, [Queue("default")], callbacks=[lambda _b, m: received.append(m)]):
+            waiting = threading.Thread(target=conn.drain_events, kwargs={"timeout": 10})
+            waiting.start()
+
+            def blocked_with_fetch_queued() -> bool:
+                # The fetch script waits in the blocked connection's query buffer, unparsed.
+                return any(
+                    c["cmd"] == "blpop" and int(c["qbuf"]) > len(fetch.FETCH_SHA)
+                    for c in client.client_list()
+                )
+
+            eventually(blocked_with_fetch_queued, 5)
+            time.sleep(0.5)  # a wait well under way when the message comes
+            published_at = time.time()
+            sent = app.send_task("tests.count", ("woken",), queue="default").id
+            waiting.join(10)
+        assert [m.headers["id"] for m in received] == [sent]
+        # The lease starts at the fetch, when the bell rang, not when the wait began.
+        recorded_at = client.zscore("unacked_index", received[0].delivery_tag)
+        assert recorded_at is not None and recorded_at >= published_at - 0.05
         received[0].ack()
     assert client.hlen("unacked") == 0
 
