@@ -173,26 +173,23 @@ class Channel(DeferredAcks, Publishing, redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        window = self.qos.can_consume_max_estimate() or fetch.MAX_BATCH
         if self._busy:
-            window = self.qos.can_consume_max_estimate()
             self._pending = "EVAL"
             self._riding, self._deferred_acks = self._deferred_acks, []
             self._acks_waited = 0
-            command = self._fetch_args(queues, window or fetch.MAX_BATCH, self._riding)
+            commands = [self._fetch_args(queues, window, self._riding)]
         else:
             self.flush_acks()  # before a wait of up to a second
             wait = self.brpop_timeout if timeout is None else timeout
             self._pending = "BLPOP"
-            window = self.qos.can_consume_max_estimate()
-            fetch_after = self._fetch_args(queues, window or fetch.MAX_BATCH, queued=True)
-            command = ["BLPOP", *(self._bell(q) for q in queues), wait or 0]
-            connection = self._in_poll = self.client.connection
-            self._brpop_sent_at = monotonic()  # type: ignore[assignment]
-            connection.send_packed_command(connection.pack_commands([command, fetch_after]))
-            return
-        self._in_poll = self.client.connection
+            commands = [
+                ["BLPOP", *(self._bell(q) for q in queues), wait or 0],
+                self._fetch_args(queues, window, queued=True),  # runs as the wait ends
+            ]
+        connection = self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
-        self.client.connection.send_command(*command)
+        connection.send_packed_command(connection.pack_commands(commands))
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
