@@ -4,6 +4,8 @@
   the middleware's ``before_apply``, like ``Task.apply_async``, so a long delay waits in Redis's
   durable schedule whichever way a task is sent; a registered task with plain options is then
   published by the kit (:mod:`project.enqueue.direct`), the same message for a fifth of the work.
+  A ``KitTask.apply_async`` that takes Celery's path arrives here from Celery's
+  ``Task.apply_async`` already checked and offered to the middleware: it goes straight on.
 * Its result backend is the kit's variant of Celery's Redis one (:mod:`project.results.backend`):
   one script per result written, no subscription per published task.
 """
@@ -24,6 +26,10 @@ class KitCelery(Celery):  # type: ignore[misc]
     """A Celery app whose ``send_task`` and result backend are the kit's (module docstring)."""
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        if _from_kit_apply_async(options.get("task_type")):
+            # Celery's Task.apply_async on the kit's slow path: KitTask.apply_async checked
+            # the call, ran before_apply and offered it to the direct path already.
+            return super().send_task(name, args, kwargs, **options)
         # A producer's call, not Celery re-sending a retry or a worker publishing a chain step.
         if "retries" not in options and "parent_id" not in options:
             check_by_name(self, name, args, kwargs, options)
@@ -63,3 +69,13 @@ class KitCelery(Celery):  # type: ignore[misc]
 
         backend, url = backends.by_url(self.backend_cls or self.conf.result_backend, self.loader)
         return kit_backend(backend)(app=self, url=url)
+
+
+def _from_kit_apply_async(task_type: Any) -> bool:
+    """Celery's ``Task.apply_async`` passes ``task_type=self`` (a user's ``send_task`` never
+    does): a KitTask's means the call came through ``KitTask.apply_async``."""
+    if task_type is None:
+        return False
+    from project.lifecycle.task import KitTask
+
+    return isinstance(task_type, KitTask)

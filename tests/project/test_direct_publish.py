@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from project import ValidationError, app
 from project.broker.publish import Publishing
+from project.delay.forwarder import DurableDelay
 from project.enqueue import direct
 from tests.support.messages import raw_messages
 from tests.support.polling import eventually
@@ -186,6 +187,31 @@ def test_any_other_option_takes_celerys_path(
     result = add.apply_async((1, 2), **options)
     assert served == []
     assert result.id and redis.exists("kit:bell:default")
+
+
+@pytest.mark.parametrize("call", ["apply_async", "send_task"])
+def test_a_call_on_celerys_path_is_checked_and_offered_to_the_middleware_once(
+    redis: Any, served: list[str], monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    seen: list[str] = []
+    offer, check = DurableDelay.before_apply, add.check_arguments
+
+    def offered(self: Any, app: Any, name: str, *rest: Any) -> Any:
+        seen.append(f"before_apply {name}")
+        return offer(self, app, name, *rest)
+
+    def checked(*args: Any) -> None:
+        seen.append("check_arguments")
+        check(*args)
+
+    monkeypatch.setattr(DurableDelay, "before_apply", offered)
+    monkeypatch.setattr(add, "check_arguments", checked)
+    if call == "apply_async":
+        result = add.apply_async((1, 2), expires=60)
+    else:
+        result = app.send_task("tests.add", (1, 2), expires=60)
+    assert seen == ["check_arguments", "before_apply tests.add"]
+    assert served == [] and [m["headers"]["id"] for m in _waiting(redis)] == [result.id]
 
 
 def test_send_task_of_a_task_this_process_does_not_have_takes_celerys_path(
