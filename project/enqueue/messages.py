@@ -31,6 +31,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
 
 from project.enqueue.dedup import UNIQUE_OPTION, Claim, _queue_of, unique_claim, unique_key
+from project.enqueue.headers import HeaderTemplate
 
 __all__ = [
     "RouteMessages",
@@ -186,6 +187,7 @@ class RouteMessages:
         )
         self._after_priority = f', "body_encoding": {_string(self.body_encoding)}, "delivery_tag": '
         self._priorities: dict[int, str] = {}
+        self._headers = HeaderTemplate(headers, encode)
 
     def message(
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -220,7 +222,8 @@ class RouteMessages:
             data, body_encoding = self.channel.encode_body(data, self.body_encoding)
         envelope = (  # kombu's prepare_message dict, in its order
             f'{{"body": {_string(data)}, "content-encoding": "utf-8", '
-            f'"content-type": "application/json", "headers": {encode(headers)}, '
+            f'"content-type": "application/json", '
+            f'"headers": {self._headers.encode(headers) or encode(headers)}, '
             f'"properties": '
         )
         if list(properties) == self._stamped:
