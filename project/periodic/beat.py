@@ -36,6 +36,10 @@ def beat_config(redis_url: str, lock_timeout: int) -> dict[str, Any]:
         "redbeat_redis_url": redis_url,
         "redbeat_key_prefix": keys.BEAT_PREFIX,  # redbeat's keys, listed there
         "redbeat_lock_timeout": lock_timeout,
+        # Set, even empty: unset, redbeat falls back to broker_transport_options (with a
+        # DeprecationWarning; none of the broker's options reach its client either way).
+        # A Sentinel deployment sets its own (project.application).
+        "redbeat_redis_options": {},
         # The lock is extended at every tick: tick at least five times per lock period.
         "beat_max_loop_interval": max(1, lock_timeout // 5),
     }

@@ -102,3 +102,23 @@ def test_an_empty_catalog_means_no_catalog_modules() -> None:
     assert load_settings({}).tasks.catalog  # the default: the kit's catalog
     only_mine = load_settings({"KIT_CATALOG": "", "KIT_IMPORTS": "myapp.tasks"}).tasks
     assert only_mine.catalog == () and only_mine.modules == ("myapp.tasks",)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6390/0", "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0"]
+)
+def test_beat_reads_redbeats_own_options_not_the_brokers(url: str) -> None:
+    import warnings
+
+    from redbeat.schedulers import RedBeatConfig
+
+    from project.application import create_app
+
+    env = {"REDIS_URL": url, "KIT_SENTINEL_MASTER": "kit"}
+    app = create_app(load_settings(env))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # redbeat warns when it falls back to the broker's
+        config = RedBeatConfig(app)
+    sentinel = url.startswith("sentinel://")
+    assert ("sentinels" in config.redbeat_redis_options) is sentinel
+    assert "visibility_timeout" not in config.redbeat_redis_options
