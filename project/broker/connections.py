@@ -125,8 +125,8 @@ def connect(url: str, settings: RedisSettings, **options: Any) -> redis.Redis:
         return redis.Redis.from_pool(pool)
     target = SentinelTarget.parse(url)
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
-    sentinel = Sentinel(target.addresses, sentinel_kwargs=sentinel_options, **sentinel_options)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(target.addresses, sentinel_kwargs=sentinel_options, **sentinel_options)  # type: ignore[no-untyped-call,unused-ignore]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
         settings.sentinel_master,
         connection_pool_class=_SentinelBlockingPool,
         db=target.db,

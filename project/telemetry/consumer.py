@@ -8,8 +8,9 @@ through the propagator API, starts an SDK span, attaches two contexts, and at th
 adding a dozen more, a no-op task paid about 190 us for its span, measured in the worker,
 where telemetry had to cost a tenth of that to stay within 5 % of a task's time.
 
-:class:`ConsumerTracing` replaces those four receivers (the stock producer side stays: the
-``apply_async/<task>`` spans and the context injected into every message) and makes the same
+:class:`ConsumerTracing` replaces those four receivers (the publish side, the
+``apply_async/<task>`` spans and the context injected into every message, is
+:class:`~project.telemetry.producer.ProducerTracing`'s) and makes the same
 span: name ``run/<task>`` (``process <queue>`` under ``OTEL_SEMCONV_STABILITY_OPT_IN=messaging``),
 kind CONSUMER, the stock instrumentation's scope, the stock ``celery.*`` attributes with their
 values, a failure's exception event and error status, a retry's ``celery.retry.reason``. It
@@ -49,13 +50,13 @@ from project.telemetry.spans import start_consumer_span
 if TYPE_CHECKING:
     from project.telemetry.hooks import TaskTelemetry
 
-__all__ = ["STOCK_SCOPE", "ConsumerTracing"]
+__all__ = ["STOCK_SCHEMA", "STOCK_SCOPE", "ConsumerTracing"]
 
 logger = logging.getLogger(__name__)
 
 #: The instrumentation scope of the stock spans, kept so queries by scope still find them.
 STOCK_SCOPE = "opentelemetry.instrumentation.celery"
-_STOCK_SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
+STOCK_SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
 _STOCK_RECEIVERS = (
     (signals.task_prerun, "_trace_prerun"),
     (signals.task_postrun, "_trace_postrun"),
@@ -98,7 +99,7 @@ class ConsumerTracing:
         self._omit = OLD_ATTRIBUTES if rename else frozenset()
         self._tracer: Tracer | None = None
         if tracer_provider is not None:
-            tracer = tracer_provider.get_tracer(STOCK_SCOPE, __version__, schema_url=_STOCK_SCHEMA)
+            tracer = tracer_provider.get_tracer(STOCK_SCOPE, __version__, schema_url=STOCK_SCHEMA)
             self._tracer = tracer if isinstance(tracer, Tracer) else None
         # task id -> (span, context token) while the attempt runs on this process
         self._running: dict[str, tuple[trace.Span, Token[Context]]] = {}

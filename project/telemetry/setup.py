@@ -1,8 +1,9 @@
 """Telemetry set-up for one process: providers, exporters and the stock Celery instrumentation.
 
 ``setup_telemetry(role)`` configures this process's providers, exporters and instrumentation
-(the stock Celery instrumentation's producer side, the kit's attempt spans of
-:class:`~project.telemetry.consumer.ConsumerTracing`, and
+(the stock Celery instrumentation, whose receivers the kit replaces with its own when it
+exports: the publish spans of :class:`~project.telemetry.producer.ProducerTracing`, the attempt
+spans of :class:`~project.telemetry.consumer.ConsumerTracing`, and
 :class:`~project.telemetry.hooks.TaskTelemetry`). Celery
 processes call it themselves through the :class:`~project.telemetry.middleware.Telemetry`
 middleware of the kit's app: each prefork child after ``fork`` and beat at start-up, and they
@@ -26,6 +27,7 @@ from project.telemetry.consumer import ConsumerTracing
 from project.telemetry.hooks import TaskTelemetry
 from project.telemetry.messaging import MessagingMetrics, OperationDurationProcessor
 from project.telemetry.metrics import TaskMetrics, register_worker_gauges
+from project.telemetry.producer import ProducerTracing
 from project.telemetry.providers import Providers, create_providers
 from project.telemetry.settings import SEMCONV_NEW, load_telemetry_settings
 
@@ -50,6 +52,7 @@ class _ProcessTelemetry:
     consumer: ConsumerTracing
     flush_timeout: float
     log_handler: logging.Handler | None = None
+    producer: ProducerTracing | None = None  # None: the stock publish receivers stay
 
 
 _state: _ProcessTelemetry | None = None
@@ -71,6 +74,8 @@ def setup_telemetry(
         if _state.pid == os.getpid():
             return _state.providers
         _state.consumer.uninstrument()  # inherited through fork: this process makes its own
+        if _state.producer is not None:
+            _state.producer.uninstrument()
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     providers = create_providers(settings, role, worker, snapshot_dir)
@@ -100,9 +105,11 @@ def setup_telemetry(
     metrics = TaskMetrics(meter, providers.histograms)
     hooks = TaskTelemetry(metrics, messaging, rename=rename)
     # The kit makes each attempt's span itself, and records the attempt's metrics as the span
-    # starts and ends; the stock instrumentation keeps the producer side.
+    # starts and ends; and each publish's span.
     consumer = ConsumerTracing(instrumentor, providers.tracer_provider, rename, hooks)
     consumer.instrument()
+    producer = ProducerTracing(instrumentor, providers.tracer_provider)
+    producer.instrument()
     from project.lifecycle import celery_hooks
 
     # After the stock instrumentation's receiver: its span is current in before_publish.
@@ -116,7 +123,7 @@ def setup_telemetry(
         handler = KitLoggingHandler(providers.logger_provider)
         logging.getLogger().addHandler(handler)
     _state = _ProcessTelemetry(
-        os.getpid(), providers, hooks, consumer, settings.flush_timeout, handler
+        os.getpid(), providers, hooks, consumer, settings.flush_timeout, handler, producer
     )
     return providers
 
@@ -128,6 +135,8 @@ def shutdown_telemetry() -> None:
     if state is None or state.pid != os.getpid():
         return
     state.consumer.uninstrument()
+    if state.producer is not None:
+        state.producer.uninstrument()
     if state.providers is None:
         return
     if state.log_handler is not None:

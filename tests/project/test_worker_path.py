@@ -53,7 +53,7 @@ class _EventTap:
 
     def __init__(self, url: str) -> None:
         self.messages: list[list[dict[str, Any]]] = []
-        self._pubsub = redis_py.Redis.from_url(url).pubsub(  # type: ignore[no-untyped-call]
+        self._pubsub = redis_py.Redis.from_url(url).pubsub(  # type: ignore[no-untyped-call,unused-ignore]
             ignore_subscribe_messages=True
         )
         self._pubsub.psubscribe("*celeryev/task.*")
