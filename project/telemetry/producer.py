@@ -16,7 +16,11 @@ worked out once per combination, with the stock helper itself), current while th
 published (the kit's own publish hook adds the messaging attributes to it, and a receiver
 connected after it sees it, as with the stock receivers), its context injected into the
 message's headers. Unlike the stock receivers it also ends the span of a task its registry
-does not know (a ``send_task`` by name), which the stock ``after_task_publish`` left open.
+does not know (a ``send_task`` by name), which the stock ``after_task_publish`` left open, and
+a publish made again after a lost round trip (the same task id, the same thread) has one span
+and leaves the caller's context as it found it, where the stock receivers left the first
+attempt's span current. A publish that raises to its caller still leaves its span unended
+and current, as the stock receivers do: Celery sends no signal for it.
 ``instrument``/``uninstrument`` are symmetric: the stock receivers come back on uninstrument.
 """
 
@@ -133,6 +137,12 @@ class ProducerTracing:
         task_id = _task_id(headers, body)
         if task_id is None:
             return
+        abandoned = self._open.pop((threading.get_ident(), str(task_id)), None)
+        if abandoned is not None:
+            # This thread's publish of the same task never ended: its round trip failed and it
+            # is being made again (the direct path falls back to Celery's). One message, one
+            # span: the first is dropped unended (never exported), the caller's context back.
+            context_api.detach(abandoned[1])
         try:
             self._start(str(sender or "unknown"), task_id, exchange, routing_key, declare, rest)
         except Exception:

@@ -12,14 +12,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from project import app
+from project.broker.publish import Publishing
 from project.lifecycle import celery_hooks
 from project.telemetry.producer import ProducerTracing
 from tests.support.tasks import add
@@ -136,3 +139,34 @@ def test_uninstrument_brings_the_stock_receivers_back(
     assert producer._before not in receivers
     add.apply_async((1, 2), task_id="id-after")
     assert [s.name for s in exporter.get_finished_spans()] == ["apply_async/tests.add"]
+
+
+def test_a_publish_made_again_after_a_lost_round_trip_has_one_span_and_restores_the_callers(
+    redis: Any,
+    provider: tuple[TracerProvider, InMemorySpanExporter, CeleryInstrumentor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The direct path's round trip fails, Celery's path publishes the same task again: the
+    publish signals fire twice for one message."""
+
+    def lost(self: Any, *args: Any) -> None:
+        raise RedisConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(Publishing, "publish_plain", lost)
+    tracer_provider, exporter, instrumentor = provider
+    producer = ProducerTracing(instrumentor, tracer_provider)
+    producer.instrument()
+    celery_hooks.move_publish_receiver_last()
+    try:
+        with tracer_provider.get_tracer("web").start_as_current_span(CALLER) as caller:
+            add.apply_async((1, 2), task_id="id-again")
+            assert trace.get_current_span() is caller
+    finally:
+        producer.uninstrument()
+        celery_hooks.move_publish_receiver_last()
+
+    (sent,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    assert sent.parent is not None and sent.parent.span_id == caller.get_span_context().span_id
+    traceparent = _published(redis, "id-again")["headers"]["traceparent"]
+    assert traceparent.split("-")[2] == f"{sent.context.span_id:016x}"
+    assert not producer._open
