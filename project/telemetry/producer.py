@@ -17,10 +17,14 @@ published (the kit's own publish hook adds the messaging attributes to it, and a
 connected after it sees it, as with the stock receivers), its context injected into the
 message's headers. Unlike the stock receivers it also ends the span of a task its registry
 does not know (a ``send_task`` by name), which the stock ``after_task_publish`` left open, and
-a publish made again after a lost round trip (the same task id, the same thread) has one span
-and leaves the caller's context as it found it, where the stock receivers left the first
-attempt's span current. A publish that raises to its caller still leaves its span unended
-and current, as the stock receivers do: Celery sends no signal for it.
+it closes a publish that never got its ``after_task_publish``, which the stock receivers left
+open and current for good (and kept, one per failed publish: a Redis outage grew them without
+bound): a publish made again after a lost round trip (the same task, the same thread) has one
+span and leaves the caller's context as it found it; one that raised to its caller (Celery
+sends no signal for that) is ended with an error status when its thread next publishes, so
+one publish per thread is open at a time. Until then its span stays current, as with the
+stock receivers. (A task published from inside a ``before_task_publish`` receiver would end
+the outer publish's span early; nothing does that.)
 ``instrument``/``uninstrument`` are symmetric: the stock receivers come back on uninstrument.
 """
 
@@ -36,7 +40,7 @@ from celery import signals
 from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from project.telemetry.consumer import STOCK_SCHEMA, STOCK_SCOPE
 
@@ -87,8 +91,8 @@ class ProducerTracing:
 
         self.instrumentor = instrumentor
         self._tracer = tracer_provider.get_tracer(STOCK_SCOPE, __version__, schema_url=STOCK_SCHEMA)
-        # (thread, task id) -> (span, context token) between the two signals of one publish
-        self._open: dict[tuple[int, str], tuple[trace.Span, Token[Context]]] = {}
+        # thread -> (task id, span, context token) between the two signals of its publish
+        self._open: dict[int, tuple[str, trace.Span, Token[Context]]] = {}
         # (exchange, routing key, declared exchange types) -> the attributes they give
         self._from_arguments: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._instrumented = False
@@ -137,12 +141,9 @@ class ProducerTracing:
         task_id = _task_id(headers, body)
         if task_id is None:
             return
-        abandoned = self._open.pop((threading.get_ident(), str(task_id)), None)
+        abandoned = self._open.pop(threading.get_ident(), None)
         if abandoned is not None:
-            # This thread's publish of the same task never ended: its round trip failed and it
-            # is being made again (the direct path falls back to Celery's). One message, one
-            # span: the first is dropped unended (never exported), the caller's context back.
-            context_api.detach(abandoned[1])
+            _abandon(*abandoned, again=abandoned[0] == str(task_id))
         try:
             self._start(str(sender or "unknown"), task_id, exchange, routing_key, declare, rest)
         except Exception:
@@ -166,7 +167,7 @@ class ProducerTracing:
             f"apply_async/{name}", kind=SpanKind.PRODUCER, attributes=attributes
         )
         token = context_api.attach(trace.set_span_in_context(span))
-        self._open[(threading.get_ident(), str(task_id))] = (span, token)
+        self._open[threading.get_ident()] = (str(task_id), span, token)
 
     def _argument_attributes(
         self, exchange: Any, routing_key: Any, declare: Any, rest: Mapping[str, Any]
@@ -195,14 +196,30 @@ class ProducerTracing:
         task_id = _task_id(headers, body)
         if task_id is None:
             return
-        entry = self._open.pop((threading.get_ident(), str(task_id)), None)
-        if entry is None:
+        thread = threading.get_ident()
+        entry = self._open.get(thread)
+        if entry is None or entry[0] != str(task_id):
             return
-        span, token = entry
+        del self._open[thread]
+        span, token = entry[1], entry[2]
         try:
             context_api.detach(token)
         finally:
             span.end()
+
+
+def _abandon(task_id: str, span: trace.Span, token: Token[Context], *, again: bool) -> None:
+    """A publish of this thread that got no ``after_task_publish``, found as the thread's next
+    publish begins. ``again``: the same task is being published again, after a lost round trip
+    (the direct path falls back to Celery's): one message, one span, so the first is dropped
+    unended (never exported). Otherwise the publish raised to its caller: its span ends with
+    an error status. Either way its context stops being current, unless the caller's own scope
+    (a web request's, say) already put its own back."""
+    if trace.get_current_span() is span:
+        context_api.detach(token)
+    if not again:
+        span.set_status(Status(StatusCode.ERROR, "publish did not complete"))
+        span.end()
 
 
 def _task_id(headers: Any, body: Any) -> Any:

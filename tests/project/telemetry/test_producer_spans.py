@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from project import app
@@ -169,4 +169,41 @@ def test_a_publish_made_again_after_a_lost_round_trip_has_one_span_and_restores_
     assert sent.parent is not None and sent.parent.span_id == caller.get_span_context().span_id
     traceparent = _published(redis, "id-again")["headers"]["traceparent"]
     assert traceparent.split("-")[2] == f"{sent.context.span_id:016x}"
+    assert not producer._open
+
+
+def test_a_publish_that_raised_is_ended_as_an_error_when_its_thread_publishes_again(
+    redis: Any,
+    provider: tuple[TracerProvider, InMemorySpanExporter, CeleryInstrumentor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: Any, *args: Any) -> None:
+        raise RuntimeError("not a connection error: raised to the caller")
+
+    tracer_provider, exporter, instrumentor = provider
+    producer = ProducerTracing(instrumentor, tracer_provider)
+    producer.instrument()
+    celery_hooks.move_publish_receiver_last()
+    try:
+        with tracer_provider.get_tracer("web").start_as_current_span(CALLER) as caller:
+            with monkeypatch.context() as patch:
+                patch.setattr(Publishing, "publish_plain", broken)
+                with pytest.raises(RuntimeError):
+                    add.apply_async((1, 2), task_id="id-raised")
+            add.apply_async((1, 2), task_id="id-next")
+            assert trace.get_current_span() is caller
+    finally:
+        producer.uninstrument()
+        celery_hooks.move_publish_receiver_last()
+
+    spans = {
+        s.attributes["messaging.message.id"]: s
+        for s in exporter.get_finished_spans()
+        if s.kind == SpanKind.PRODUCER and s.attributes
+    }
+    assert set(spans) == {"id-raised", "id-next"}
+    assert spans["id-raised"].status.status_code is StatusCode.ERROR
+    assert spans["id-next"].status.status_code is StatusCode.UNSET
+    for span in spans.values():
+        assert span.parent is not None and span.parent.span_id == caller.get_span_context().span_id
     assert not producer._open
