@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
@@ -60,6 +61,22 @@ def _published(redis: Any, task_id: str) -> dict[str, Any]:
     raise AssertionError(f"{task_id} was not published")
 
 
+@contextmanager
+def _kit_receivers(
+    provider: tuple[TracerProvider, InMemorySpanExporter, CeleryInstrumentor],
+) -> Iterator[ProducerTracing]:
+    """The kit's publish receivers in place of the stock ones, for the block."""
+    tracer_provider, _, instrumentor = provider
+    producer = ProducerTracing(instrumentor, tracer_provider)
+    producer.instrument()
+    celery_hooks.move_publish_receiver_last()
+    try:
+        yield producer
+    finally:
+        producer.uninstrument()
+        celery_hooks.move_publish_receiver_last()
+
+
 def _publish(
     kit: bool,
     provider: tuple[TracerProvider, InMemorySpanExporter, CeleryInstrumentor],
@@ -67,18 +84,13 @@ def _publish(
     task_id: str,
 ) -> tuple[ReadableSpan, ReadableSpan]:
     """(the publish's span, the caller's span)."""
-    tracer_provider, exporter, instrumentor = provider
+    tracer_provider, exporter, _ = provider
     exporter.clear()
-    producer = ProducerTracing(instrumentor, tracer_provider)
-    if kit:
-        producer.instrument()
-        celery_hooks.move_publish_receiver_last()
-    try:
-        with tracer_provider.get_tracer("web").start_as_current_span(CALLER):
-            publish(task_id)
-    finally:
-        producer.uninstrument()
-        celery_hooks.move_publish_receiver_last()
+    with (
+        _kit_receivers(provider) if kit else nullcontext(),
+        tracer_provider.get_tracer("web").start_as_current_span(CALLER),
+    ):
+        publish(task_id)
     spans = exporter.get_finished_spans()
     (sent,) = [s for s in spans if s.kind == SpanKind.PRODUCER]
     (caller,) = [s for s in spans if s.name == CALLER]
@@ -153,17 +165,13 @@ def test_a_publish_made_again_after_a_lost_round_trip_has_one_span_and_restores_
         raise RedisConnectionError("Connection reset by peer")
 
     monkeypatch.setattr(Publishing, "publish_plain", lost)
-    tracer_provider, exporter, instrumentor = provider
-    producer = ProducerTracing(instrumentor, tracer_provider)
-    producer.instrument()
-    celery_hooks.move_publish_receiver_last()
-    try:
-        with tracer_provider.get_tracer("web").start_as_current_span(CALLER) as caller:
-            add.apply_async((1, 2), task_id="id-again")
-            assert trace.get_current_span() is caller
-    finally:
-        producer.uninstrument()
-        celery_hooks.move_publish_receiver_last()
+    tracer_provider, exporter, _ = provider
+    with (
+        _kit_receivers(provider) as producer,
+        tracer_provider.get_tracer("web").start_as_current_span(CALLER) as caller,
+    ):
+        add.apply_async((1, 2), task_id="id-again")
+        assert trace.get_current_span() is caller
 
     (sent,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.PRODUCER]
     assert sent.parent is not None and sent.parent.span_id == caller.get_span_context().span_id
@@ -180,21 +188,17 @@ def test_a_publish_that_raised_is_ended_as_an_error_when_its_thread_publishes_ag
     def broken(self: Any, *args: Any) -> None:
         raise RuntimeError("not a connection error: raised to the caller")
 
-    tracer_provider, exporter, instrumentor = provider
-    producer = ProducerTracing(instrumentor, tracer_provider)
-    producer.instrument()
-    celery_hooks.move_publish_receiver_last()
-    try:
-        with tracer_provider.get_tracer("web").start_as_current_span(CALLER) as caller:
-            with monkeypatch.context() as patch:
-                patch.setattr(Publishing, "publish_plain", broken)
-                with pytest.raises(RuntimeError):
-                    add.apply_async((1, 2), task_id="id-raised")
-            add.apply_async((1, 2), task_id="id-next")
-            assert trace.get_current_span() is caller
-    finally:
-        producer.uninstrument()
-        celery_hooks.move_publish_receiver_last()
+    tracer_provider, exporter, _ = provider
+    with (
+        _kit_receivers(provider) as producer,
+        tracer_provider.get_tracer("web").start_as_current_span(CALLER) as caller,
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(Publishing, "publish_plain", broken)
+            with pytest.raises(RuntimeError):
+                add.apply_async((1, 2), task_id="id-raised")
+        add.apply_async((1, 2), task_id="id-next")
+        assert trace.get_current_span() is caller
 
     spans = {
         s.attributes["messaging.message.id"]: s
