@@ -87,6 +87,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One message per process: a long task never holds others hostage in a local buffer.
         "worker_prefetch_multiplier": settings.broker.prefetch_multiplier,
         "worker_concurrency": settings.broker.concurrency or default_concurrency(),
+        # Celery's prefork pool, writing a task to an idle child as it arrives instead of on
+        # the event loop's next turn (named, not imported: a producer never loads it).
+        "worker_pool": "project.lifecycle.prefork:TaskPool",
         # Reconnect at start-up and after outages, without giving up: orchestrators decide
         # through readiness probes, not a retry count that kills workers during a long outage.
         "broker_connection_retry_on_startup": True,

@@ -122,9 +122,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         return
     _worker_kit = kit_of(app)
     _worker_kit.pipeline.worker_init(sender)
-    pool = getattr(sender, "pool_cls", None)
     # Prefork children run tasks (process_init after fork); other pools run them here.
-    if "prefork" not in getattr(pool, "__module__", str(pool)):
+    if not _is_prefork(sender):
         _worker_kit.pipeline.process_init()
 
 
@@ -169,8 +168,13 @@ def _on_task_failure(
 
 
 def _is_prefork(worker: Any) -> bool:
+    """Whether the worker's pool forks children (Celery's prefork pool, or the kit's)."""
     pool = getattr(worker, "pool_cls", None)
-    return "prefork" in getattr(pool, "__module__", str(pool))
+    if isinstance(pool, type):
+        from celery.concurrency.prefork import TaskPool
+
+        return issubclass(pool, TaskPool)
+    return "prefork" in str(pool)
 
 
 def connect() -> None:
