@@ -93,9 +93,10 @@ class _Child:
 
     def _pump(self, out: IO[str]) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            out.write(f"[{self.name}] {line}")
-            out.flush()
+        with self.process.stdout:  # closed at the end of the child's output
+            for line in self.process.stdout:
+                out.write(f"[{self.name}] {line}")
+                out.flush()
 
     def stop(self, *steps: tuple[signal.Signals, float]) -> int:
         """Send each signal in turn, waiting its time for an exit; SIGKILL the group last."""
