@@ -38,13 +38,11 @@ class AsynPool(asynpool.AsynPool):  # type: ignore[misc]
         queue: Callable[[Any], None] = self._quick_put  # type: ignore[has-type]
         schedule: Callable[[list[int]], None] = hub.consolidate_callback
         inqueues: set[int] = self._all_inqueues
-        writing: set[int] = self._active_writes
 
         def send_job(message: Any) -> None:
             queue(message)
-            ready = [fd for fd in inqueues if fd not in writing]
-            if ready:
-                schedule(ready)
+            if inqueues:  # schedule_writes skips a pipe being written to, and a busy child
+                schedule(list(inqueues))
 
         self._quick_put = send_job
 

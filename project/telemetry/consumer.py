@@ -46,23 +46,21 @@ from project.telemetry.attempts import REQUEST_KEYS, own_attributes, profile_for
 from project.telemetry.contexts import extract_parent, own_context, plain_parent
 from project.telemetry.messaging import OLD_ATTRIBUTES, consumer_group, queue_in
 from project.telemetry.spans import start_consumer_span
+from project.telemetry.stock import (
+    STOCK_SCHEMA,
+    STOCK_SCOPE,
+    Receivers,
+    replace_stock,
+    restore_stock,
+)
 
 if TYPE_CHECKING:
     from project.telemetry.hooks import TaskTelemetry
 
-__all__ = ["STOCK_SCHEMA", "STOCK_SCOPE", "ConsumerTracing"]
+__all__ = ["ConsumerTracing"]
 
 logger = logging.getLogger(__name__)
 
-#: The instrumentation scope of the stock spans, kept so queries by scope still find them.
-STOCK_SCOPE = "opentelemetry.instrumentation.celery"
-STOCK_SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
-_STOCK_RECEIVERS = (
-    (signals.task_prerun, "_trace_prerun"),
-    (signals.task_postrun, "_trace_postrun"),
-    (signals.task_failure, "_trace_failure"),
-    (signals.task_retry, "_trace_retry"),
-)
 #: The signals Celery's tracer sends for every attempt. Celery's ``Signal.send`` works out
 #: its live receivers on every call (a lock, the sender's id, a new list) unless the signal
 #: caches them per sender, which its own signals do not ask for; the kit turns that on while
@@ -116,12 +114,7 @@ class ConsumerTracing:
         """Take the stock consumer receivers out and connect the kit's (idempotent)."""
         if self._instrumented:
             return
-        for signal, name in _STOCK_RECEIVERS:
-            signal.disconnect(getattr(self.instrumentor, name))
-        signals.task_prerun.connect(self._prerun, weak=False)
-        signals.task_postrun.connect(self._postrun, weak=False)
-        signals.task_failure.connect(self._failure, weak=False)
-        signals.task_retry.connect(self._retry, weak=False)
+        replace_stock(self.instrumentor, self._receivers())
         for signal in _PER_ATTEMPT:
             if not signal.use_caching:
                 signal.sender_receivers_cache.clear()
@@ -134,19 +127,21 @@ class ConsumerTracing:
         instrumentation is still on."""
         if not self._instrumented:
             return
-        signals.task_prerun.disconnect(self._prerun)
-        signals.task_postrun.disconnect(self._postrun)
-        signals.task_failure.disconnect(self._failure)
-        signals.task_retry.disconnect(self._retry)
+        restore_stock(self.instrumentor, self._receivers())
         for signal in self._cached:
             signal.use_caching = False
             signal.sender_receivers_cache.clear()  # no sender held any longer
         self._cached.clear()
-        if getattr(self.instrumentor, "is_instrumented_by_opentelemetry", False):
-            for signal, name in _STOCK_RECEIVERS:
-                signal.connect(getattr(self.instrumentor, name), weak=False)
         self._running.clear()
         self._instrumented = False
+
+    def _receivers(self) -> Receivers:
+        return (
+            (signals.task_prerun, "_trace_prerun", self._prerun),
+            (signals.task_postrun, "_trace_postrun", self._postrun),
+            (signals.task_failure, "_trace_failure", self._failure),
+            (signals.task_retry, "_trace_retry", self._retry),
+        )
 
     # -- receivers (a receiver that raised would fail nothing, but log; none should) ---------
 

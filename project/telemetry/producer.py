@@ -42,16 +42,18 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from project.telemetry.consumer import STOCK_SCHEMA, STOCK_SCOPE
+from project.telemetry.stock import (
+    STOCK_SCHEMA,
+    STOCK_SCOPE,
+    Receivers,
+    replace_stock,
+    restore_stock,
+)
 
 __all__ = ["ProducerTracing"]
 
 logger = logging.getLogger(__name__)
 
-_STOCK_RECEIVERS = (
-    (signals.before_task_publish, "_trace_before_publish"),
-    (signals.after_task_publish, "_trace_after_publish"),
-)
 #: What the stock receiver sets first (``celery.action``, ``messaging.message.id``,
 #: ``celery.task_name``) comes before the attributes of the signal's arguments, as there.
 _ACTION = "celery.action"
@@ -70,6 +72,15 @@ class _Collector:
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
+
+
+def _stock_attributes(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What the stock helper sets on a span from the signal's arguments ``context``."""
+    from opentelemetry.instrumentation.celery import utils
+
+    collector = _Collector()
+    utils.set_attributes_from_context(collector, context)  # type: ignore[arg-type]
+    return collector.attributes
 
 
 def _declared(declare: Any) -> tuple[str, ...] | None:
@@ -104,10 +115,7 @@ class ProducerTracing:
         own publish receiver must come after it: ``celery_hooks.move_publish_receiver_last``."""
         if self._instrumented:
             return
-        for signal, name in _STOCK_RECEIVERS:
-            signal.disconnect(getattr(self.instrumentor, name))
-        signals.before_task_publish.connect(self._before, weak=False)
-        signals.after_task_publish.connect(self._after, weak=False)
+        replace_stock(self.instrumentor, self._receivers())
         self._instrumented = True
 
     def uninstrument(self) -> None:
@@ -115,13 +123,15 @@ class ProducerTracing:
         instrumentation is still on."""
         if not self._instrumented:
             return
-        signals.before_task_publish.disconnect(self._before)
-        signals.after_task_publish.disconnect(self._after)
-        if getattr(self.instrumentor, "is_instrumented_by_opentelemetry", False):
-            for signal, name in _STOCK_RECEIVERS:
-                signal.connect(getattr(self.instrumentor, name), weak=False)
+        restore_stock(self.instrumentor, self._receivers())
         self._open.clear()
         self._instrumented = False
+
+    def _receivers(self) -> Receivers:
+        return (
+            (signals.before_task_publish, "_trace_before_publish", self._before),
+            (signals.after_task_publish, "_trace_after_publish", self._after),
+        )
 
     # -- receivers (a receiver that raised would fail nothing, but log; none should) ---------
 
@@ -141,14 +151,18 @@ class ProducerTracing:
         task_id = _task_id(headers, body)
         if task_id is None:
             return
-        abandoned = self._open.pop(threading.get_ident(), None)
+        thread, key = threading.get_ident(), str(task_id)
+        abandoned = self._open.pop(thread, None)
         if abandoned is not None:
-            _abandon(*abandoned, again=abandoned[0] == str(task_id))
+            _abandon(abandoned[1], abandoned[2], again=abandoned[0] == key)
         try:
-            self._start(str(sender or "unknown"), task_id, exchange, routing_key, declare, rest)
+            span, token = self._start(
+                str(sender or "unknown"), task_id, exchange, routing_key, declare, rest
+            )
         except Exception:
             logger.debug("publish span not started", exc_info=True)
             return
+        self._open[thread] = (key, span, token)
         if headers:
             propagate.inject(headers)
 
@@ -160,34 +174,28 @@ class ProducerTracing:
         routing_key: Any,
         declare: Any,
         rest: Mapping[str, Any],
-    ) -> None:
+    ) -> tuple[trace.Span, Token[Context]]:
+        """The publish's span, started and made current (and the token that undoes that)."""
         attributes = {_ACTION: "apply_async", _MESSAGE_ID: task_id, _TASK_NAME: name}
         attributes.update(self._argument_attributes(exchange, routing_key, declare, rest))
         span = self._tracer.start_span(
             f"apply_async/{name}", kind=SpanKind.PRODUCER, attributes=attributes
         )
-        token = context_api.attach(trace.set_span_in_context(span))
-        self._open[threading.get_ident()] = (str(task_id), span, token)
+        return span, context_api.attach(trace.set_span_in_context(span))
 
     def _argument_attributes(
         self, exchange: Any, routing_key: Any, declare: Any, rest: Mapping[str, Any]
     ) -> dict[str, Any]:
         """What the stock helper sets from the signal's arguments: for Celery's own arguments,
         a function of the exchange, the routing key and the declared queues' exchange types."""
-        from opentelemetry.instrumentation.celery import utils
-
         arguments = {"exchange": exchange, "routing_key": routing_key, "declare": declare}
         types = _declared(declare)
         if rest or types is None or not isinstance(exchange, str | None):
-            collector = _Collector()
-            utils.set_attributes_from_context(collector, {**arguments, **rest})  # type: ignore[arg-type]
-            return collector.attributes
+            return _stock_attributes({**arguments, **rest})
         key = (exchange, routing_key, types)
         found = self._from_arguments.get(key)
         if found is None:
-            collector = _Collector()
-            utils.set_attributes_from_context(collector, arguments)  # type: ignore[arg-type]
-            found = collector.attributes
+            found = _stock_attributes(arguments)
             if len(self._from_arguments) < 1024:  # a handful of queues in practice
                 self._from_arguments[key] = found
         return found
@@ -208,7 +216,7 @@ class ProducerTracing:
             span.end()
 
 
-def _abandon(task_id: str, span: trace.Span, token: Token[Context], *, again: bool) -> None:
+def _abandon(span: trace.Span, token: Token[Context], *, again: bool) -> None:
     """A publish of this thread that got no ``after_task_publish``, found as the thread's next
     publish begins. ``again``: the same task is being published again, after a lost round trip
     (the direct path falls back to Celery's): one message, one span, so the first is dropped

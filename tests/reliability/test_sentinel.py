@@ -94,7 +94,7 @@ def test_a_primary_failover_while_tasks_flow(
         sent = list(accepted)
         counts = client.mget([f"test:count:{k}" for k in sent])
         behind = [k for k, count in zip(sent, counts, strict=True) if not count]
-        unfinished_from = _index(behind[0]) if behind else len(accepted)
+        unfinished_from = _index(behind[0]) if behind else len(sent)
         old_port = setup.primary.port
         setup.primary.kill()  # mid-flow, with no chance to flush or hand over
         killed_at = len(accepted)
